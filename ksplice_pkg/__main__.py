@@ -1,0 +1,3 @@
+from ksplice_pkg.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Getting the target kernel's artifacts (image, headers, source) from a distribution."""

@@ -1,0 +1,256 @@
+"""Fetch a Debian kernel's image, headers and source from the apt archive and lay them out.
+
+apt does the downloading, so every .deb is checked against the archive's signed Release file; a
+.deb already in the cache is reused only when its SHA256 equals the one apt's lists give.
+The layout under `<cache>/kernels/<release>/`:
+
+    debs/            the downloaded packages
+    image/           the image package unpacked (boot/vmlinuz-*, lib/modules/<release>)
+    headers/         the flavour's headers package unpacked (Module.symvers)
+    src/linux-source-X.Y/   the Debian-patched source tree, never modified
+    target/          the target kernel's description, as `ksplice-pkg create --config` expects it:
+                     .config, Module.symvers, vmlinuz, kernel.release
+    artifacts.json   written last: its presence means the layout is complete
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from debian.deb822 import Packages
+
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.log import logger, step
+from ksplice_pkg.run import run, run_text
+
+DEFAULT_FLAVOUR = "cloud-amd64"
+# 6.1.0-56-cloud-amd64 (ABI 6.1.0-56) or 6.12.115+deb12-cloud-amd64 (ABI 6.12.115+deb12).
+_RELEASE_RE = re.compile(r"^(?P<abi>\d+\.\d+\.\d+(?:-\d+|\+deb\d+))-(?P<flavour>[a-z0-9-]+)$")
+_APT_HINT = "refresh the package lists with `apt-get update` (as root) and try again"
+
+
+@dataclass(frozen=True)
+class KernelArtifacts:
+    """A fetched distro kernel: where each piece lies in the cache."""
+
+    release: str  # uname -r of the target kernel, e.g. 6.1.0-56-cloud-amd64
+    version: str  # the Debian package version, e.g. 6.1.192-2
+    root: Path
+
+    @property
+    def source_tree(self) -> Path:
+        (tree,) = (self.root / "src").iterdir()
+        return tree
+
+    @property
+    def target_dir(self) -> Path:
+        return self.root / "target"
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.target_dir / "vmlinuz"
+
+    @property
+    def config(self) -> Path:
+        return self.target_dir / ".config"
+
+    @property
+    def symvers(self) -> Path:
+        return self.target_dir / "Module.symvers"
+
+    @property
+    def modules_dir(self) -> Path:
+        """lib/modules/<release> of the image package, with modules.dep generated."""
+        return self.root / "image" / "lib" / "modules" / self.release
+
+    @property
+    def kallsyms(self) -> Path:
+        """/proc/kallsyms of this kernel booted in the lab (see vm.capture_kallsyms)."""
+        return self.target_dir / "kallsyms"
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["root"] = str(self.root)
+        return json.dumps(d, indent=2) + "\n"
+
+    @classmethod
+    def load(cls, root: Path) -> KernelArtifacts | None:
+        stamp = root / "artifacts.json"
+        if not stamp.is_file():
+            return None
+        d = json.loads(stamp.read_text())
+        return cls(release=d["release"], version=d["version"], root=root)
+
+
+def _apt_record(package: str, version: str | None = None) -> Packages | None:
+    """The apt record of package (at version, else the candidate), or None if apt has none."""
+    spec = f"{package}={version}" if version else package
+    proc = run(["apt-cache", "show", "--no-all-versions", spec], check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    return Packages(proc.stdout.decode())
+
+
+def available_releases(flavour: str) -> list[str]:
+    """Kernel releases of this flavour that the apt sources offer, oldest first."""
+    names = run_text(["apt-cache", "pkgnames", "linux-image-"]).split()
+    pattern = re.compile(rf"^linux-image-(?P<release>[0-9][0-9A-Za-z.+~-]*-{re.escape(flavour)})$")
+    releases = [m["release"] for n in names if (m := pattern.match(n))]
+
+    def key(release: str) -> list[int]:
+        return [int(x) for x in re.findall(r"\d+", release)]
+
+    return sorted(releases, key=key)
+
+
+def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
+    """The kernel Debian installs for this flavour: what linux-image-<flavour> depends on."""
+    meta = _apt_record(f"linux-image-{flavour}")
+    if meta is None:
+        raise KspliceError(f"apt knows no package linux-image-{flavour}", hint=_APT_HINT)
+    for alternative in meta.relations["depends"]:
+        name = alternative[0]["name"]
+        if name.startswith("linux-image-") and name.endswith(flavour):
+            return str(name.removeprefix("linux-image-"))
+    raise KspliceError(f"linux-image-{flavour} depends on no kernel image package")
+
+
+def _not_found(what: str, release: str, flavour: str) -> KspliceError:
+    offered = available_releases(flavour)
+    listing = ", ".join(offered[-8:]) if offered else "none"
+    return KspliceError(
+        f"no {what} for kernel release {release} in the apt sources; "
+        f"{flavour} releases offered: {listing}",
+        hint=f"pick one of those, or {_APT_HINT}",
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(record: Packages, debs: Path) -> Path:
+    """The .deb of record in debs/, downloaded by apt unless a verified copy is already there."""
+    filename = Path(record["Filename"]).name
+    deb = debs / filename
+    if deb.is_file() and _sha256(deb) == record["SHA256"]:
+        logger.debug("reusing %s", deb)
+        return deb
+    debs.mkdir(parents=True, exist_ok=True)
+    # apt drops privileges to _apt for downloads, which cannot write into a root-owned cache.
+    run(
+        [
+            "apt-get",
+            "download",
+            "-o",
+            "APT::Sandbox::User=root",
+            f"{record['Package']}={record['Version']}",
+        ],
+        cwd=debs,
+    )
+    if not deb.is_file():
+        raise KspliceError(f"apt-get download did not produce {deb}")
+    return deb
+
+
+def _unpack_deb(deb: Path, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run(["dpkg-deb", "-x", deb, tmp])
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def _unpack_source(source_deb: Path, dest: Path) -> None:
+    """Unpack the linux-source tarball that the linux-source-X.Y package carries."""
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run(["dpkg-deb", "-x", source_deb, tmp / "deb"])
+    tarballs = sorted((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
+    if len(tarballs) != 1:
+        raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
+    run(["tar", "-C", tmp, "-xf", tarballs[0]])
+    shutil.rmtree(tmp / "deb")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
+    """Download and lay out the image, headers and source of a Debian kernel release."""
+    flavour = DEFAULT_FLAVOUR
+    if release is None:
+        release = default_release(flavour)
+    else:
+        m = _RELEASE_RE.match(release)
+        if not m:
+            raise KspliceError(
+                f"{release!r} is not a Debian kernel release",
+                hint="give one as `uname -r` prints it, e.g. the newest: "
+                + default_release(flavour),
+            )
+        flavour = m["flavour"]
+
+    root = cache / "kernels" / release
+    if (done := KernelArtifacts.load(root)) is not None:
+        logger.info("kernel %s (%s) is already in %s", release, done.version, root)
+        return done
+
+    image = _apt_record(f"linux-image-{release}")
+    if image is None:
+        raise _not_found("image package linux-image-" + release, release, flavour)
+    headers = _apt_record(f"linux-headers-{release}", image["Version"])
+    if headers is None:
+        raise _not_found(
+            f"headers package linux-headers-{release} at {image['Version']}", release, flavour
+        )
+    # The image comes from the signed source package; the headers' version is the linux version.
+    version = headers["Version"]
+    series = ".".join(version.split(".")[:2])
+    source_pkg = f"linux-source-{series}"
+    source = _apt_record(source_pkg, version)
+    if source is None:
+        raise KspliceError(
+            f"no {source_pkg} at version {version} (the source of {release}) in the apt sources",
+            hint=f"`apt-cache policy {source_pkg}` lists the versions offered; {_APT_HINT}",
+        )
+
+    debs = root / "debs"
+    with step(f"downloading kernel {release} ({version}): image, headers, source"):
+        image_deb = _download(image, debs)
+        headers_deb = _download(headers, debs)
+        source_deb = _download(source, debs)
+    with step("unpacking"):
+        _unpack_deb(image_deb, root / "image")
+        _unpack_deb(headers_deb, root / "headers")
+        _unpack_source(source_deb, root / "src")
+    _lay_out_target(root, release)
+    # The image package leaves modules.dep to its postinst; the lab needs it to load modules.
+    run(["depmod", "-b", root / "image", release])
+    artifacts = KernelArtifacts(release=release, version=version, root=root)
+    (root / "artifacts.json").write_text(artifacts.to_json())
+    return artifacts
+
+
+def _lay_out_target(root: Path, release: str) -> None:
+    target = root / "target"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    boot = root / "image" / "boot"
+    shutil.copy2(boot / f"config-{release}", target / ".config")
+    shutil.copy2(boot / f"vmlinuz-{release}", target / "vmlinuz")
+    symvers = root / "headers" / "usr" / "src" / f"linux-headers-{release}" / "Module.symvers"
+    if not symvers.is_file():
+        raise KspliceError(f"the headers package of {release} holds no Module.symvers")
+    shutil.copy2(symvers, target / "Module.symvers")
+    (target / "kernel.release").write_text(release + "\n")

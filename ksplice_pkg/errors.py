@@ -1,0 +1,39 @@
+"""The errors ksplice-pkg reports to its users.
+
+Every failure a user can cause or fix is a KspliceError: the CLI prints its message and hint and
+exits with its code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class KspliceError(Exception):
+    """A failure with a message for the user and, where possible, what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class CommandError(KspliceError):
+    """An external command failed; the message names it, its status and its output's tail."""
+
+    exit_code = 2
+
+
+class CommandTimeout(CommandError):
+    """An external command ran past its time limit and was killed."""
+
+
+class VmError(KspliceError):
+    """The lab VM did not run a script to its end: panic, oops, timeout or qemu failure."""
+
+    exit_code = 3

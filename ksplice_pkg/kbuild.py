@@ -1,0 +1,69 @@
+"""Driving the target kernel's own build system (kbuild).
+
+The source tree stays pristine: every build goes to an object directory (`make O=...`), so one
+unpacked tree serves any number of builds and is never edited by them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.log import step
+from ksplice_pkg.run import run
+
+_PREPARED_STAMP = ".ksplice-prepared"
+
+
+@dataclass(frozen=True)
+class PreparedTree:
+    """A kernel source tree with an object directory configured like the target kernel."""
+
+    source: Path
+    objdir: Path
+    release: str
+
+    def make_args(self, jobs: int) -> list[str]:
+        # KERNELRELEASE pins vermagic to the distro's uname -r: Debian's tree would otherwise
+        # compute its own (e.g. 6.1.192) and the target kernel would refuse the module.
+        return ["make", "-C", str(self.objdir), f"-j{jobs}", f"KERNELRELEASE={self.release}"]
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def prepare_tree(
+    source: Path, objdir: Path, config: Path, symvers: Path, release: str, jobs: int
+) -> PreparedTree:
+    """Configure objdir from the target's .config and build what external modules need."""
+    if not (source / "Makefile").is_file() or not (source / "Kconfig").is_file():
+        raise KspliceError(f"{source} is not a kernel source tree (no Makefile and Kconfig)")
+    tree = PreparedTree(source=source, objdir=objdir, release=release)
+    stamp = objdir / _PREPARED_STAMP
+    wanted = f"{release}\n{config.read_text()}"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return tree
+    objdir.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    shutil.copy2(config, objdir / ".config")
+    with step(f"preparing {objdir} for {release}"):
+        base = ["make", "-C", str(source), f"O={objdir}", f"KERNELRELEASE={release}"]
+        run([*base, "olddefconfig"])
+        run([*base, f"-j{jobs}", "modules_prepare"])
+    # modpost resolves the exported symbols (and their CRCs) of the distro kernel from here.
+    shutil.copy2(symvers, objdir / "Module.symvers")
+    stamp.write_text(wanted)
+    return tree
+
+
+def build_external_module(tree: PreparedTree, moddir: Path, jobs: int) -> list[Path]:
+    """Build the out-of-tree module(s) in moddir (a Kbuild/Makefile there) against tree."""
+    run([*tree.make_args(jobs), f"M={moddir}", "modules"])
+    modules = sorted(moddir.glob("*.ko"))
+    if not modules:
+        raise KspliceError(f"building {moddir} produced no .ko")
+    return modules
