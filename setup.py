@@ -1,12 +1,14 @@
 """Build entry of ksplice-pkg: rebootless kernel updates shipped as distro packages."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="ksplice-pkg",
     version="0.1.0",
     description="Build, ship and apply rebootless kernel updates (livepatch modules) as packages",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="GPL-2.0-only",
     python_requires=">=3.11",

@@ -9,8 +9,8 @@ import click
 
 from ksplice_pkg import __version__
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.log import logger, setup_logging
-from ksplice_pkg.paths import cache_dir
+from ksplice_pkg.log import setup_logging
+from ksplice_pkg.paths import cache_dir as default_cache_dir
 
 
 class _Group(click.Group):
@@ -30,7 +30,7 @@ _cache_option = click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where downloads and builds are kept (default: $KSPLICE_PKG_CACHE or ~/.cache/ksplice-pkg).",
+    help="Downloads and builds (default: $KSPLICE_PKG_CACHE, else ~/.cache/ksplice-pkg).",
 )
 
 
@@ -46,15 +46,24 @@ def main(verbose: int, debug: bool) -> None:
 @main.command()
 @click.argument("release", required=False)
 @_cache_option
-def fetch(release: str | None, **kw: object) -> None:
+@click.option(
+    "--kallsyms",
+    is_flag=True,
+    help="Also boot the kernel in qemu and save its /proc/kallsyms (the real symbol map).",
+)
+def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
     """Download a Debian kernel's image, headers and source (default: Debian's current one).
 
     RELEASE is the kernel release as `uname -r` prints it, e.g. 6.1.0-56-cloud-amd64.
+    The last line printed is the directory holding it all.
     """
     from ksplice_pkg.distro.debian import fetch as do_fetch
 
-    cache = _cache(kw)
-    artifacts = do_fetch(cache, release)
+    artifacts = do_fetch(cache_dir or default_cache_dir(), release)
+    if kallsyms and not artifacts.kallsyms.is_file():
+        from ksplice_pkg.vm.capture import capture_kallsyms
+
+        capture_kallsyms(artifacts)
     click.echo(f"release:  {artifacts.release} ({artifacts.version})")
     click.echo(f"source:   {artifacts.source_tree}")
     click.echo(f"target:   {artifacts.target_dir}")
@@ -65,16 +74,11 @@ def fetch(release: str | None, **kw: object) -> None:
 @click.argument("release", required=False)
 @_cache_option
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
-def demo(release: str | None, jobs: int | None, **kw: object) -> None:
+def demo(release: str | None, jobs: int | None, cache_dir: Path | None) -> None:
     """Prove the lab: load the kernel's sample livepatch into the real distro kernel in qemu."""
     from ksplice_pkg.demo import run_demo
 
-    run_demo(_cache(kw), release, jobs)
-
-
-def _cache(kw: dict[str, object]) -> Path:
-    value = kw.get("cache_dir")
-    return value if isinstance(value, Path) else cache_dir()
+    run_demo(cache_dir or default_cache_dir(), release, jobs)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ def prepared_tree(artifacts: KernelArtifacts, jobs: int | None = None) -> Prepar
     return prepare_tree(
         artifacts.source_tree,
         artifacts.root / "obj",
-        artifacts.config,
-        artifacts.symvers,
-        artifacts.release,
-        jobs or default_jobs(),
+        config=artifacts.config,
+        symvers=artifacts.symvers,
+        release=artifacts.release,
+        jobs=jobs or default_jobs(),
     )
 
 

@@ -29,7 +29,7 @@ class CommandError(KspliceError):
     exit_code = 2
 
 
-class CommandTimeout(CommandError):
+class CommandTimeoutError(CommandError):
     """An external command ran past its time limit and was killed."""
 
 

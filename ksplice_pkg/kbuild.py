@@ -37,7 +37,7 @@ def default_jobs() -> int:
 
 
 def prepare_tree(
-    source: Path, objdir: Path, config: Path, symvers: Path, release: str, jobs: int
+    source: Path, objdir: Path, *, config: Path, symvers: Path, release: str, jobs: int
 ) -> PreparedTree:
     """Configure objdir from the target's .config and build what external modules need."""
     if not (source / "Makefile").is_file() or not (source / "Kconfig").is_file():

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ksplice_pkg.errors import CommandError, CommandTimeout
+from ksplice_pkg.errors import CommandError, CommandTimeoutError
 from ksplice_pkg.log import logger
 
 StrPath = str | os.PathLike[str]
@@ -52,7 +52,7 @@ def run(
     *,
     cwd: StrPath | None = None,
     env: Mapping[str, str] | None = None,
-    input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: bytes | None = None,
     timeout: float | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
@@ -67,8 +67,7 @@ def run(
             env=clean_env(env),
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=timeout,
             check=False,
         )
@@ -79,7 +78,7 @@ def run(
         ) from e
     except subprocess.TimeoutExpired as e:
         out = (e.stderr or b"") + (e.stdout or b"")
-        raise CommandTimeout(
+        raise CommandTimeoutError(
             f"`{shlex.join(argv)}` did not finish within {timeout} s"
             + (f"; its output ended with:\n{_tail(out.decode(errors='replace'))}" if out else "")
         ) from e

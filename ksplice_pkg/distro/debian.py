@@ -99,13 +99,13 @@ def _apt_record(package: str, version: str | None = None) -> Packages | None:
 def available_releases(flavour: str) -> list[str]:
     """Kernel releases of this flavour that the apt sources offer, oldest first."""
     names = run_text(["apt-cache", "pkgnames", "linux-image-"]).split()
-    pattern = re.compile(rf"^linux-image-(?P<release>[0-9][0-9A-Za-z.+~-]*-{re.escape(flavour)})$")
-    releases = [m["release"] for n in names if (m := pattern.match(n))]
-
-    def key(release: str) -> list[int]:
-        return [int(x) for x in re.findall(r"\d+", release)]
-
-    return sorted(releases, key=key)
+    releases = [
+        release
+        for name in names
+        if (m := _RELEASE_RE.match(release := name.removeprefix("linux-image-")))
+        and m["flavour"] == flavour
+    ]
+    return sorted(releases, key=lambda r: [int(x) for x in re.findall(r"\d+", r)])
 
 
 def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
@@ -113,7 +113,7 @@ def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
     meta = _apt_record(f"linux-image-{flavour}")
     if meta is None:
         raise KspliceError(f"apt knows no package linux-image-{flavour}", hint=_APT_HINT)
-    for alternative in meta.relations["depends"]:
+    for alternative in meta.relations.get("depends") or []:
         name = alternative[0]["name"]
         if name.startswith("linux-image-") and name.endswith(flavour):
             return str(name.removeprefix("linux-image-"))
@@ -122,10 +122,14 @@ def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
 
 def _not_found(what: str, release: str, flavour: str) -> KspliceError:
     offered = available_releases(flavour)
-    listing = ", ".join(offered[-8:]) if offered else "none"
+    # Releases of the same series (6.1 for 6.1.0-56) first: the likeliest intended ones.
+    series = release.split(".")[:2]
+    same = [r for r in offered if r.split(".")[:2] == series]
+    shown = (same or offered)[-10:]
+    label = f"{'.'.join(series)} {flavour}" if same else flavour
     return KspliceError(
-        f"no {what} for kernel release {release} in the apt sources; "
-        f"{flavour} releases offered: {listing}",
+        f"no {what} in the apt sources; {label} releases offered: "
+        + (", ".join(shown) if shown else "none"),
         hint=f"pick one of those, or {_APT_HINT}",
     )
 
@@ -196,7 +200,7 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
         if not m:
             raise KspliceError(
                 f"{release!r} is not a Debian kernel release",
-                hint="give one as `uname -r` prints it, e.g. the newest: "
+                hint="give one as `uname -r` prints it, e.g. Debian's current one: "
                 + default_release(flavour),
             )
         flavour = m["flavour"]
@@ -208,12 +212,10 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
 
     image = _apt_record(f"linux-image-{release}")
     if image is None:
-        raise _not_found("image package linux-image-" + release, release, flavour)
+        raise _not_found(f"package linux-image-{release}", release, flavour)
     headers = _apt_record(f"linux-headers-{release}", image["Version"])
     if headers is None:
-        raise _not_found(
-            f"headers package linux-headers-{release} at {image['Version']}", release, flavour
-        )
+        raise _not_found(f"package linux-headers-{release} at {image['Version']}", release, flavour)
     # The image comes from the signed source package; the headers' version is the linux version.
     version = headers["Version"]
     series = ".".join(version.split(".")[:2])

@@ -130,12 +130,12 @@ def run_script(
             timeout=timeout,
         )
         if result.status is None:
-            raise _crash_error(result, work / "console.log")
+            raise crash_error(result, work / "console.log")
         outputs = read_outputs(out)
     return GuestResult(status=result.status, console=result.console, outputs=outputs)
 
 
-def _crash_error(result: BootResult, console: Path) -> VmError:
+def crash_error(result: BootResult, console: Path) -> VmError:
     crash = result.crash_lines()
     what = crash[0].strip() if crash else "the guest stopped without reporting a status"
     kept = Path(tempfile.mkdtemp(prefix="ksplice-lab-console-")) / "console.log"

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import CommandTimeout, VmError
+from ksplice_pkg.errors import CommandTimeoutError, VmError
 from ksplice_pkg.run import run
 
 STATUS_PREFIX = "ksplice-lab-status"
@@ -94,7 +94,7 @@ def boot(
         cmd += ["-drive", opts, "-device", f"virtio-blk-pci,drive=disk{i},serial={disk.serial}"]
     try:
         run(cmd, timeout=timeout)
-    except CommandTimeout as e:
+    except CommandTimeoutError as e:
         text = console.read_text(errors="replace") if console.exists() else ""
         raise VmError(
             f"the VM did not power off within {timeout:.0f} s; its console ended with:\n"
