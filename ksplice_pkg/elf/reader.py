@@ -72,10 +72,10 @@ def read_object(path: Path) -> ElfObject:
         raise KspliceError(f"cannot read {path} as ELF: {e}") from e
 
     symbols: list[Symbol] = []
-    for sec in sections:
-        if sec.type == SHT_SYMTAB:
-            strtab = sections[sec.link].data
-            for name, info, other, shndx, value, size in SYM.iter_unpack(sec.data):
+    for model_sec in sections:
+        if model_sec.type == SHT_SYMTAB:
+            strtab = sections[model_sec.link].data
+            for name, info, other, shndx, value, size in SYM.iter_unpack(model_sec.data):
                 symbols.append(
                     Symbol(
                         name=_cstr(strtab, name),
@@ -87,11 +87,11 @@ def read_object(path: Path) -> ElfObject:
                         other=other,
                     )
                 )
-    for sec in sections:
-        if sec.type == SHT_RELA:
-            sec.relocations = [
+    for model_sec in sections:
+        if model_sec.type == SHT_RELA:
+            model_sec.relocations = [
                 Relocation(offset=off, type=info & 0xFFFFFFFF, symbol=info >> 32, addend=addend)
-                for off, info, addend in RELA.iter_unpack(sec.data)
+                for off, info, addend in RELA.iter_unpack(model_sec.data)
             ]
-            sec.data = b""
+            model_sec.data = b""
     return ElfObject(sections=sections, symbols=symbols, flags=flags)
