@@ -1,0 +1,221 @@
+"""Deciding what changed between a pre and a post object, function by function.
+
+A function changed when its bytes or its relocations differ. Relocations are compared by what
+they point at, not by symbol index: a section symbol plus offset is rewritten to the symbol
+defined there (or, in a string section, to the string itself), and GCC's numbering of static
+locals and clones (count.3, foo.isra.0) is ignored, since it shifts when unrelated code changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ksplice_pkg.elf.model import (
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_STRINGS,
+    STT_FUNC,
+    STT_OBJECT,
+    STT_SECTION,
+    ElfObject,
+    Relocation,
+    Symbol,
+)
+from ksplice_pkg.errors import KspliceError
+
+_NUMBERED = re.compile(r"\.\d+$")
+_UNIQUE_ID = re.compile(r"^(__UNIQUE_ID_.*?)\d+$")
+# Sections whose content is bookkeeping, never patched code or data of their own.
+_IGNORED_DATA = re.compile(
+    r"^(\.discard|\.debug|\.comment|\.note|__mcount_loc|\.return_sites|\.retpoline_sites|"
+    r"\.call_sites|\.orc_unwind|__ex_table|__jump_table|__bug_table|\.altinstr|\.smp_locks|"
+    r"\.static_call|\.parainstructions|\.initcall|\.init\.|\.exit\.|__ksymtab|__kcrctab|"
+    r"\.modinfo|__param|\.export_symbol|__tracepoints|_ftrace|\.ref\.|__patchable)"
+)
+_PC_RELATIVE = {2, 4, 24}  # R_X86_64_PC32, PLT32, PC64
+
+
+def base_name(name: str) -> str:
+    """foo.isra.0 -> foo.isra, count.3 -> count: names that survive renumbering."""
+    m = _UNIQUE_ID.match(name)
+    if m:
+        return m[1]
+    return _NUMBERED.sub("", name)
+
+
+def is_text(obj: ElfObject, shndx: int) -> bool:
+    if not 0 < shndx < len(obj.sections):
+        return False
+    return bool(obj.sections[shndx].flags & SHF_EXECINSTR)
+
+
+def is_init_section(name: str) -> bool:
+    return name.startswith((".init.", ".exit."))
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    symbol: int  # index in the object's symbol table
+    section: int
+    offset: int
+    size: int
+
+
+def functions(obj: ElfObject) -> dict[str, Function]:
+    out: dict[str, Function] = {}
+    for i, sym in enumerate(obj.symbols):
+        if sym.type == STT_FUNC and sym.is_defined and is_text(obj, sym.shndx):
+            out[sym.name] = Function(sym.name, i, sym.shndx, sym.value, sym.size)
+    return out
+
+
+def data_objects(obj: ElfObject) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, sym in enumerate(obj.symbols):
+        if sym.type == STT_OBJECT and sym.is_defined:
+            sec = obj.sections[sym.shndx]
+            if sec.flags & SHF_ALLOC and not _IGNORED_DATA.match(sec.name):
+                out[sym.name] = i
+    return out
+
+
+def symbol_at(obj: ElfObject, shndx: int, offset: int) -> Symbol | None:
+    """The named function or object of section shndx that covers offset."""
+    best: Symbol | None = None
+    for sym in obj.symbols:
+        if sym.shndx == shndx and sym.type in (STT_FUNC, STT_OBJECT) and sym.name:
+            if sym.value <= offset < sym.value + max(sym.size, 1):
+                best = sym
+    return best
+
+
+def _string_at(data: bytes, offset: int) -> bytes | None:
+    if not 0 <= offset < len(data):
+        return None
+    if offset and data[offset - 1] != 0:
+        return None
+    end = data.find(b"\0", offset)
+    return data[offset : end if end >= 0 else len(data)]
+
+
+def target_key(obj: ElfObject, reloc: Relocation) -> tuple[object, ...]:
+    """What a relocation points at, independent of symbol indices and section layout."""
+    sym = obj.symbols[reloc.symbol]
+    if sym.type != STT_SECTION:
+        return ("sym", base_name(sym.name), reloc.addend)
+    sec = obj.sections[sym.shndx]
+    # PC-relative references carry the distance to the instruction's end in the addend; for
+    # the common case the displacement is last and 4 bytes long.
+    bias = 4 if reloc.type in _PC_RELATIVE else 0
+    if sec.flags & SHF_STRINGS:
+        text = _string_at(sec.data, reloc.addend + bias)
+        if text is not None:
+            return ("str", text, bias)
+        return ("strsec", base_name(sec.name), reloc.addend)
+    named = symbol_at(obj, sym.shndx, reloc.addend + bias)
+    if named is not None:
+        return ("sym", base_name(named.name), reloc.addend - named.value)
+    if not sec.data:
+        return ("anon", base_name(sec.name), reloc.addend)
+    return ("anon", sec.data, reloc.addend)
+
+
+def relocations_in(obj: ElfObject, shndx: int, start: int, size: int) -> list[Relocation]:
+    rela = obj.rela_for(shndx)
+    if rela is None:
+        return []
+    return sorted(
+        (r for r in rela.relocations if start <= r.offset < start + size), key=lambda r: r.offset
+    )
+
+
+def signature(obj: ElfObject, shndx: int, start: int, size: int) -> tuple[bytes, list[object]]:
+    sec = obj.sections[shndx]
+    code = sec.data[start : start + size]
+    relocs = [
+        (r.offset - start, r.type, target_key(obj, r))
+        for r in relocations_in(obj, shndx, start, size)
+    ]
+    return code, relocs
+
+
+def explain(pre: tuple[bytes, list[object]], post: tuple[bytes, list[object]]) -> str:
+    if len(pre[0]) != len(post[0]):
+        return f"size {len(pre[0])} -> {len(post[0])} bytes"
+    if pre[0] != post[0]:
+        first = next(i for i, (a, b) in enumerate(zip(pre[0], post[0], strict=True)) if a != b)
+        return f"code differs from offset {first:#x}"
+    for a, b in zip(pre[1], post[1], strict=False):
+        if a != b:
+            return f"relocation differs: {a} -> {b}"
+    return f"{len(pre[1])} -> {len(post[1])} relocations"
+
+
+@dataclass
+class UnitDiff:
+    unit: str
+    changed: dict[str, str] = field(default_factory=dict)  # post function name -> why
+    new_functions: list[str] = field(default_factory=list)
+    new_data: list[str] = field(default_factory=list)
+    pre_names: dict[str, str] = field(default_factory=dict)  # post function name -> pre name
+
+    @property
+    def empty(self) -> bool:
+        return not self.changed and not self.new_functions
+
+
+def _match(pre: dict[str, Function], name: str) -> str | None:
+    if name in pre:
+        return name
+    candidates = [n for n in pre if base_name(n) == base_name(name)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
+    result = UnitDiff(unit=unit)
+    pre_funcs, post_funcs = functions(pre), functions(post)
+    for name, fn in post_funcs.items():
+        section_name = post.sections[fn.section].name
+        pre_name = _match(pre_funcs, name)
+        if pre_name is None:
+            if is_init_section(section_name):
+                raise KspliceError(
+                    f"{unit}: the patch adds __init function {name}",
+                    hint="init code has already run; do the work in a livepatch callback",
+                )
+            result.new_functions.append(name)
+            continue
+        old = pre_funcs[pre_name]
+        a = signature(pre, old.section, old.offset, old.size)
+        b = signature(post, fn.section, fn.offset, fn.size)
+        if a != b:
+            if is_init_section(section_name):
+                raise KspliceError(
+                    f"{unit}: the patch changes __init function {name} ({explain(a, b)})",
+                    hint="init code ran at boot and is gone; a livepatch cannot change it",
+                )
+            result.changed[name] = explain(a, b)
+            result.pre_names[name] = pre_name
+    _check_data(unit, pre, post, result)
+    return result
+
+
+def _check_data(unit: str, pre: ElfObject, post: ElfObject, result: UnitDiff) -> None:
+    pre_data = {base_name(n): i for n, i in data_objects(pre).items()}
+    for name, index in data_objects(post).items():
+        sym = post.symbols[index]
+        old_index = pre_data.get(base_name(name))
+        if old_index is None:
+            result.new_data.append(name)
+            continue
+        old = pre.symbols[old_index]
+        a = signature(pre, old.shndx, old.value, old.size)
+        b = signature(post, sym.shndx, sym.value, sym.size)
+        if old.size != sym.size or a != b:
+            raise KspliceError(
+                f"{unit}: the patch changes the initial value or size of {name} ({explain(a, b)})",
+                hint="a livepatch keeps the running kernel's data; change it from code "
+                "(e.g. a livepatch callback) or use a shadow variable",
+            )
