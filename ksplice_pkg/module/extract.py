@@ -1,0 +1,277 @@
+"""Extract the functions an update includes from a post object into an object of their own.
+
+Every reference the extracted code makes is re-targeted:
+- to other extracted code, or to constants copied along (strings, anonymous constant pools);
+- to new data the patch adds, copied along;
+- to a symbol vmlinux exports: an ordinary undefined symbol, resolved by the module loader;
+- to anything else (static functions and variables, non-exported globals): a weak undefined
+  symbol already named `.klp.sym.<object>.<name>,<sympos>`. Being weak keeps modpost quiet about
+  it through the module link; klp.py then turns it and its relocations into livepatch form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ksplice_pkg.diff import Function, UnitDiff, base_name, functions, symbol_at
+from ksplice_pkg.elf.model import (
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_INFO_LINK,
+    SHF_STRINGS,
+    SHF_WRITE,
+    SHT_NOBITS,
+    SHT_PROGBITS,
+    SHT_RELA,
+    SHT_STRTAB,
+    SHT_SYMTAB,
+    STB_GLOBAL,
+    STB_LOCAL,
+    STB_WEAK,
+    STT_FUNC,
+    STT_NOTYPE,
+    STT_OBJECT,
+    STT_SECTION,
+    SHN_UNDEF,
+    ElfObject,
+    Relocation,
+    Section,
+    Symbol,
+)
+from ksplice_pkg.errors import KspliceError
+
+KLP_SYM_PREFIX = ".klp.sym."
+_PC_RELATIVE = {2, 4, 24}
+
+# Per-site special sections: each entry's first relocation names the code it belongs to.
+# Entry sizes come from the target tree (special.py); these are the ones with fixed sizes.
+FIXED_ENTRY_SIZES = {
+    "__mcount_loc": 8,
+    ".return_sites": 4,
+    ".retpoline_sites": 4,
+    ".call_sites": 4,
+    ".smp_locks": 4,
+    ".orc_unwind_ip": 4,
+}
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    """How the module reaches a symbol the update does not carry."""
+
+    name: str  # the symbol name for the linker: exported name or .klp.sym.* name
+    exported: bool
+
+
+# Resolves (post object, symbol index) of a symbol the update does not carry.
+Resolver = Callable[[ElfObject, Symbol], ExternalRef]
+
+
+@dataclass(frozen=True)
+class PatchedFunction:
+    old_name: str  # the function's name in the target kernel
+    new_symbol: str  # the global symbol of the replacement in the extracted object
+
+
+@dataclass
+class Extracted:
+    obj: ElfObject
+    patched: list[PatchedFunction] = field(default_factory=list)
+    klp_symbols: list[str] = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, post: ElfObject, resolver: Resolver) -> None:
+        self.post = post
+        self.resolver = resolver
+        self.sections: list[Section] = [Section("", 0, 0, b"")]
+        self.locals: list[Symbol] = [Symbol("", 0, 0, 0, 0, 0)]
+        self.globals: list[Symbol] = []
+        # (post section, start) -> (out section, size); post symbol index -> out symbol key
+        self.copied: dict[tuple[int, int], int] = {}
+        self.section_sym: dict[int, int] = {}  # out section -> local symbol position
+        self.external: dict[str, int] = {}  # global name -> position in globals
+        self.pending: list[tuple[int, int, int, int]] = []  # out sec, post sec, start, size
+        self.relocs: dict[int, list[tuple[int, int, tuple[str, int], int]]] = {}
+
+    # Symbols are referenced as ("L", i) or ("G", i) until the final table is laid out.
+    def _local(self, sym: Symbol) -> tuple[str, int]:
+        self.locals.append(sym)
+        return ("L", len(self.locals) - 1)
+
+    def _global(self, sym: Symbol) -> tuple[str, int]:
+        if sym.name in self.external:
+            return ("G", self.external[sym.name])
+        self.globals.append(sym)
+        self.external[sym.name] = len(self.globals) - 1
+        return ("G", len(self.globals) - 1)
+
+    def copy_range(self, post_sec: int, start: int, size: int, name: str) -> int:
+        key = (post_sec, start)
+        if key in self.copied:
+            return self.copied[key]
+        src = self.post.sections[post_sec]
+        data = b"" if src.type == SHT_NOBITS else src.data[start : start + size]
+        out = Section(
+            name=name,
+            type=src.type,
+            flags=src.flags,
+            data=data,
+            addralign=src.addralign,
+            entsize=src.entsize,
+            size_override=size if src.type == SHT_NOBITS else None,
+        )
+        self.sections.append(out)
+        index = len(self.sections) - 1
+        self.copied[key] = index
+        ref = self._local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
+        self.section_sym[index] = ref[1]
+        self.pending.append((index, post_sec, start, size))
+        return index
+
+    def copy_section(self, post_sec: int) -> int:
+        src = self.post.sections[post_sec]
+        return self.copy_range(post_sec, 0, src.size, src.name)
+
+    def target(self, reloc: Relocation) -> tuple[tuple[str, int], int]:
+        """The out symbol and addend a post relocation must use."""
+        post = self.post
+        sym = post.symbols[reloc.symbol]
+        addend = reloc.addend
+        if sym.type == STT_SECTION:
+            sec = post.sections[sym.shndx]
+            bias = 4 if reloc.type in _PC_RELATIVE else 0
+            included = self.function_at(sym.shndx, addend + bias)
+            if included is not None:
+                out, fn = included
+                return ("L", self.section_sym[out]), addend - fn.offset
+            named = symbol_at(post, sym.shndx, addend + bias)
+            if named is None or sec.flags & SHF_STRINGS:
+                if sec.flags & SHF_WRITE or not sec.flags & SHF_ALLOC:
+                    raise KspliceError(
+                        f"cannot carry a reference into {sec.name}+{addend:#x}: "
+                        "writable data without a symbol"
+                    )
+                out = self.copy_section(sym.shndx)
+                return ("L", self.section_sym[out]), addend
+            sym = named
+            addend -= named.value
+        return self.symbol_ref(sym), addend
+
+    def function_at(self, shndx: int, offset: int) -> tuple[int, Function] | None:
+        for (sec, start), out in self.copied.items():
+            fn = self.included_funcs.get((sec, start))
+            if sec == shndx and fn is not None and start <= offset < start + max(fn.size, 1):
+                return out, fn
+        return None
+
+    included_funcs: dict[tuple[int, int], Function]
+    new_data: set[str]
+    own_symbols: dict[int, tuple[str, int]]
+
+    def symbol_ref(self, sym: Symbol) -> tuple[str, int]:
+        index = self.post.symbols.index(sym)
+        if index in self.own_symbols:
+            return self.own_symbols[index]
+        if sym.is_defined and sym.name in self.new_data:
+            out = self.copy_range(
+                sym.shndx, sym.value, sym.size, self.post.sections[sym.shndx].name
+            )
+            ref = self._local(Symbol(sym.name, 0, sym.size, STT_OBJECT, STB_LOCAL, out, sym.other))
+            self.own_symbols[index] = ref
+            return ref
+        ext = self.resolver(self.post, sym)
+        bind = STB_GLOBAL if ext.exported else STB_WEAK
+        return self._global(Symbol(ext.name, 0, 0, STT_NOTYPE, bind, SHN_UNDEF))
+
+    def flush(self) -> None:
+        while self.pending:
+            out, post_sec, start, size = self.pending.pop()
+            rela = self.post.rela_for(post_sec)
+            if rela is None:
+                continue
+            for r in rela.relocations:
+                if start <= r.offset < start + size:
+                    ref, addend = self.target(r)
+                    self.relocs.setdefault(out, []).append((r.offset - start, r.type, ref, addend))
+
+    def finish(self) -> ElfObject:
+        self.flush()
+        symbols = self.locals + self.globals
+        first_global = len(self.locals)
+
+        def index(ref: tuple[str, int]) -> int:
+            return ref[1] if ref[0] == "L" else first_global + ref[1]
+
+        sections = list(self.sections)
+        for out, relocs in sorted(self.relocs.items()):
+            sections.append(
+                Section(
+                    name=".rela" + sections[out].name,
+                    type=SHT_RELA,
+                    flags=SHF_INFO_LINK,
+                    data=b"",
+                    addralign=8,
+                    info=out,
+                    relocations=[
+                        Relocation(off, typ, index(ref), add) for off, typ, ref, add in relocs
+                    ],
+                )
+            )
+        sections.append(Section(".note.GNU-stack", SHT_PROGBITS, 0, b""))
+        symtab = len(sections)
+        sections.append(Section(".symtab", SHT_SYMTAB, 0, b"", addralign=8, link=symtab + 1))
+        sections.append(Section(".strtab", SHT_STRTAB, 0, b""))
+        sections.append(Section(".shstrtab", SHT_STRTAB, 0, b""))
+        return ElfObject(sections=sections, symbols=symbols, flags=self.post.flags)
+
+
+def extract(post: ElfObject, diff: UnitDiff, resolver: Resolver, unit_tag: str) -> Extracted:
+    """Build the object holding the changed and new functions of one compilation unit."""
+    funcs = functions(post)
+    wanted = set(diff.changed) | set(diff.new_functions)
+    # A .cold part belongs to its parent: it is carried whenever the parent is, and a change in
+    # it alone is a change of the parent.
+    for name in list(wanted):
+        if name.endswith(".cold"):
+            parent = name.removesuffix(".cold")
+            if parent in funcs:
+                wanted.add(parent)
+    for name in list(wanted):
+        if f"{name}.cold" in funcs:
+            wanted.add(f"{name}.cold")
+    b = _Builder(post, resolver)
+    b.included_funcs = {}
+    b.new_data = set(diff.new_data)
+    b.own_symbols = {}
+    result_patched: list[PatchedFunction] = []
+    ordered = sorted(wanted, key=lambda n: (funcs[n].section, funcs[n].offset))
+    func_refs: dict[str, tuple[str, int]] = {}
+    for name in ordered:
+        fn = funcs[name]
+        b.included_funcs[(fn.section, fn.offset)] = fn
+        out = b.copy_range(fn.section, fn.offset, fn.size, f".text.{name}")
+        b.sections[out].flags |= SHF_ALLOC | SHF_EXECINSTR
+        patched = name in diff.changed and not name.endswith(".cold")
+        if patched:
+            new_symbol = f"__ksplice_{unit_tag}_{len(result_patched)}"
+            ref = b._global(Symbol(new_symbol, 0, fn.size, STT_FUNC, STB_GLOBAL, out))
+            result_patched.append(
+                PatchedFunction(old_name=diff.pre_names.get(name, name), new_symbol=new_symbol)
+            )
+        else:
+            ref = b._local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
+        func_refs[name] = ref
+        b.own_symbols[fn.symbol] = ref
+    obj = b.finish()
+    klp = sorted(s.name for s in obj.symbols if s.name.startswith(KLP_SYM_PREFIX))
+    return Extracted(obj=obj, patched=result_patched, klp_symbols=klp)
+
+
+def klp_symbol_name(objname: str, name: str, sympos: int) -> str:
+    return f"{KLP_SYM_PREFIX}{objname}.{name},{sympos}"
+
+
+def static_local_base(name: str) -> str:
+    return base_name(name)

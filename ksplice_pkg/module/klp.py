@@ -1,0 +1,76 @@
+"""Write the livepatch form of a linked module: SHN_LIVEPATCH symbols and .klp.rela sections.
+
+Through the module link the klp symbols travel as weak undefined symbols (see extract.py); here
+each becomes SHN_LIVEPATCH, and every relocation against one moves from `.rela<sec>` into
+`.klp.rela.<object>.<sec>`, flagged SHF_RELA_LIVEPATCH so the module loader leaves it to
+livepatch (Documentation/livepatch/module-elf-format.rst). Runs before any module signing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ksplice_pkg.elf.model import (
+    SHF_ALLOC,
+    SHF_INFO_LINK,
+    SHF_RELA_LIVEPATCH,
+    SHN_LIVEPATCH,
+    SHN_UNDEF,
+    SHT_RELA,
+    STB_GLOBAL,
+    Section,
+)
+from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.elf.writer import write_object
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.module.extract import KLP_SYM_PREFIX
+
+
+def objname_of(symbol: str) -> str:
+    return symbol[len(KLP_SYM_PREFIX) :].split(".", 1)[0]
+
+
+def convert(ko: Path) -> int:
+    """Rewrite ko in place; return how many klp relocations it carries."""
+    obj = read_object(ko)
+    klp: set[int] = set()
+    for i, sym in enumerate(obj.symbols):
+        if sym.name.startswith(KLP_SYM_PREFIX):
+            if sym.shndx != SHN_UNDEF:
+                raise KspliceError(f"internal error: {sym.name} is defined in {ko.name}")
+            sym.shndx = SHN_LIVEPATCH
+            sym.bind = STB_GLOBAL
+            klp.add(i)
+    count = 0
+    new_sections: list[Section] = []
+    for sec in obj.sections:
+        if sec.type != SHT_RELA or sec.flags & SHF_RELA_LIVEPATCH:
+            continue
+        moved = [r for r in sec.relocations if r.symbol in klp]
+        if not moved:
+            continue
+        target = obj.sections[sec.info].name
+        by_object: dict[str, list[object]] = {}
+        for r in moved:
+            by_object.setdefault(objname_of(obj.symbols[r.symbol].name), []).append(r)
+        sec.relocations = [r for r in sec.relocations if r.symbol not in klp]
+        for objname, relocs in by_object.items():
+            new_sections.append(
+                Section(
+                    name=f".klp.rela.{objname}{target}",
+                    type=SHT_RELA,
+                    flags=SHF_ALLOC | SHF_INFO_LINK | SHF_RELA_LIVEPATCH,
+                    data=b"",
+                    addralign=8,
+                    info=sec.info,
+                    relocations=[r for r in moved if r in relocs],
+                )
+            )
+            count += len(relocs)
+    if klp and not count:
+        raise KspliceError(f"internal error: {ko.name} has klp symbols but no klp relocations")
+    # Appended after the existing sections, so no section index changes.
+    obj.sections.extend(new_sections)
+    # Globals must follow locals; klp symbols were weak (non-local) already, so order holds.
+    write_object(obj, ko)
+    return count
