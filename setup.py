@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ksplice-pkg=ksplice_pkg.cli:main",
+            "ksplice-create=ksplice_pkg.cli:create_main",
         ],
     },
 )

@@ -81,5 +81,154 @@ def demo(release: str | None, jobs: int | None, cache_dir: Path | None) -> None:
     run_demo(cache_dir or default_cache_dir(), release, jobs)
 
 
+def _diffext_patch(source: Path, ext: str) -> str:
+    """ksplice-create's --diffext: every FILE<EXT> in the tree is the new version of FILE."""
+    from ksplice_pkg.run import run
+
+    chunks: list[str] = []
+    for new in sorted(source.rglob(f"*{ext}")):
+        old = new.with_name(new.name[: -len(ext)])
+        rel = old.relative_to(source)
+        proc = run(
+            [
+                "diff",
+                "-u",
+                "--label",
+                f"a/{rel}",
+                "--label",
+                f"b/{rel}",
+                old if old.exists() else "/dev/null",
+                new,
+            ],
+            check=False,
+        )
+        if proc.returncode > 1:
+            raise KspliceError(f"diff of {old} and {new} failed")
+        chunks.append(proc.stdout.decode(errors="surrogateescape"))
+    if not chunks:
+        raise KspliceError(f"no file ending in {ext!r} under {source}", hint="check --diffext")
+    return "".join(chunks)
+
+
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("create")
+@click.argument("kernel_source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
+@click.option("--diffext", help="Files named FILE<EXT> in the tree are new versions of FILE.")
+@click.option("--git", "git_commit", help="Take the patch from this commit of the source tree.")
+@click.option("--prebuild", is_flag=True, help="Build what later updates need, then stop.")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Target kernel description: System.map or kallsyms, .config, Module.symvers, "
+    "optionally vmlinuz/vmlinux (default: KERNEL_SOURCE/ksplice).",
+)
+@click.option("--system-map", type=_file, help="System.map or a copy of /proc/kallsyms.")
+@click.option("--kconfig", type=_file, help="The target kernel's .config.")
+@click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
+@click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz (run-pre).")
+@click.option("--kernel-release", help="The target's `uname -r` (default: from the vmlinuz).")
+@click.option("--id", "update_id", help="Update id (default: 8 random [a-z0-9]).")
+@click.option("--description", help="What the update fixes (default: the patch's first line).")
+@click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--patch-opt", default="-p1", show_default=True, help="Option passed to patch.")
+@click.option("-v", "--verbose", count=True, help="Say why each function is included.")
+@_cache_option
+def create_cmd(
+    kernel_source: Path,
+    patch_file: Path | None,
+    diffext: str | None,
+    git_commit: str | None,
+    prebuild: bool,
+    config_dir: Path | None,
+    system_map: Path | None,
+    kconfig: Path | None,
+    symvers: Path | None,
+    vmlinux: Path | None,
+    kernel_release: str | None,
+    update_id: str | None,
+    description: str | None,
+    jobs: int | None,
+    output_dir: Path,
+    patch_opt: str,
+    verbose: int,
+    cache_dir: Path | None,
+) -> None:
+    """Build a livepatch update of KERNEL_SOURCE's kernel from a patch."""
+    import re
+
+    from ksplice_pkg.create import CreateConfig, create, random_id, work_dir_for
+    from ksplice_pkg.kbuild import default_jobs
+    from ksplice_pkg.source import git_patch
+    from ksplice_pkg.target.files import resolve_target
+
+    if verbose:
+        setup_logging(verbose)
+    given = [x for x in (patch_file, diffext, git_commit) if x] + ([True] if prebuild else [])
+    if len(given) != 1:
+        raise KspliceError(
+            "give exactly one of --patch, --diffext, --git or --prebuild",
+            hint="e.g. ksplice-pkg create --patch fix.patch /usr/src/linux",
+        )
+    if update_id is not None and not re.fullmatch(r"[a-z0-9]{1,32}", update_id):
+        raise KspliceError(f"--id {update_id!r}: use 1 to 32 characters of [a-z0-9]")
+    if config_dir is None and (kernel_source / "ksplice").is_dir():
+        config_dir = kernel_source / "ksplice"
+    target = resolve_target(
+        config_dir,
+        system_map=system_map,
+        kconfig=kconfig,
+        symvers=symvers,
+        binary=vmlinux,
+        release=kernel_release,
+    )
+    patch = ""
+    if patch_file is not None:
+        patch = patch_file.read_text(errors="surrogateescape")
+    elif diffext:
+        patch = _diffext_patch(kernel_source, diffext)
+    elif git_commit:
+        patch = git_patch(kernel_source, git_commit)
+    if description is None:
+        first = next((ln for ln in patch.splitlines() if ln.strip()), "")
+        description = (
+            first.removeprefix("Subject: ").strip()
+            if not first.startswith(("---", "diff ", "Index:"))
+            else f"livepatch update for {target.release}"
+        )
+    cache = cache_dir or default_cache_dir()
+    cfg = CreateConfig(
+        source=kernel_source.resolve(),
+        target=target,
+        patch=patch,
+        patch_opt=patch_opt,
+        id=update_id or random_id(),
+        description=description,
+        jobs=jobs or default_jobs(),
+        output_dir=output_dir.resolve(),
+        work_dir=work_dir_for(cache, kernel_source),
+        prebuild=prebuild,
+    )
+    result = create(cfg)
+    click.echo(result)
+
+
+main.add_command(create_cmd)
+
+
+def create_main() -> None:
+    """ksplice-create: the create command under its classic name."""
+    setup_logging(0)
+    try:
+        create_cmd(standalone_mode=True)
+    except KspliceError as e:
+        click.echo(f"ksplice-create: error: {e}", err=True)
+        sys.exit(e.exit_code)
+
+
 if __name__ == "__main__":
     main()

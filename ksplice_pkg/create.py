@@ -1,0 +1,230 @@
+"""`ksplice-pkg create`: a patch against the target kernel's source becomes a livepatch update.
+
+The pipeline, in order: prepare the pre tree -> patch a hard-link copy (post tree) -> compile the
+affected objects on both sides -> diff them -> verify the pre code against the target binary
+(run-pre) -> extract the changed code -> link the module -> write the klp relocations -> pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.build import SECTION_FLAGS, build_pairs, clone_objdir, objects_for
+from ksplice_pkg.diff import UnitDiff, diff_objects, functions, relocations_in, symbol_at
+from ksplice_pkg.elf.model import STT_SECTION, ElfObject
+from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.elf.writer import write_object
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.kbuild import PreparedTree, prepare_tree
+from ksplice_pkg.log import logger, step
+from ksplice_pkg.module import klp
+from ksplice_pkg.module.extract import extract
+from ksplice_pkg.module.kbuild import ObjectPatch, link_module, main_source
+from ksplice_pkg.module.resolve import exported_symbols, make_resolver
+from ksplice_pkg.run import run
+from ksplice_pkg.source import make_post_tree, stabilise_line_numbers
+from ksplice_pkg.target.files import TargetFiles
+from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
+from ksplice_pkg.target.verify import Match, PreFunction, PreReloc, verify_function
+from ksplice_pkg.target.vmlinux import Vmlinux
+from ksplice_pkg.update import Manifest, PatchedEntry, sha256_file, write_tarball
+
+ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def random_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(8))
+
+
+@dataclass(frozen=True)
+class CreateConfig:
+    source: Path
+    target: TargetFiles
+    patch: str  # unified diff text; "" with prebuild
+    patch_opt: str
+    id: str
+    description: str
+    jobs: int
+    output_dir: Path
+    work_dir: Path
+    prebuild: bool = False
+
+
+def work_dir_for(cache: Path, source: Path) -> Path:
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    return cache / "work" / f"{source.resolve().name}-{key}"
+
+
+def _prepare(cfg: CreateConfig) -> PreparedTree:
+    return prepare_tree(
+        cfg.source,
+        cfg.work_dir / "pre",
+        config=cfg.target.kconfig,
+        symvers=cfg.target.symvers,
+        release=cfg.target.release,
+        jobs=cfg.jobs,
+    )
+
+
+def prebuild(cfg: CreateConfig) -> None:
+    """Build the whole kernel once with the differ's flags: later creates then compile only what
+    a patch needs, and header changes find their users in kbuild's dependency records."""
+    tree = _prepare(cfg)
+    with step(f"prebuilding vmlinux of {cfg.source} ({SECTION_FLAGS})"):
+        run(
+            [
+                *tree.make_args(cfg.jobs),
+                f"KCFLAGS={SECTION_FLAGS}",
+                "vmlinux",
+            ],
+            timeout=6 * 3600,
+        )
+
+
+def create(cfg: CreateConfig) -> Path:
+    if cfg.prebuild:
+        prebuild(cfg)
+        return cfg.work_dir
+    symbols = SymbolMap.load(cfg.target.system_map)
+    vmlinux = Vmlinux.open(cfg.target.binary, cfg.source) if cfg.target.binary else None
+    tree = _prepare(cfg)
+    with step("applying the patch to a copy of the tree"):
+        post = make_post_tree(cfg.source, cfg.work_dir / "post-src", cfg.patch, cfg.patch_opt)
+        for path in post.changed:
+            if path.endswith((".c", ".h")) and (cfg.source / path).is_file():
+                stabilise_line_numbers(cfg.source / path, post.post / path, path)
+        units = objects_for(post.changed, tree)
+        clone_objdir(tree, post.post, cfg.work_dir / "post")
+    with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
+        pairs = build_pairs(tree, post.post, cfg.work_dir / "post", units, cfg.jobs)
+    diffs: list[tuple[UnitDiff, ElfObject, ElfObject]] = []
+    for pair in pairs:
+        pre_obj, post_obj = read_object(pair.pre), read_object(pair.post)
+        d = diff_objects(pair.unit, pre_obj, post_obj)
+        for name, why in d.changed.items():
+            logger.debug("%s: %s changed: %s", pair.unit, name, why)
+        for name in d.new_functions:
+            logger.debug("%s: %s is new", pair.unit, name)
+        if not d.empty:
+            diffs.append((d, pre_obj, post_obj))
+    if not diffs:
+        raise KspliceError(
+            "the patch changes no function's object code",
+            hint="nothing to update: a comment, or code this config does not build?",
+        )
+
+    exported = exported_symbols(cfg.target.symvers)
+    objects: list[ObjectPatch] = []
+    parts: list[Path] = []
+    entries: list[PatchedEntry] = []
+    new_functions: list[str] = []
+    verification = "run-pre" if vmlinux else "skipped: no vmlinux or vmlinuz given"
+    if vmlinux is None:
+        logger.info("run-pre verification skipped: no vmlinux or vmlinuz of the target given")
+    (cfg.work_dir / "parts").mkdir(parents=True, exist_ok=True)
+    for n, (d, pre_obj, post_obj) in enumerate(diffs):
+        matches, evidence = _verify(d, pre_obj, symbols, vmlinux)
+        resolver = make_resolver(exported, symbols, evidence, d.unit)
+        extracted = extract(post_obj, d, resolver, f"u{n}")
+        part = cfg.work_dir / "parts" / f"part{n}.o"
+        write_object(extracted.obj, part)
+        parts.append(part)
+        funcs = []
+        for fn in extracted.patched:
+            sympos = matches[fn.old_name].sympos if fn.old_name in matches else 0
+            funcs.append((fn, sympos))
+            entries.append(PatchedEntry("vmlinux", fn.old_name, sympos))
+        objects.append(ObjectPatch(None, funcs))
+        new_functions += d.new_functions
+        logger.info(
+            "%s: patching %s%s",
+            d.unit,
+            ", ".join(f.old_name for f in extracted.patched) or "nothing",
+            f"; new: {', '.join(d.new_functions)}" if d.new_functions else "",
+        )
+    module = f"ksplice_{cfg.id}"
+    with step(f"linking {module}.ko"):
+        main_c = main_source(module, cfg.description, objects)
+        ko = link_module(tree, cfg.work_dir / "module", module, main_c, parts, cfg.jobs)
+        relocations = klp.convert(ko)
+    manifest = Manifest(
+        id=cfg.id,
+        description=cfg.description,
+        kernel_release=cfg.target.release,
+        target_build_id=vmlinux.build_id() if vmlinux else None,
+        module=ko.name,
+        module_name=module,
+        module_sha256=sha256_file(ko),
+        patched=entries,
+        verification=verification,
+        new_functions=new_functions,
+        klp_relocations=relocations,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    tarball = write_tarball(cfg.output_dir, manifest, ko, cfg.patch, cfg.description)
+    shutil.rmtree(post.post, ignore_errors=True)
+    return tarball
+
+
+def _pre_function(obj: ElfObject, name: str) -> PreFunction:
+    fn = functions(obj)[name]
+    code = obj.sections[fn.section].data[fn.offset : fn.offset + fn.size]
+    relocs = []
+    for r in relocations_in(obj, fn.section, fn.offset, fn.size):
+        sym = obj.symbols[r.symbol]
+        symname, addend = sym.name, r.addend
+        if sym.type == STT_SECTION:
+            bias = 4 if r.type in (2, 4, 24) else 0
+            named = symbol_at(obj, sym.shndx, r.addend + bias)
+            symname, addend = (named.name, r.addend - named.value) if named else ("", r.addend)
+        relocs.append(PreReloc(r.offset - fn.offset, r.type, symname, addend))
+    return PreFunction(name=name, code=code, relocs=tuple(relocs))
+
+
+def _verify(
+    d: UnitDiff, pre: ElfObject, symbols: SymbolMap, vmlinux: Vmlinux | None
+) -> tuple[dict[str, Match], dict[str, KernelSymbol]]:
+    """Run-pre for each function the unit's update replaces; returns the matches by name and
+    the evidence (pre symbol -> kernel symbol) gathered from their relocation sites."""
+    matches: dict[str, Match] = {}
+    evidence: dict[str, KernelSymbol] = {}
+    from ksplice_pkg.diff import base_name
+
+    for post_name in d.changed:
+        name = d.pre_names[post_name]
+        if name.endswith(".cold"):
+            continue
+        if vmlinux is None:
+            found = symbols.vmlinux_symbols_named(name)
+            if not found:
+                raise KspliceError(
+                    f"{d.unit}: {name} is not in the target kernel's symbol map",
+                    hint="it may be inlined everywhere in the target: patch its callers",
+                )
+            if len(found) > 1:
+                raise KspliceError(
+                    f"{d.unit}: {name} has {len(found)} definitions in the target kernel",
+                    hint="give --vmlinux or a vmlinuz so run-pre verification can tell which",
+                )
+            continue
+        pre_fn = _pre_function(pre, name)
+        match = verify_function(pre_fn, symbols, vmlinux)
+        matches[name] = match
+        for reloc in pre_fn.relocs:
+            seen = match.references.get(reloc.offset)
+            if seen is not None and reloc.symbol:
+                evidence.setdefault(base_name(reloc.symbol), seen)
+        logger.debug(
+            "%s: %s matches the target at %#x (sympos %d)",
+            d.unit,
+            name,
+            match.address,
+            match.sympos,
+        )
+    return matches, evidence

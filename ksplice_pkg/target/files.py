@@ -1,0 +1,87 @@
+"""The target kernel's description as ksplice-create takes it: a config directory
+(System.map or a copy of /proc/kallsyms, .config, Module.symvers, optionally vmlinuz/vmlinux),
+with single files overridable on the command line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.errors import KspliceError
+
+_SYMBOL_MAPS = ("System.map", "kallsyms")
+_BINARIES = ("vmlinux", "vmlinuz")
+
+
+@dataclass(frozen=True)
+class TargetFiles:
+    system_map: Path
+    kconfig: Path
+    symvers: Path
+    binary: Path | None  # vmlinux or vmlinuz, for run-pre verification
+    release: str
+
+
+def _first(directory: Path | None, names: tuple[str, ...]) -> Path | None:
+    if directory is None:
+        return None
+    for name in names:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def version_string(binary: Path) -> str | None:
+    """The `uname -r` of a bzImage (its header's kernel_version) or a vmlinux."""
+    data = binary.read_bytes()
+    # bzImage: "HdrS" at 0x202, and a pointer (minus 0x200) to the version string at 0x20e.
+    if data[0x202:0x206] == b"HdrS":
+        offset = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+        end = data.find(b"\0", offset)
+        text = data[offset:end].decode(errors="replace")
+        return text.split()[0] if text else None
+    m = re.search(rb"Linux version (\S+) \(", data)
+    return m[1].decode() if m else None
+
+
+def resolve_target(
+    config_dir: Path | None,
+    *,
+    system_map: Path | None,
+    kconfig: Path | None,
+    symvers: Path | None,
+    binary: Path | None,
+    release: str | None,
+) -> TargetFiles:
+    hint = (
+        "give --config=DIR holding System.map (or a copy of /proc/kallsyms), .config and "
+        "Module.symvers of the target kernel, or name them with --system-map, --kconfig, --symvers"
+    )
+    found_map = system_map or _first(config_dir, _SYMBOL_MAPS)
+    found_config = kconfig or _first(config_dir, (".config", "config"))
+    found_symvers = symvers or _first(config_dir, ("Module.symvers",))
+    missing = [
+        what
+        for what, path in (
+            ("a System.map or kallsyms", found_map),
+            (".config", found_config),
+            ("Module.symvers", found_symvers),
+        )
+        if path is None or not path.is_file()
+    ]
+    if missing:
+        where = f" in {config_dir}" if config_dir else ""
+        raise KspliceError(f"the target kernel's {', '.join(missing)} not found{where}", hint=hint)
+    assert found_map and found_config and found_symvers
+    found_binary = binary or _first(config_dir, _BINARIES)
+    if found_binary is not None and not found_binary.is_file():
+        raise KspliceError(f"{found_binary} does not exist")
+    if release is None and found_binary is not None:
+        release = version_string(found_binary)
+    if not release:
+        raise KspliceError(
+            "the target kernel release is unknown",
+            hint="give --kernel-release (what `uname -r` prints on the target), or a vmlinuz",
+        )
+    return TargetFiles(found_map, found_config, found_symvers, found_binary, release)
