@@ -7,11 +7,14 @@ affected objects on both sides -> diff them -> verify the pre code against the t
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import secrets
 import shutil
 import string
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from ksplice_pkg.module import klp
 from ksplice_pkg.module.extract import extract
 from ksplice_pkg.module.kbuild import ObjectPatch, link_module, main_source
 from ksplice_pkg.module.resolve import exported_symbols, make_resolver
+from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.run import run
 from ksplice_pkg.source import make_post_tree, stabilise_line_numbers
 from ksplice_pkg.target.files import TargetFiles
@@ -87,10 +91,24 @@ def prebuild(cfg: CreateConfig) -> None:
         )
 
 
+@contextmanager
+def _locked(work_dir: Path) -> Iterator[None]:
+    """One create at a time per work dir: they share the prepared pre tree and its objects."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with (work_dir / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def create(cfg: CreateConfig) -> Path:
-    if cfg.prebuild:
-        prebuild(cfg)
-        return cfg.work_dir
+    with _locked(cfg.work_dir):
+        if cfg.prebuild:
+            prebuild(cfg)
+            return cfg.work_dir
+        return _create(cfg)
+
+
+def _create(cfg: CreateConfig) -> Path:
     symbols = SymbolMap.load(cfg.target.system_map)
     vmlinux = Vmlinux.open(cfg.target.binary, cfg.source) if cfg.target.binary else None
     tree = _prepare(cfg)
@@ -120,6 +138,7 @@ def create(cfg: CreateConfig) -> Path:
         )
 
     exported = exported_symbols(cfg.target.symvers)
+    sizes = entry_sizes(tree, cfg.jobs)
     objects: list[ObjectPatch] = []
     parts: list[Path] = []
     entries: list[PatchedEntry] = []
@@ -131,7 +150,7 @@ def create(cfg: CreateConfig) -> Path:
     for n, (d, pre_obj, post_obj) in enumerate(diffs):
         matches, evidence = _verify(d, pre_obj, symbols, vmlinux)
         resolver = make_resolver(exported, symbols, evidence, d.unit)
-        extracted = extract(post_obj, d, resolver, f"u{n}")
+        extracted = extract(post_obj, d, resolver, f"u{n}", sizes)
         part = cfg.work_dir / "parts" / f"part{n}.o"
         write_object(extracted.obj, part)
         parts.append(part)
@@ -151,7 +170,14 @@ def create(cfg: CreateConfig) -> Path:
     module = f"ksplice_{cfg.id}"
     with step(f"linking {module}.ko"):
         main_c = main_source(module, cfg.description, objects)
-        ko = link_module(tree, cfg.work_dir / "module", module, main_c, parts, cfg.jobs)
+        ko = link_module(
+            tree,
+            workdir=cfg.work_dir / "module",
+            module=module,
+            main_c=main_c,
+            objects=parts,
+            jobs=cfg.jobs,
+        )
         relocations = klp.convert(ko)
     manifest = Manifest(
         id=cfg.id,

@@ -85,9 +85,13 @@ def symbol_at(obj: ElfObject, shndx: int, offset: int) -> Symbol | None:
     """The named function or object of section shndx that covers offset."""
     best: Symbol | None = None
     for sym in obj.symbols:
-        if sym.shndx == shndx and sym.type in (STT_FUNC, STT_OBJECT) and sym.name:
-            if sym.value <= offset < sym.value + max(sym.size, 1):
-                best = sym
+        if (
+            sym.shndx == shndx
+            and sym.type in (STT_FUNC, STT_OBJECT)
+            and sym.name
+            and sym.value <= offset < sym.value + max(sym.size, 1)
+        ):
+            best = sym
     return best
 
 
@@ -131,7 +135,10 @@ def relocations_in(obj: ElfObject, shndx: int, start: int, size: int) -> list[Re
     )
 
 
-def signature(obj: ElfObject, shndx: int, start: int, size: int) -> tuple[bytes, list[object]]:
+Signature = tuple[bytes, list[tuple[int, int, tuple[object, ...]]]]
+
+
+def signature(obj: ElfObject, shndx: int, start: int, size: int) -> Signature:
     sec = obj.sections[shndx]
     code = sec.data[start : start + size]
     relocs = [
@@ -141,7 +148,7 @@ def signature(obj: ElfObject, shndx: int, start: int, size: int) -> tuple[bytes,
     return code, relocs
 
 
-def explain(pre: tuple[bytes, list[object]], post: tuple[bytes, list[object]]) -> str:
+def explain(pre: Signature, post: Signature) -> str:
     if len(pre[0]) != len(post[0]):
         return f"size {len(pre[0])} -> {len(post[0])} bytes"
     if pre[0] != post[0]:

@@ -63,7 +63,8 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
         shutil.rmtree(post, ignore_errors=True)
         raise KspliceError(
             f"the patch does not apply to {pristine}:\n{e.message}",
-            hint="check that it was made against this kernel's source and that --patch-opt is right",
+            hint="check that it was made against this kernel's source and that "
+            "--patch-opt is right",
         ) from e
     for path in changed:
         target = post / path

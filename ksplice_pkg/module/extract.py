@@ -11,7 +11,7 @@ Every reference the extracted code makes is re-targeted:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ksplice_pkg.diff import Function, UnitDiff, base_name, functions, symbol_at
@@ -40,20 +40,10 @@ from ksplice_pkg.elf.model import (
     Symbol,
 )
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.module.special import PARALLEL
 
 KLP_SYM_PREFIX = ".klp.sym."
 _PC_RELATIVE = {2, 4, 24}
-
-# Per-site special sections: each entry's first relocation names the code it belongs to.
-# Entry sizes come from the target tree (special.py); these are the ones with fixed sizes.
-FIXED_ENTRY_SIZES = {
-    "__mcount_loc": 8,
-    ".return_sites": 4,
-    ".retpoline_sites": 4,
-    ".call_sites": 4,
-    ".smp_locks": 4,
-    ".orc_unwind_ip": 4,
-}
 
 
 @dataclass(frozen=True)
@@ -134,14 +124,15 @@ class _Builder:
         src = self.post.sections[post_sec]
         return self.copy_range(post_sec, 0, src.size, src.name)
 
-    def target(self, reloc: Relocation) -> tuple[tuple[str, int], int]:
+    def target(self, reloc: Relocation, in_code: bool) -> tuple[tuple[str, int], int]:
         """The out symbol and addend a post relocation must use."""
         post = self.post
         sym = post.symbols[reloc.symbol]
         addend = reloc.addend
         if sym.type == STT_SECTION:
             sec = post.sections[sym.shndx]
-            bias = 4 if reloc.type in _PC_RELATIVE else 0
+            # In code, a PC-relative addend also holds the distance to the instruction's end.
+            bias = 4 if in_code and reloc.type in _PC_RELATIVE else 0
             included = self.function_at(sym.shndx, addend + bias)
             if included is not None:
                 out, fn = included
@@ -191,10 +182,77 @@ class _Builder:
             rela = self.post.rela_for(post_sec)
             if rela is None:
                 continue
+            in_code = bool(self.post.sections[post_sec].flags & SHF_EXECINSTR)
             for r in rela.relocations:
                 if start <= r.offset < start + size:
-                    ref, addend = self.target(r)
+                    ref, addend = self.target(r, in_code)
                     self.relocs.setdefault(out, []).append((r.offset - start, r.type, ref, addend))
+
+    def owner(self, reloc: Relocation) -> int | None:
+        """The out section of included code that a special-section entry's relocation names."""
+        sym = self.post.symbols[reloc.symbol]
+        if sym.type == STT_SECTION:
+            offset = reloc.addend
+        elif sym.type == STT_FUNC and sym.is_defined:
+            offset = sym.value + reloc.addend
+        else:
+            return None
+        found = self.function_at(sym.shndx, offset)
+        return found[0] if found else None
+
+    def carry_special_sections(self, sizes: Mapping[str, int]) -> None:
+        kept_by_section: dict[str, list[int]] = {}
+        for index, sec in enumerate(self.post.sections):
+            if sec.name not in sizes or sec.name in PARALLEL or sec.type == SHT_RELA:
+                continue
+            rela = self.post.rela_for(index)
+            if rela is None:
+                continue
+            size = sizes[sec.name]
+            entries: dict[int, list[Relocation]] = {}
+            for r in rela.relocations:
+                entries.setdefault(r.offset // size, []).append(r)
+            kept = [
+                n
+                for n, relocs in sorted(entries.items())
+                if self.owner(min(relocs, key=lambda r: r.offset)) is not None
+            ]
+            if not kept:
+                continue
+            kept_by_section[sec.name] = kept
+            out = self._new_section(
+                sec, b"".join(sec.data[n * size : (n + 1) * size] for n in kept)
+            )
+            for position, n in enumerate(kept):
+                for r in sorted(entries[n], key=lambda r: r.offset):
+                    ref, addend = self.target(r, in_code=False)
+                    offset = position * size + r.offset - n * size
+                    self.relocs.setdefault(out, []).append((offset, r.type, ref, addend))
+        for name, leader in PARALLEL.items():
+            found = self.post.section_index(name)
+            if found is None or leader not in kept_by_section or name not in sizes:
+                continue
+            sec, size = self.post.sections[found], sizes[name]
+            self._new_section(
+                sec, b"".join(sec.data[n * size : (n + 1) * size] for n in kept_by_section[leader])
+            )
+        self.flush()
+
+    def _new_section(self, like: Section, data: bytes) -> int:
+        self.sections.append(
+            Section(
+                name=like.name,
+                type=like.type,
+                flags=like.flags,
+                data=data,
+                addralign=like.addralign,
+                entsize=like.entsize,
+            )
+        )
+        index = len(self.sections) - 1
+        ref = self._local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
+        self.section_sym[index] = ref[1]
+        return index
 
     def finish(self) -> ElfObject:
         self.flush()
@@ -227,7 +285,13 @@ class _Builder:
         return ElfObject(sections=sections, symbols=symbols, flags=self.post.flags)
 
 
-def extract(post: ElfObject, diff: UnitDiff, resolver: Resolver, unit_tag: str) -> Extracted:
+def extract(
+    post: ElfObject,
+    diff: UnitDiff,
+    resolver: Resolver,
+    unit_tag: str,
+    entry_sizes: Mapping[str, int],
+) -> Extracted:
     """Build the object holding the changed and new functions of one compilation unit."""
     funcs = functions(post)
     wanted = set(diff.changed) | set(diff.new_functions)
@@ -264,6 +328,8 @@ def extract(post: ElfObject, diff: UnitDiff, resolver: Resolver, unit_tag: str) 
             ref = b._local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
         func_refs[name] = ref
         b.own_symbols[fn.symbol] = ref
+    b.flush()
+    b.carry_special_sections(entry_sizes)
     obj = b.finish()
     klp = sorted(s.name for s in obj.symbols if s.name.startswith(KLP_SYM_PREFIX))
     return Extracted(obj=obj, patched=result_patched, klp_symbols=klp)

@@ -75,6 +75,7 @@ def main_source(module: str, description: str, objects: list[ObjectPatch]) -> st
 
 def link_module(
     tree: PreparedTree,
+    *,
     workdir: Path,
     module: str,
     main_c: str,

@@ -43,7 +43,10 @@ class _Section:
 
 def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
     """The vmlinux inside vmlinuz, extracted once into a `vmlinux` beside it."""
-    cached = vmlinuz.with_name(EXTRACTED_NAME)
+    # A compressed image that is itself called vmlinux must not be overwritten by its payload.
+    cached = vmlinuz.with_name(
+        EXTRACTED_NAME if vmlinuz.name != EXTRACTED_NAME else EXTRACTED_NAME + ".elf"
+    )
     if cached.is_file() and cached.stat().st_mtime_ns > vmlinuz.stat().st_mtime_ns:
         return cached
     if source_tree is None:
@@ -65,8 +68,14 @@ def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
                 "and check that the file is a kernel image",
             ) from e
     partial = cached.with_name(cached.name + ".partial")
-    partial.write_bytes(proc.stdout)
-    os.replace(partial, cached)
+    try:
+        partial.write_bytes(proc.stdout)
+        os.replace(partial, cached)
+    except OSError as e:
+        raise KspliceError(
+            f"cannot save the vmlinux extracted from {vmlinuz} as {cached}: {e.strerror}",
+            hint=f"make {cached.parent} writable, or give an already extracted vmlinux",
+        ) from e
     return cached
 
 
