@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,14 +56,19 @@ def objects_for(changed: tuple[str, ...], tree: PreparedTree) -> list[str]:
 
 
 def _header_users(tree: PreparedTree, headers: list[str]) -> list[str]:
-    wanted = {h for h in headers} | {h.removeprefix("include/") for h in headers}
+    wanted = set(headers)
+    prefix = f"{tree.source}/"
     users: list[str] = []
     for cmd in tree.objdir.rglob(".*.o.cmd"):
         text = cmd.read_text(errors="replace")
-        if not text.startswith("cmd_") or "deps_" not in text:
+        if "deps_" not in text:
             continue
-        deps = set(re.findall(r"\$\(srctree\)/(\S+\.h)|\s(\S+\.h)\s", text))
-        names = {a or b for a, b in deps}
+        # kbuild lists each header a unit includes, by absolute path when building with O=.
+        deps = text.split("deps_", 1)[1]
+        names = {
+            token.removeprefix(prefix).removeprefix("$(srctree)/")
+            for token in re.findall(r"\S+\.h\b", deps)
+        }
         if names & wanted:
             rel = cmd.relative_to(tree.objdir)
             obj = str(rel.parent / rel.name[1:].removesuffix(".cmd"))
@@ -86,20 +92,40 @@ def compile_objects(source: Path, objdir: Path, release: str, units: list[str], 
     )
 
 
-def clone_objdir(pre: PreparedTree, post_source: Path, post_objdir: Path) -> None:
-    """A prepared object dir for the post tree: a copy of the pre one (timestamps kept, so kbuild
-    sees it up to date), its Makefile pointing at the post source."""
-    if post_objdir.exists():
-        shutil.rmtree(post_objdir)
-    run(["cp", "-a", pre.objdir, post_objdir])
-    logger.debug("post object dir %s", post_objdir)
+def clone_objdir(pre: PreparedTree, post_objdir: Path, units: list[str]) -> None:
+    """A prepared object dir for the post tree, kept across updates.
+
+    It starts as a copy of the pre one; the first build from the post tree's path then rebuilds
+    kbuild's host tools once (their recorded commands name the source path), later updates reuse
+    them. The units an update compiles are deleted first: an object left by an earlier update's
+    patch could otherwise look up to date against the pristine file's older timestamp.
+    """
+    stamp = post_objdir / ".ksplice-cloned-from"
+    wanted = (pre.objdir / ".ksplice-prepared").read_text()
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        if post_objdir.exists():
+            shutil.rmtree(post_objdir)
+        run(["cp", "-a", pre.objdir, post_objdir])
+        stamp.write_text(wanted)
+        logger.debug("post object dir %s cloned from %s", post_objdir, pre.objdir)
+    for unit in units:
+        obj = post_objdir / unit
+        for stale in (obj, obj.with_name(f".{obj.name}.cmd"), obj.with_name(f".{obj.name}.d")):
+            stale.unlink(missing_ok=True)
 
 
 def build_pairs(
     pre: PreparedTree, post_source: Path, post_objdir: Path, units: list[str], jobs: int
 ) -> list[ObjectPair]:
-    compile_objects(pre.source, pre.objdir, pre.release, units, jobs)
-    compile_objects(post_source, post_objdir, pre.release, units, jobs)
+    # The two sides are independent: each make spends seconds in kbuild's own checks, so running
+    # them side by side roughly halves the wall time of a small update.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sides = [
+            pool.submit(compile_objects, pre.source, pre.objdir, pre.release, units, jobs),
+            pool.submit(compile_objects, post_source, post_objdir, pre.release, units, jobs),
+        ]
+        for side in sides:
+            side.result()
     pairs = []
     for unit in units:
         a, b = pre.objdir / unit, post_objdir / unit

@@ -118,7 +118,7 @@ def _create(cfg: CreateConfig) -> Path:
             if path.endswith((".c", ".h")) and (cfg.source / path).is_file():
                 stabilise_line_numbers(cfg.source / path, post.post / path, path)
         units = objects_for(post.changed, tree)
-        clone_objdir(tree, post.post, cfg.work_dir / "post")
+        clone_objdir(tree, cfg.work_dir / "post", units)
     with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
         pairs = build_pairs(tree, post.post, cfg.work_dir / "post", units, cfg.jobs)
     diffs: list[tuple[UnitDiff, ElfObject, ElfObject]] = []
@@ -226,8 +226,22 @@ def _verify(
         name = d.pre_names[post_name]
         if name.endswith(".cold"):
             continue
+        pre_fn = _pre_function(pre, name)
+        if not any(r.symbol == "__fentry__" and r.offset < 16 for r in pre_fn.relocs):
+            raise KspliceError(
+                f"{d.unit}: {name} has no ftrace entry (__fentry__ call): livepatch cannot "
+                "redirect it",
+                hint="it is notrace or in a noinstr section; patch its callers instead",
+            )
+        found = symbols.vmlinux_symbols_named(name)
+        if not found:
+            owners = sorted({s.module for s in symbols.symbols if s.name == name and s.module})
+            if owners:
+                raise KspliceError(
+                    f"{d.unit}: {name} belongs to module {', '.join(owners)}, not to vmlinux",
+                    hint="updates to loadable modules are not supported yet",
+                )
         if vmlinux is None:
-            found = symbols.vmlinux_symbols_named(name)
             if not found:
                 raise KspliceError(
                     f"{d.unit}: {name} is not in the target kernel's symbol map",
@@ -239,7 +253,6 @@ def _verify(
                     hint="give --vmlinux or a vmlinuz so run-pre verification can tell which",
                 )
             continue
-        pre_fn = _pre_function(pre, name)
         match = verify_function(pre_fn, symbols, vmlinux)
         matches[name] = match
         for reloc in pre_fn.relocs:
