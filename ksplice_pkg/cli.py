@@ -74,11 +74,12 @@ def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
 @click.argument("release", required=False)
 @_cache_option
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
-def demo(release: str | None, jobs: int | None, cache_dir: Path | None) -> None:
-    """Prove the lab: load the kernel's sample livepatch into the real distro kernel in qemu."""
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+def demo(release: str | None, jobs: int | None, cache_dir: Path | None, output_dir: Path) -> None:
+    """Build the built-in example update for Debian's kernel and prove it in qemu."""
     from ksplice_pkg.demo import run_demo
 
-    run_demo(cache_dir or default_cache_dir(), release, jobs)
+    click.echo(run_demo(cache_dir or default_cache_dir(), release, jobs, output_dir.resolve()))
 
 
 def _diffext_patch(source: Path, ext: str) -> str:

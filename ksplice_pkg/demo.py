@@ -1,14 +1,19 @@
-"""The built-in example: the kernel's own sample livepatch, loaded into the real distro kernel.
+"""The built-in example, run by `ksplice-pkg demo`.
 
-This proves the whole lab end to end: fetched artifacts, a tree prepared like the distro's, an
-out-of-tree livepatch module with the distro vermagic, and a boot of the real kernel that loads
-it, sees /proc/cmdline change, disables and removes it, and sees /proc/cmdline restored.
+`run_demo` builds a real update with `create` from examples/proc-cmdline.patch against the
+fetched Debian kernel source, boots the Debian kernel in qemu, loads it, sees /proc/cmdline
+change, disables and removes it and sees /proc/cmdline restored.
+
+The kernel's own samples/livepatch/livepatch-sample.c, built out of tree against the same tree,
+is kept as the lab's reference check (tests/lab/test_sample_livepatch.py).
 """
 
 from __future__ import annotations
 
 import shutil
+import tarfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
@@ -93,16 +98,61 @@ def load_sample_in_vm(artifacts: KernelArtifacts, ko: Path) -> SampleOutcome:
     )
 
 
-def run_demo(cache: Path, release: str | None, jobs: int | None) -> None:
+def example_patch() -> str:
+    return (resources.files("ksplice_pkg") / "examples" / "proc-cmdline.patch").read_text()
+
+
+def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Path) -> Path:
+    """Build the example update for the distro kernel with `create` and prove it in the VM."""
+    from ksplice_pkg.create import CreateConfig, create, random_id, work_dir_for
+    from ksplice_pkg.target.files import resolve_target
+    from ksplice_pkg.vm.capture import capture_kallsyms
+    from ksplice_pkg.vm.trial import try_update
+
     artifacts = fetch(cache, release)
-    tree = prepared_tree(artifacts, jobs)
-    with step("building samples/livepatch/livepatch-sample.c against the distro tree"):
-        ko = build_sample_livepatch(tree, artifacts.root / "demo" / "sample", jobs)
-    with step(f"booting {artifacts.release} in qemu and loading {ko.name}"):
-        outcome = load_sample_in_vm(artifacts, ko)
-    logger.info("/proc/cmdline before:   %s", outcome.before.strip())
-    logger.info("/proc/cmdline patched:  %s", outcome.patched.strip())
-    logger.info("/proc/cmdline restored: %s", outcome.restored.strip())
-    if not outcome.ok:
-        raise KspliceError("the sample livepatch did not change /proc/cmdline as expected")
-    logger.info("the sample livepatch loaded, took effect, and was undone in %s", artifacts.release)
+    if not artifacts.kallsyms.is_file():
+        capture_kallsyms(artifacts)
+    target = resolve_target(
+        artifacts.target_dir,
+        system_map=artifacts.kallsyms,
+        kconfig=None,
+        symvers=None,
+        binary=artifacts.vmlinuz,
+        release=artifacts.release,
+    )
+    patch = example_patch()
+    update_id = random_id()
+    tarball = create(
+        CreateConfig(
+            source=artifacts.source_tree,
+            target=target,
+            patch=patch,
+            patch_opt="-p1",
+            id=update_id,
+            description=patch.splitlines()[0],
+            jobs=jobs or default_jobs(),
+            output_dir=output_dir,
+            work_dir=work_dir_for(cache, artifacts.source_tree),
+        )
+    )
+    ko = artifacts.root / "demo" / f"ksplice_{update_id}.ko"
+    ko.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        member = tar.extractfile(f"ksplice-{update_id}/ksplice_{update_id}.ko")
+        assert member is not None
+        ko.write_bytes(member.read())
+    with step(f"booting {artifacts.release} in qemu and trying {ko.name}"):
+        trial = try_update(
+            artifacts.vmlinuz,
+            artifacts.modules_dir,
+            ko,
+            f"ksplice_{update_id}",
+            "cat /proc/cmdline",
+        )
+    logger.info("/proc/cmdline before:   %s", trial.before.strip())
+    logger.info("/proc/cmdline patched:  %s", trial.patched.strip())
+    logger.info("/proc/cmdline restored: %s", trial.restored.strip())
+    if trial.patched != "ksplice: " + trial.before or trial.restored != trial.before:
+        raise KspliceError("the example update did not change /proc/cmdline as expected")
+    logger.info("the update loaded, took effect and was undone in %s", artifacts.release)
+    return tarball
