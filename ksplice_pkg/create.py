@@ -148,8 +148,9 @@ def _create(cfg: CreateConfig) -> Path:
         logger.info("run-pre verification skipped: no vmlinux or vmlinuz of the target given")
     (cfg.work_dir / "parts").mkdir(parents=True, exist_ok=True)
     for n, (d, pre_obj, post_obj) in enumerate(diffs):
-        matches, evidence = _verify(d, pre_obj, symbols, vmlinux)
-        resolver = make_resolver(exported, symbols, evidence, d.unit)
+        evidence = Evidence(d.unit, pre_obj, symbols, vmlinux)
+        matches = _verify(d, evidence)
+        resolver = make_resolver(exported, symbols, evidence.lookup, d.unit, d.static_map)
         extracted = extract(post_obj, d, resolver, f"u{n}", sizes)
         part = cfg.work_dir / "parts" / f"part{n}.o"
         write_object(extracted.obj, part)
@@ -213,20 +214,69 @@ def _pre_function(obj: ElfObject, name: str) -> PreFunction:
     return PreFunction(name=name, code=code, relocs=tuple(relocs))
 
 
-def _verify(
-    d: UnitDiff, pre: ElfObject, symbols: SymbolMap, vmlinux: Vmlinux | None
-) -> tuple[dict[str, Match], dict[str, KernelSymbol]]:
-    """Run-pre for each function the unit's update replaces; returns the matches by name and
-    the evidence (pre symbol -> kernel symbol) gathered from their relocation sites."""
-    matches: dict[str, Match] = {}
-    evidence: dict[str, KernelSymbol] = {}
-    from ksplice_pkg.diff import base_name
+class Evidence:
+    """What the target binary says each pre-object symbol is, gathered by run-pre on demand.
 
+    The changed functions are verified up front; a symbol the update references that none of
+    them does is looked up by verifying another function of the unit that references it (or
+    the symbol itself, when it is a function of the unit).
+    """
+
+    def __init__(self, unit: str, pre: ElfObject, symbols: SymbolMap, vmlinux: Vmlinux | None):
+        self.unit, self.pre, self.symbols, self.vmlinux = unit, pre, symbols, vmlinux
+        self.known: dict[str, KernelSymbol] = {}
+        self.tried: set[str] = set()
+
+    def verify(self, name: str) -> Match:
+        assert self.vmlinux is not None
+        pre_fn = _pre_function(self.pre, name)
+        match = verify_function(pre_fn, self.symbols, self.vmlinux)
+        self.tried.add(name)
+        for reloc in pre_fn.relocs:
+            seen = match.references.get(reloc.offset)
+            if seen is not None and reloc.symbol:
+                self.known.setdefault(reloc.symbol, seen)
+        at = self.symbols.symbol_at(match.address)
+        if at is not None:
+            self.known.setdefault(name, at)
+        return match
+
+    def lookup(self, name: str) -> KernelSymbol | None:
+        if name in self.known or self.vmlinux is None:
+            return self.known.get(name)
+        pre_funcs = functions(self.pre)
+        referrers = [name] if name in pre_funcs else []
+        referrers += [
+            f.name
+            for f in pre_funcs.values()
+            if any(
+                self.pre.symbols[r.symbol].name == name
+                for r in relocations_in(self.pre, f.section, f.offset, f.size)
+            )
+        ]
+        for referrer in referrers[:4]:
+            if referrer in self.tried:
+                continue
+            try:
+                self.verify(referrer)
+            except KspliceError as e:
+                logger.debug("%s: no evidence from %s: %s", self.unit, referrer, e.message)
+                self.tried.add(referrer)
+            if name in self.known:
+                break
+        return self.known.get(name)
+
+
+def _verify(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
+    """Run-pre for each function the unit's update replaces (refusing what cannot be patched);
+    returns the matches by name."""
+    matches: dict[str, Match] = {}
+    symbols = evidence.symbols
     for post_name in d.changed:
         name = d.pre_names[post_name]
         if name.endswith(".cold"):
             continue
-        pre_fn = _pre_function(pre, name)
+        pre_fn = _pre_function(evidence.pre, name)
         if not any(r.symbol == "__fentry__" and r.offset < 16 for r in pre_fn.relocs):
             raise KspliceError(
                 f"{d.unit}: {name} has no ftrace entry (__fentry__ call): livepatch cannot "
@@ -241,7 +291,7 @@ def _verify(
                     f"{d.unit}: {name} belongs to module {', '.join(owners)}, not to vmlinux",
                     hint="updates to loadable modules are not supported yet",
                 )
-        if vmlinux is None:
+        if evidence.vmlinux is None:
             if not found:
                 raise KspliceError(
                     f"{d.unit}: {name} is not in the target kernel's symbol map",
@@ -253,12 +303,8 @@ def _verify(
                     hint="give --vmlinux or a vmlinuz so run-pre verification can tell which",
                 )
             continue
-        match = verify_function(pre_fn, symbols, vmlinux)
+        match = evidence.verify(name)
         matches[name] = match
-        for reloc in pre_fn.relocs:
-            seen = match.references.get(reloc.offset)
-            if seen is not None and reloc.symbol:
-                evidence.setdefault(base_name(reloc.symbol), seen)
         logger.debug(
             "%s: %s matches the target at %#x (sympos %d)",
             d.unit,
@@ -266,4 +312,4 @@ def _verify(
             match.address,
             match.sympos,
         )
-    return matches, evidence
+    return matches

@@ -167,6 +167,9 @@ class UnitDiff:
     new_functions: list[str] = field(default_factory=list)
     new_data: list[str] = field(default_factory=list)
     pre_names: dict[str, str] = field(default_factory=dict)  # post function name -> pre name
+    # post static local -> the pre one it is (GCC renumbers count.0 to count.1 when another
+    # static appears before it); correlated through the functions that reference them.
+    static_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -205,8 +208,37 @@ def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
                 )
             result.changed[name] = explain(a, b)
             result.pre_names[name] = pre_name
+    for name, fn in post_funcs.items():
+        pre_name = _match(pre_funcs, name)
+        if pre_name is not None:
+            _correlate_statics(pre, pre_funcs[pre_name], post, fn, result.static_map)
     _check_data(unit, pre, post, result)
     return result
+
+
+def _local_objects(obj: ElfObject, fn: Function) -> dict[str, set[str]]:
+    """Local data objects fn references, by base name."""
+    found: dict[str, set[str]] = {}
+    for r in relocations_in(obj, fn.section, fn.offset, fn.size):
+        sym: Symbol | None = obj.symbols[r.symbol]
+        if sym is not None and sym.type == STT_SECTION:
+            bias = 4 if r.type in _PC_RELATIVE else 0
+            sym = symbol_at(obj, sym.shndx, r.addend + bias)
+        if sym is not None and sym.type == STT_OBJECT and sym.is_local:
+            found.setdefault(base_name(sym.name), set()).add(sym.name)
+    return found
+
+
+def _correlate_statics(
+    pre: ElfObject, pre_fn: Function, post: ElfObject, post_fn: Function, out: dict[str, str]
+) -> None:
+    before, after = _local_objects(pre, pre_fn), _local_objects(post, post_fn)
+    for base, names in after.items():
+        olds = before.get(base, set())
+        if len(names) == 1 and len(olds) == 1:
+            (new,) = names
+            (old,) = olds
+            out.setdefault(new, old)
 
 
 def _check_data(unit: str, pre: ElfObject, post: ElfObject, result: UnitDiff) -> None:

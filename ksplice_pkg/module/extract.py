@@ -84,6 +84,7 @@ class _Builder:
         self.external: dict[str, int] = {}  # global name -> position in globals
         self.pending: list[tuple[int, int, int, int]] = []  # out sec, post sec, start, size
         self.relocs: dict[int, list[tuple[int, int, tuple[str, int], int]]] = {}
+        self.symbol_index = {id(s): i for i, s in enumerate(post.symbols)}
 
     # Symbols are referenced as ("L", i) or ("G", i) until the final table is laid out.
     def _local(self, sym: Symbol) -> tuple[str, int]:
@@ -162,10 +163,10 @@ class _Builder:
     own_symbols: dict[int, tuple[str, int]]
 
     def symbol_ref(self, sym: Symbol) -> tuple[str, int]:
-        index = self.post.symbols.index(sym)
+        index = self.symbol_index[id(sym)]
         if index in self.own_symbols:
             return self.own_symbols[index]
-        if sym.is_defined and sym.name in self.new_data:
+        if sym.is_defined and (sym.name in self.new_data or self._plain_constant(sym)):
             out = self.copy_range(
                 sym.shndx, sym.value, sym.size, self.post.sections[sym.shndx].name
             )
@@ -175,6 +176,21 @@ class _Builder:
         ext = self.resolver(self.post, sym)
         bind = STB_GLOBAL if ext.exported else STB_WEAK
         return self._global(Symbol(ext.name, 0, 0, STT_NOTYPE, bind, SHN_UNDEF))
+
+    def _plain_constant(self, sym: Symbol) -> bool:
+        """A file-local constant with no pointers in it (a __func__ string, a lookup table):
+        carrying a copy is as good as the original and needs no symbol resolution."""
+        if not sym.is_local or sym.type != STT_OBJECT:
+            return False
+        sec = self.post.sections[sym.shndx]
+        if sec.type != SHT_PROGBITS or sec.flags & (SHF_WRITE | SHF_EXECINSTR):
+            return False
+        if not sec.flags & SHF_ALLOC:
+            return False
+        rela = self.post.rela_for(sym.shndx)
+        return rela is None or not any(
+            sym.value <= r.offset < sym.value + sym.size for r in rela.relocations
+        )
 
     def flush(self) -> None:
         while self.pending:
