@@ -50,6 +50,10 @@ def convert(ko: Path) -> int:
         if not moved:
             continue
         target = obj.sections[sec.info].name
+        # The kernel reads the object name up to the next dot: `.klp.rela.vmlinux.text.f`,
+        # and `.klp.rela.vmlinux.__jump_table` for a target without a leading dot.
+        if not target.startswith("."):
+            target = "." + target
         by_object: dict[str, list[object]] = {}
         for r in moved:
             by_object.setdefault(objname_of(obj.symbols[r.symbol].name), []).append(r)

@@ -44,3 +44,13 @@ def tree(artifacts: KernelArtifacts) -> PreparedTree:
 @pytest.fixture(scope="session")
 def sample_ko(tree: PreparedTree, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_livepatch(tree, tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def kallsyms(artifacts: KernelArtifacts) -> Path:
+    """The target's real symbol map: /proc/kallsyms of the kernel booted in the lab."""
+    if not artifacts.kallsyms.is_file():
+        from ksplice_pkg.vm.capture import capture_kallsyms
+
+        capture_kallsyms(artifacts)
+    return artifacts.kallsyms
