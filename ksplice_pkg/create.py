@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.build import SECTION_FLAGS, build_pairs, clone_objdir, objects_for
-from ksplice_pkg.diff import UnitDiff, diff_objects, functions, relocations_in, symbol_at
+from ksplice_pkg.diff import (
+    UnitDiff,
+    diff_objects,
+    functions,
+    referenced_symbol,
+    relocations_in,
+)
 from ksplice_pkg.elf.model import STT_SECTION, ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import write_object
@@ -207,8 +213,7 @@ def _pre_function(obj: ElfObject, name: str) -> PreFunction:
         sym = obj.symbols[r.symbol]
         symname, addend = sym.name, r.addend
         if sym.type == STT_SECTION:
-            bias = 4 if r.type in (2, 4, 24) else 0
-            named = symbol_at(obj, sym.shndx, r.addend + bias)
+            named = referenced_symbol(obj, sym.shndx, r.addend, r.type)
             symname, addend = (named.name, r.addend - named.value) if named else ("", r.addend)
         relocs.append(PreReloc(r.offset - fn.offset, r.type, symname, addend))
     return PreFunction(name=name, code=code, relocs=tuple(relocs))

@@ -15,6 +15,8 @@ from ksplice_pkg.elf.model import (
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_STRINGS,
+    SHF_WRITE,
+    SHT_PROGBITS,
     STT_FUNC,
     STT_OBJECT,
     STT_SECTION,
@@ -95,6 +97,49 @@ def symbol_at(obj: ElfObject, shndx: int, offset: int) -> Symbol | None:
     return best
 
 
+# In code, a PC-relative addend is the target's offset minus the distance from the relocated
+# field to the end of the instruction: 4 when the displacement is last, more when an immediate
+# follows it (`cmpl $0, x(%rip)` has 5). In data, the addend is the offset itself.
+_CODE_BIASES = (4, 5, 6, 8)
+
+
+def biases(rtype: int, in_code: bool) -> tuple[int, ...]:
+    return _CODE_BIASES if in_code and rtype in _PC_RELATIVE else (0,)
+
+
+def referenced_symbol(
+    obj: ElfObject, shndx: int, addend: int, rtype: int, in_code: bool = True
+) -> Symbol | None:
+    """The named function or object a section-relative reference points at."""
+    named = [
+        s for s in obj.symbols if s.shndx == shndx and s.type in (STT_FUNC, STT_OBJECT) and s.name
+    ]
+    # With -ffunction-sections -fdata-sections most sections hold one symbol: it is the target
+    # whatever the addend says.
+    if len(named) == 1:
+        return named[0]
+    for bias in biases(rtype, in_code):
+        found = symbol_at(obj, shndx, addend + bias)
+        if found is not None:
+            return found
+    return None
+
+
+def plain_constant(obj: ElfObject, sym: Symbol) -> bool:
+    """A file-local constant with no pointers in it (a __func__ string, a lookup table)."""
+    if not sym.is_local or sym.type != STT_OBJECT or not sym.is_defined:
+        return False
+    sec = obj.sections[sym.shndx]
+    if sec.type != SHT_PROGBITS or sec.flags & (SHF_WRITE | SHF_EXECINSTR):
+        return False
+    if not sec.flags & SHF_ALLOC:
+        return False
+    rela = obj.rela_for(sym.shndx)
+    return rela is None or not any(
+        sym.value <= r.offset < sym.value + sym.size for r in rela.relocations
+    )
+
+
 def _string_at(data: bytes, offset: int) -> bytes | None:
     if not 0 <= offset < len(data):
         return None
@@ -108,22 +153,28 @@ def target_key(obj: ElfObject, reloc: Relocation) -> tuple[object, ...]:
     """What a relocation points at, independent of symbol indices and section layout."""
     sym = obj.symbols[reloc.symbol]
     if sym.type != STT_SECTION:
-        return ("sym", base_name(sym.name), reloc.addend)
+        return _symbol_key(obj, sym, reloc.addend)
     sec = obj.sections[sym.shndx]
-    # PC-relative references carry the distance to the instruction's end in the addend; for
-    # the common case the displacement is last and 4 bytes long.
-    bias = 4 if reloc.type in _PC_RELATIVE else 0
     if sec.flags & SHF_STRINGS:
-        text = _string_at(sec.data, reloc.addend + bias)
-        if text is not None:
-            return ("str", text, bias)
+        for bias in biases(reloc.type, in_code=True):
+            text = _string_at(sec.data, reloc.addend + bias)
+            if text is not None:
+                return ("str", text, bias)
         return ("strsec", base_name(sec.name), reloc.addend)
-    named = symbol_at(obj, sym.shndx, reloc.addend + bias)
+    named = referenced_symbol(obj, sym.shndx, reloc.addend, reloc.type)
     if named is not None:
-        return ("sym", base_name(named.name), reloc.addend - named.value)
+        return _symbol_key(obj, named, reloc.addend - named.value)
     if not sec.data:
         return ("anon", base_name(sec.name), reloc.addend)
     return ("anon", sec.data, reloc.addend)
+
+
+def _symbol_key(obj: ElfObject, sym: Symbol, addend: int) -> tuple[object, ...]:
+    if plain_constant(obj, sym):
+        # GCC numbers __func__.N and friends per file: compare what they hold instead.
+        sec = obj.sections[sym.shndx]
+        return ("const", sec.data[sym.value : sym.value + sym.size], addend)
+    return ("sym", base_name(sym.name), addend)
 
 
 def relocations_in(obj: ElfObject, shndx: int, start: int, size: int) -> list[Relocation]:
@@ -222,8 +273,7 @@ def _local_objects(obj: ElfObject, fn: Function) -> dict[str, set[str]]:
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
         sym: Symbol | None = obj.symbols[r.symbol]
         if sym is not None and sym.type == STT_SECTION:
-            bias = 4 if r.type in _PC_RELATIVE else 0
-            sym = symbol_at(obj, sym.shndx, r.addend + bias)
+            sym = referenced_symbol(obj, sym.shndx, r.addend, r.type)
         if sym is not None and sym.type == STT_OBJECT and sym.is_local:
             found.setdefault(base_name(sym.name), set()).add(sym.name)
     return found
@@ -242,19 +292,42 @@ def _correlate_statics(
 
 
 def _check_data(unit: str, pre: ElfObject, post: ElfObject, result: UnitDiff) -> None:
-    pre_data = {base_name(n): i for n, i in data_objects(pre).items()}
-    for name, index in data_objects(post).items():
+    """Refuse changed initial values of existing data; record data the patch adds.
+
+    A post object is paired with its pre self through the functions that use it (static_map),
+    else by exact name, else by a base name that is unique on both sides.
+    """
+    pre_data = data_objects(pre)
+    post_data = data_objects(post)
+    pre_by_base: dict[str, list[str]] = {}
+    for name in pre_data:
+        pre_by_base.setdefault(base_name(name), []).append(name)
+    post_bases: dict[str, int] = {}
+    for name in post_data:
+        post_bases[base_name(name)] = post_bases.get(base_name(name), 0) + 1
+    for name, index in post_data.items():
         sym = post.symbols[index]
-        old_index = pre_data.get(base_name(name))
-        if old_index is None:
+        old_name = result.static_map.get(name)
+        if old_name is None and name in pre_data:
+            old_name = name
+        if old_name is None:
+            same = pre_by_base.get(base_name(name), [])
+            if len(same) == 1 and post_bases[base_name(name)] == 1:
+                old_name = same[0]
+        if old_name is None or old_name not in pre_data:
             result.new_data.append(name)
             continue
-        old = pre.symbols[old_index]
+        old = pre.symbols[pre_data[old_name]]
         a = signature(pre, old.shndx, old.value, old.size)
         b = signature(post, sym.shndx, sym.value, sym.size)
-        if old.size != sym.size or a != b:
-            raise KspliceError(
-                f"{unit}: the patch changes the initial value or size of {name} ({explain(a, b)})",
-                hint="a livepatch keeps the running kernel's data; change it from code "
-                "(e.g. a livepatch callback) or use a shadow variable",
-            )
+        if old.size == sym.size and a == b:
+            continue
+        if plain_constant(post, sym):
+            # A constant's new value is simply new data, carried by the code that uses it.
+            result.new_data.append(name)
+            continue
+        raise KspliceError(
+            f"{unit}: the patch changes the initial value or size of {name} ({explain(a, b)})",
+            hint="a livepatch keeps the running kernel's data; change it from code "
+            "(e.g. a livepatch callback) or use a shadow variable",
+        )

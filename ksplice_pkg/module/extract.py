@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ksplice_pkg.diff import Function, UnitDiff, base_name, functions, symbol_at
+from ksplice_pkg.diff import (
+    Function,
+    UnitDiff,
+    base_name,
+    functions,
+    plain_constant,
+    referenced_symbol,
+)
 from ksplice_pkg.elf.model import (
     SHF_ALLOC,
     SHF_EXECINSTR,
@@ -132,13 +139,12 @@ class _Builder:
         addend = reloc.addend
         if sym.type == STT_SECTION:
             sec = post.sections[sym.shndx]
-            # In code, a PC-relative addend also holds the distance to the instruction's end.
-            bias = 4 if in_code and reloc.type in _PC_RELATIVE else 0
-            included = self.function_at(sym.shndx, addend + bias)
-            if included is not None:
-                out, fn = included
-                return ("L", self.section_sym[out]), addend - fn.offset
-            named = symbol_at(post, sym.shndx, addend + bias)
+            named = referenced_symbol(post, sym.shndx, addend, reloc.type, in_code)
+            if named is not None and named.type == STT_FUNC:
+                included = self.function_at(sym.shndx, named.value)
+                if included is not None:
+                    out, fn = included
+                    return ("L", self.section_sym[out]), addend - fn.offset
             if named is None or sec.flags & SHF_STRINGS:
                 if sec.flags & SHF_WRITE or not sec.flags & SHF_ALLOC:
                     raise KspliceError(
@@ -166,7 +172,7 @@ class _Builder:
         index = self.symbol_index[id(sym)]
         if index in self.own_symbols:
             return self.own_symbols[index]
-        if sym.is_defined and (sym.name in self.new_data or self._plain_constant(sym)):
+        if sym.is_defined and (sym.name in self.new_data or plain_constant(self.post, sym)):
             out = self.copy_range(
                 sym.shndx, sym.value, sym.size, self.post.sections[sym.shndx].name
             )
@@ -176,21 +182,6 @@ class _Builder:
         ext = self.resolver(self.post, sym)
         bind = STB_GLOBAL if ext.exported else STB_WEAK
         return self._global(Symbol(ext.name, 0, 0, STT_NOTYPE, bind, SHN_UNDEF))
-
-    def _plain_constant(self, sym: Symbol) -> bool:
-        """A file-local constant with no pointers in it (a __func__ string, a lookup table):
-        carrying a copy is as good as the original and needs no symbol resolution."""
-        if not sym.is_local or sym.type != STT_OBJECT:
-            return False
-        sec = self.post.sections[sym.shndx]
-        if sec.type != SHT_PROGBITS or sec.flags & (SHF_WRITE | SHF_EXECINSTR):
-            return False
-        if not sec.flags & SHF_ALLOC:
-            return False
-        rela = self.post.rela_for(sym.shndx)
-        return rela is None or not any(
-            sym.value <= r.offset < sym.value + sym.size for r in rela.relocations
-        )
 
     def flush(self) -> None:
         while self.pending:
