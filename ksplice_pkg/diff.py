@@ -234,12 +234,55 @@ def _match(pre: dict[str, Function], name: str) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+def pair_functions(pre: ElfObject, post: ElfObject) -> dict[str, str | None]:
+    """Each post function's pre counterpart (None: new).
+
+    GCC numbers clones (foo.constprop.0, .1) in the order it creates them, so a new clone can
+    take an old one's name. Within a family of same-base names, an unchanged clone is found by
+    content first; only then do the remaining names pair, and only one-to-one.
+    """
+    pre_funcs, post_funcs = functions(pre), functions(post)
+    pairs: dict[str, str | None] = {}
+    families: dict[str, list[str]] = {}
+    for name in post_funcs:
+        families.setdefault(base_name(name), []).append(name)
+    for base, names in families.items():
+        olds = [n for n in pre_funcs if base_name(n) == base]
+        if len(names) == 1 and len(olds) <= 1:
+            pairs[names[0]] = _match(pre_funcs, names[0])
+            continue
+        sigs = {
+            n: signature(pre, f.section, f.offset, f.size)
+            for n, f in pre_funcs.items()
+            if n in olds
+        }
+        free = set(olds)
+        for name in names:
+            f = post_funcs[name]
+            sig = signature(post, f.section, f.offset, f.size)
+            same = [o for o in sorted(free) if sigs[o] == sig]
+            if same:
+                pick = name if name in same else same[0]
+                pairs[name] = pick
+                free.discard(pick)
+        for name in names:
+            if name in pairs:
+                continue
+            if name in free:
+                pairs[name] = name
+                free.discard(name)
+            else:
+                pairs[name] = None
+    return pairs
+
+
 def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
     result = UnitDiff(unit=unit)
     pre_funcs, post_funcs = functions(pre), functions(post)
+    pairs = pair_functions(pre, post)
     for name, fn in post_funcs.items():
         section_name = post.sections[fn.section].name
-        pre_name = _match(pre_funcs, name)
+        pre_name = pairs[name]
         if pre_name is None:
             if is_init_section(section_name):
                 raise KspliceError(
@@ -249,6 +292,10 @@ def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
             result.new_functions.append(name)
             continue
         old = pre_funcs[pre_name]
+        if is_init_section(pre.sections[old.section].name) and not is_init_section(section_name):
+            # The running kernel freed its copy after boot: the update must carry this one.
+            result.new_functions.append(name)
+            continue
         a = signature(pre, old.section, old.offset, old.size)
         b = signature(post, fn.section, fn.offset, fn.size)
         if a != b:
@@ -260,11 +307,20 @@ def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
             result.changed[name] = explain(a, b)
             result.pre_names[name] = pre_name
     for name, fn in post_funcs.items():
-        pre_name = _match(pre_funcs, name)
+        pre_name = pairs[name]
         if pre_name is not None:
             _correlate_statics(pre, pre_funcs[pre_name], post, fn, result.static_map)
     _check_data(unit, pre, post, result)
     return result
+
+
+def _referenced_locals(obj: ElfObject) -> set[str]:
+    return {
+        name
+        for fn in functions(obj).values()
+        for names in _local_objects(obj, fn).values()
+        for name in names
+    }
 
 
 def _local_objects(obj: ElfObject, fn: Function) -> dict[str, set[str]]:
@@ -305,15 +361,20 @@ def _check_data(unit: str, pre: ElfObject, post: ElfObject, result: UnitDiff) ->
     post_bases: dict[str, int] = {}
     for name in post_data:
         post_bases[base_name(name)] = post_bases.get(base_name(name), 0) + 1
+    # Statics that functions reference are paired only through those functions: their names
+    # are GCC's per-file numbering, which any new static shifts.
+    referenced = _referenced_locals(post)
+    claimed = set(result.static_map.values())
     for name, index in post_data.items():
         sym = post.symbols[index]
         old_name = result.static_map.get(name)
-        if old_name is None and name in pre_data:
-            old_name = name
-        if old_name is None:
-            same = pre_by_base.get(base_name(name), [])
-            if len(same) == 1 and post_bases[base_name(name)] == 1:
-                old_name = same[0]
+        if old_name is None and name not in referenced:
+            if name in pre_data and name not in claimed:
+                old_name = name
+            else:
+                same = pre_by_base.get(base_name(name), [])
+                if len(same) == 1 and post_bases[base_name(name)] == 1 and same[0] not in claimed:
+                    old_name = same[0]
         if old_name is None or old_name not in pre_data:
             result.new_data.append(name)
             continue

@@ -15,6 +15,7 @@ from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.run import run, run_text
 
 _DIFF_FILE = re.compile(r"^\+\+\+ (?P<path>\S+)", re.MULTILINE)
+_CONDITIONAL_END = re.compile(r"^\s*#\s*(?:else|elif|endif)\b")
 _HUNK = re.compile(r"^@@ -(?P<old>\d+)(?:,(?P<oldn>\d+))? \+(?P<new>\d+)(?:,(?P<newn>\d+))? @@")
 
 
@@ -87,6 +88,8 @@ def stabilise_line_numbers(pristine_file: Path, post_file: Path, display_name: s
     ).stdout.decode(errors="replace")
     post_lines = post_file.read_text(errors="surrogateescape").splitlines(keepends=True)
     inserts: dict[int, int] = {}  # post line index (0-based) before which to insert -> pre line
+    # (first post line after a hunk, first changed post line, lines added minus removed)
+    shifts: list[tuple[int, int, int]] = []
     for line in diff.splitlines():
         m = _HUNK.match(line)
         if not m:
@@ -99,9 +102,21 @@ def stabilise_line_numbers(pristine_file: Path, post_file: Path, display_name: s
         # pure insertions where new is the line before) corresponds to pre line old+oldn.
         next_post = new + newn if newn else new + 1
         next_pre = old + oldn if oldn else old + 1
+        shifts.append((next_post, new if newn else next_post, newn - oldn))
         index = _safe_insert_point(post_lines, next_post - 1)
         if index is not None:
             inserts[index] = next_pre + (index - (next_post - 1))
+    # A hunk inside a block the config compiles out leaves its directive unseen by the
+    # preprocessor: resynchronise again after every #else/#elif/#endif that follows a shift.
+    in_comment = False
+    for i, text in enumerate(post_lines[:-1]):
+        directive = not in_comment and _CONDITIONAL_END.match(text)
+        in_comment = _comment_state_after(text, in_comment)
+        following = i + 2  # 1-based number of the line after the directive
+        delta = sum(d for after, _, d in shifts if after <= following)
+        changed = any(first <= following < after for after, first, _ in shifts)
+        if directive and delta and not changed and i + 1 not in inserts:
+            inserts[i + 1] = following - delta
     if not inserts:
         return
     out: list[str] = []

@@ -229,12 +229,6 @@ def test_line_directives_leave_only_the_real_change(tmp_path: Path) -> None:
     assert set(diff_objects("t.o", pre, compile_side(tmp_path, "post")).changed) == {"first"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: stabilise_line_numbers puts the #line directive right after the changed "
-    "lines, even inside an #ifdef block the config does not compile; the preprocessor skips it "
-    "there, so every __LINE__ below the block stays shifted and its functions diff as changed",
-)
 def test_line_shift_inside_a_disabled_ifdef_block(tmp_path: Path) -> None:
     pre_source = (
         PRINTK
@@ -291,12 +285,6 @@ def test_renumbered_static_locals_are_not_a_change(tmp_path: Path) -> None:
         assert d.static_map[_static_of(post, fn)] == _static_of(pre, fn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: diff._check_data pairs data by base name, so the static `count` of the "
-    "new function f3 (count.0) is taken for an existing one: it is not listed in new_data, and "
-    "the update would bind f3 to the running kernel's count.0, which is f2's counter",
-)
 def test_static_local_of_a_new_function_is_new_data(tmp_path: Path) -> None:
     d = diff(tmp_path, STATIC_LOCALS, STATIC_LOCALS + NEW_STATIC_USER)
     post = read_object(tmp_path / "post" / "t.o")
@@ -305,12 +293,6 @@ def test_static_local_of_a_new_function_is_new_data(tmp_path: Path) -> None:
     assert d.new_data == [new_static]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: diff._check_data pairs initialised static locals by base name only "
-    "(the last `count` of the pre object), so renumbering alone is refused as a change of "
-    "the initial value of count.2",
-)
 def test_renumbered_initialised_static_locals_are_not_a_change(tmp_path: Path) -> None:
     pre = """
 int f1(void) { static int count = 5; return ++count; }
@@ -364,12 +346,6 @@ def test_clones_with_other_numbers_are_matched_by_base_name(tmp_path: Path) -> N
     assert "f1" not in d.changed and "f2" not in d.changed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: diff._match pairs by exact name first, so the new bar(2) clone "
-    "(post bar.constprop.0) is taken for a changed version of the running bar(3) clone (pre "
-    "bar.constprop.0); the update would redirect every bar(3) caller to bar(2)'s code",
-)
 def test_a_new_clone_does_not_replace_an_old_one_of_the_same_name(tmp_path: Path) -> None:
     pre, post = _clone_pair(tmp_path)
     d = diff_objects("t.o", pre, post)
@@ -426,12 +402,6 @@ def test_new_init_function_is_refused(tmp_path: Path) -> None:
         diff(tmp_path, pre, pre + INIT + "int setup(int x) { return x * 3; }\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a function that leaves .init.text (drops __init) with unchanged bytes is "
-    "neither refused nor carried; the changed caller is bound to the running kernel's copy, "
-    "which was freed after boot",
-)
 def test_function_leaving_init_text_is_refused_or_carried(tmp_path: Path) -> None:
     pre = (
         INIT
