@@ -25,6 +25,7 @@ from ksplice_pkg.elf.model import (
 )
 from ksplice_pkg.errors import KspliceError
 
+_SHN_LORESERVE = 0xFF00
 SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
 RELA = struct.Struct("<QQq")  # r_offset, r_info, r_addend
 
@@ -49,6 +50,12 @@ def read_object(path: Path) -> ElfObject:
             elf = ELFFile(f)
             if elf.header["e_type"] != "ET_REL" or elf.elfclass != 64 or not elf.little_endian:
                 raise KspliceError(f"{path} is not a 64-bit little-endian relocatable object")
+            if elf.num_sections() >= _SHN_LORESERVE or elf.get_section_by_name(".symtab_shndx"):
+                raise KspliceError(
+                    f"{path} has {elf.num_sections()} sections: objects that need ELF's "
+                    "extended section numbering are not supported",
+                    hint="split the source file, or build it without -fdata-sections",
+                )
             sections: list[Section] = []
             for sec in elf.iter_sections():
                 h = sec.header

@@ -50,6 +50,11 @@ def check_symbol_order(obj: ElfObject) -> None:
 def serialize(obj: ElfObject) -> bytes:
     """The bytes of obj as an ELF file: .symtab, .strtab, .shstrtab and RELA regenerated."""
     check_symbol_order(obj)
+    if len(obj.sections) >= 0xFF00:
+        raise KspliceError(
+            f"cannot write an object of {len(obj.sections)} sections: extended section "
+            "numbering is not supported"
+        )
     sections = [s.copy() for s in obj.sections]
     symtab_i = next((i for i, s in enumerate(sections) if s.type == SHT_SYMTAB), None)
     if symtab_i is not None:
