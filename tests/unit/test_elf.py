@@ -479,5 +479,5 @@ def test_objects_with_extended_section_numbering(tmp_path: Path) -> None:
     assert all(int(ndx) >= 0xFF00 for ndx in expected.values())  # the test exercises the case
     # Our model keeps one 16-bit section index per symbol: such objects are refused, clearly,
     # rather than read with symbols pointing at the wrong sections.
-    with pytest.raises(KspliceError, match="need ELF.s extended section numbering are not supported"):
+    with pytest.raises(KspliceError, match=r"extended section numbering are not supported"):
         read_object(obj_path)
