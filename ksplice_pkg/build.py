@@ -19,6 +19,9 @@ from ksplice_pkg.log import logger
 from ksplice_pkg.run import run
 
 SECTION_FLAGS = "-ffunction-sections -fdata-sections"
+# Written in the pre object dir once a --prebuild finished: kbuild's .cmd files then list the
+# headers of every object of vmlinux.
+PREBUILT_STAMP = ".ksplice-prebuilt"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ def objects_for(changed: tuple[str, ...], tree: PreparedTree) -> list[str]:
                 hint="updates can change .c files and headers that .c files include",
             )
     if headers:
+        if not (tree.objdir / PREBUILT_STAMP).is_file():
+            raise KspliceError(
+                f"the patch changes {', '.join(headers)}: finding every object that includes it "
+                "needs the dependency records of a full build",
+                hint="run `ksplice-pkg create --prebuild KERNEL_SOURCE` (same --config) once",
+            )
         users = _header_users(tree, headers)
         if not users:
             raise KspliceError(

@@ -82,35 +82,6 @@ def demo(release: str | None, jobs: int | None, cache_dir: Path | None, output_d
     click.echo(run_demo(cache_dir or default_cache_dir(), release, jobs, output_dir.resolve()))
 
 
-def _diffext_patch(source: Path, ext: str) -> str:
-    """ksplice-create's --diffext: every FILE<EXT> in the tree is the new version of FILE."""
-    from ksplice_pkg.run import run
-
-    chunks: list[str] = []
-    for new in sorted(source.rglob(f"*{ext}")):
-        old = new.with_name(new.name[: -len(ext)])
-        rel = old.relative_to(source)
-        proc = run(
-            [
-                "diff",
-                "-u",
-                "--label",
-                f"a/{rel}",
-                "--label",
-                f"b/{rel}",
-                old if old.exists() else "/dev/null",
-                new,
-            ],
-            check=False,
-        )
-        if proc.returncode > 1:
-            raise KspliceError(f"diff of {old} and {new} failed")
-        chunks.append(proc.stdout.decode(errors="surrogateescape"))
-    if not chunks:
-        raise KspliceError(f"no file ending in {ext!r} under {source}", hint="check --diffext")
-    return "".join(chunks)
-
-
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -164,7 +135,7 @@ def create_cmd(
 
     from ksplice_pkg.create import CreateConfig, create, random_id, work_dir_for
     from ksplice_pkg.kbuild import default_jobs
-    from ksplice_pkg.source import git_patch
+    from ksplice_pkg.source import diffext_patch, git_patch
     from ksplice_pkg.target.files import resolve_target
 
     if verbose:
@@ -191,7 +162,7 @@ def create_cmd(
     if patch_file is not None:
         patch = patch_file.read_text(errors="surrogateescape")
     elif diffext:
-        patch = _diffext_patch(kernel_source, diffext)
+        patch = diffext_patch(kernel_source, diffext)
     elif git_commit:
         patch = git_patch(kernel_source, git_commit)
     if description is None:

@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.build import SECTION_FLAGS, build_pairs, clone_objdir, objects_for
+from ksplice_pkg.build import (
+    PREBUILT_STAMP,
+    SECTION_FLAGS,
+    build_pairs,
+    clone_objdir,
+    objects_for,
+)
 from ksplice_pkg.diff import (
     UnitDiff,
     diff_objects,
@@ -95,6 +101,7 @@ def prebuild(cfg: CreateConfig) -> None:
             ],
             timeout=6 * 3600,
         )
+    (tree.objdir / PREBUILT_STAMP).write_text(cfg.target.release + "\n")
 
 
 @contextmanager

@@ -180,3 +180,32 @@ def git_patch(repo: Path, commit: str) -> str:
             f"cannot read commit {commit!r} from {repo}: {e.message}",
             hint="--git needs KERNEL_SOURCE to be a git checkout that contains the commit",
         ) from e
+
+
+def diffext_patch(source: Path, ext: str) -> str:
+    """ksplice-create's --diffext: every FILE<EXT> in the tree is the new version of FILE."""
+    if not ext or "/" in ext:
+        raise KspliceError(f"--diffext {ext!r} is not a file name extension", hint="e.g. .new")
+    chunks: list[str] = []
+    for new in sorted(source.rglob(f"*{ext}")):
+        old = new.with_name(new.name[: -len(ext)])
+        rel = old.relative_to(source)
+        proc = run(
+            [
+                "diff",
+                "-u",
+                "--label",
+                f"a/{rel}",
+                "--label",
+                f"b/{rel}",
+                old if old.exists() else "/dev/null",
+                new,
+            ],
+            check=False,
+        )
+        if proc.returncode > 1:
+            raise KspliceError(f"diff of {old} and {new} failed: {proc.stderr.decode().strip()}")
+        chunks.append(proc.stdout.decode(errors="surrogateescape"))
+    if not chunks:
+        raise KspliceError(f"no file ending in {ext!r} under {source}", hint="check --diffext")
+    return "".join(chunks)
