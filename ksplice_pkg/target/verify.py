@@ -19,6 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ksplice_pkg.elf.model import (
+    R_X86_64_32,
+    R_X86_64_32S,
+    R_X86_64_64,
+    R_X86_64_PC32,
+    R_X86_64_PC64,
+    R_X86_64_PLT32,
+)
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
 from ksplice_pkg.target.vmlinux import Vmlinux
@@ -38,13 +46,7 @@ __all__ = [
 ]
 
 # The x86-64 psABI relocation types that kernel code uses (GOT-relative ones never appear: the
-# kernel is built without a GOT).
-R_X86_64_64 = 1
-R_X86_64_PC32 = 2
-R_X86_64_PLT32 = 4
-R_X86_64_32 = 10
-R_X86_64_32S = 11
-R_X86_64_PC64 = 24
+# kernel is built without a GOT), from the ELF model.
 
 # type -> (bytes patched, signed, PC-relative)
 _RELOC_FORMS: dict[int, tuple[int, bool, bool]] = {

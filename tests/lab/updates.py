@@ -14,6 +14,7 @@ from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run, run_text
 from ksplice_pkg.target.files import resolve_target
 from ksplice_pkg.vm.guest import GuestResult, run_script
+from ksplice_pkg.vm.trial import trial_script
 
 
 @dataclass(frozen=True)
@@ -95,19 +96,7 @@ def try_update(
 ) -> tuple[str, str, str, GuestResult]:
     """Run `check` (shell) before loading, after the transition, and after disable + rmmod.
     Returns what it printed each time."""
-    script = f"""
-set -e
-check() {{
-{check}
-}}
-check > "$OUT/before" 2>&1
-insmod {update.ko.name}
-klp_wait_transition {update.name}
-check > "$OUT/patched" 2>&1
-klp_disable {update.name}
-rmmod {update.name}
-check > "$OUT/restored" 2>&1
-"""
+    script = trial_script(update.ko.name, update.name, check)
     all_files = {update.ko.name: update.ko, **(files or {})}
     result = run_script(artifacts.vmlinuz, artifacts.modules_dir, script, files=all_files)
     assert result.status == 0, result.console[-4000:]
