@@ -40,7 +40,7 @@ from ksplice_pkg.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.module import klp
 from ksplice_pkg.module.extract import extract
-from ksplice_pkg.module.kbuild import ObjectPatch, link_module, main_source
+from ksplice_pkg.module.link import ObjectPatch, link_module, main_source
 from ksplice_pkg.module.resolve import exported_symbols, make_resolver
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.run import run

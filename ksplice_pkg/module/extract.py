@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from ksplice_pkg.diff import (
     Function,
     UnitDiff,
-    base_name,
     functions,
     plain_constant,
     referenced_symbol,
@@ -50,7 +49,6 @@ from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.module.special import PARALLEL
 
 KLP_SYM_PREFIX = ".klp.sym."
-_PC_RELATIVE = {2, 4, 24}
 
 
 @dataclass(frozen=True)
@@ -318,7 +316,6 @@ def extract(
     b.own_symbols = {}
     result_patched: list[PatchedFunction] = []
     ordered = sorted(wanted, key=lambda n: (funcs[n].section, funcs[n].offset))
-    func_refs: dict[str, tuple[str, int]] = {}
     for name in ordered:
         fn = funcs[name]
         b.included_funcs[(fn.section, fn.offset)] = fn
@@ -333,7 +330,6 @@ def extract(
             )
         else:
             ref = b._local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
-        func_refs[name] = ref
         b.own_symbols[fn.symbol] = ref
     b.flush()
     b.carry_special_sections(entry_sizes)
@@ -344,7 +340,3 @@ def extract(
 
 def klp_symbol_name(objname: str, name: str, sympos: int) -> str:
     return f"{KLP_SYM_PREFIX}{objname}.{name},{sympos}"
-
-
-def static_local_base(name: str) -> str:
-    return base_name(name)
