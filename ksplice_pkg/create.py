@@ -39,7 +39,7 @@ from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.module import klp
-from ksplice_pkg.module.extract import extract
+from ksplice_pkg.module.extract import PatchedFunction, extract
 from ksplice_pkg.module.link import ObjectPatch, link_module, main_source
 from ksplice_pkg.module.resolve import exported_symbols, make_resolver
 from ksplice_pkg.module.special import entry_sizes
@@ -152,7 +152,9 @@ def _create(cfg: CreateConfig) -> Path:
 
     exported = exported_symbols(cfg.target.symvers)
     sizes = entry_sizes(tree, cfg.jobs)
-    objects: list[ObjectPatch] = []
+    # All units of vmlinux make one klp_object: livepatch names its kobject after the object,
+    # so a second "vmlinux" object would not register.
+    vmlinux_funcs: list[tuple[PatchedFunction, int]] = []
     parts: list[Path] = []
     entries: list[PatchedEntry] = []
     new_functions: list[str] = []
@@ -168,12 +170,10 @@ def _create(cfg: CreateConfig) -> Path:
         part = cfg.work_dir / "parts" / f"part{n}.o"
         write_object(extracted.obj, part)
         parts.append(part)
-        funcs = []
         for fn in extracted.patched:
             sympos = matches[fn.old_name].sympos if fn.old_name in matches else 0
-            funcs.append((fn, sympos))
+            vmlinux_funcs.append((fn, sympos))
             entries.append(PatchedEntry("vmlinux", fn.old_name, sympos))
-        objects.append(ObjectPatch(None, funcs))
         new_functions += d.new_functions
         logger.info(
             "%s: patching %s%s",
@@ -181,9 +181,15 @@ def _create(cfg: CreateConfig) -> Path:
             ", ".join(f.old_name for f in extracted.patched) or "nothing",
             f"; new: {', '.join(d.new_functions)}" if d.new_functions else "",
         )
+    if not vmlinux_funcs:
+        raise KspliceError(
+            "the patch changes no function of the running kernel, it only adds new code "
+            f"({', '.join(new_functions)}) that nothing running would call",
+            hint="a livepatch takes effect by replacing existing functions",
+        )
     module = f"ksplice_{cfg.id}"
     with step(f"linking {module}.ko"):
-        main_c = main_source(module, cfg.description, objects)
+        main_c = main_source(module, cfg.description, [ObjectPatch(None, vmlinux_funcs)])
         ko = link_module(
             tree,
             workdir=cfg.work_dir / "module",

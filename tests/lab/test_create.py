@@ -623,3 +623,44 @@ def test_refused(
     with pytest.raises(KspliceError, match=re.compile(message, re.DOTALL)):
         build_update(artifacts, kallsyms, patch, tmp_path, update_id)
     assert not list(tmp_path.iterdir())  # no update was written
+
+
+def test_two_files_make_one_update(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    """Two compilation units, one livepatch: both patched at once, one klp object (vmlinux)."""
+    update = build_update(
+        artifacts, kallsyms, PROC_CMDLINE_PATCH + NEW_FUNCTION_PATCH, tmp_path, "twofiles"
+    )
+    assert update.patched_names == ["cmdline_proc_show", "version_proc_show"]
+    check = "cat /proc/cmdline /proc/version; ls /sys/kernel/livepatch/*/ 2>/dev/null || true"
+    before, patched, restored, _ = try_update(artifacts, update, check)
+    assert "ksplice: " not in before
+    assert "ksplice: console=" in patched
+    assert "ksplice: new function\n" in patched
+    assert "vmlinux" in patched.split()
+    assert restored.splitlines()[:2] == before.splitlines()[:2]
+
+
+def test_patch_adding_only_uncalled_code_is_refused(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    patch = """\
+--- a/fs/proc/version.c
++++ b/fs/proc/version.c
+@@ -7,6 +7,11 @@
+ #include <linux/utsname.h>
+ #include "internal.h"
+ 
++noinline void ksplice_unused_helper(struct seq_file *m)
++{
++	seq_puts(m, "never called\\n");
++}
++
+ static int version_proc_show(struct seq_file *m, void *v)
+ {
+ 	seq_printf(m, linux_proc_banner,
+"""
+    with pytest.raises(KspliceError, match="changes no function of the running kernel"):
+        build_update(artifacts, kallsyms, patch, tmp_path, "onlynew")
+    assert not list(tmp_path.glob("*.tar.gz"))
