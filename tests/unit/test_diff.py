@@ -8,7 +8,6 @@ own directory, `pre/t.c` and `post/t.c`, as kbuild compiles the pristine and the
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,21 +18,8 @@ from ksplice_pkg.elf.model import STT_SECTION, ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.source import patch_paths, stabilise_line_numbers
+from tests.unit.kernel_cc import KERNEL_CFLAGS
 
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(tool) is None for tool in ("gcc", "diff")), reason="needs gcc and diff"
-)
-
-KERNEL_CFLAGS = [
-    "-O2",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-fno-pic",
-    "-mcmodel=kernel",
-    "-fno-asynchronous-unwind-tables",
-    "-pg",
-    "-mfentry",
-]
 # -O2 clones a function for constant arguments only when every caller agrees; with -fipa-cp-clone
 # (on at -O3) it specialises per calling context, which is how several numbered clones appear.
 CLONE_FLAGS = ("-fipa-cp-clone",)

@@ -8,7 +8,6 @@ and what our writer produces must be accepted by `ld -r` and read back unchanged
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,25 +32,7 @@ from ksplice_pkg.elf.model import (
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import check_symbol_order, serialize, write_object
 from ksplice_pkg.errors import KspliceError
-
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(tool) is None for tool in ("gcc", "readelf", "ld", "objdump")),
-    reason="needs gcc and binutils",
-)
-
-# How kbuild compiles x86-64 kernel code, as far as object layout goes: one section per function
-# and object, no PIC, the kernel code model, ftrace entries recorded in __mcount_loc.
-KERNEL_CFLAGS = [
-    "-O2",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-fno-pic",
-    "-mcmodel=kernel",
-    "-fno-asynchronous-unwind-tables",
-    "-pg",
-    "-mfentry",
-    "-mrecord-mcount",
-]
+from tests.unit.kernel_cc import KERNEL_CFLAGS
 
 # A little of everything a kernel object holds: weak, common, static and static-local symbols,
 # strings in mergeable sections, a jump table (R_X86_64_64 into text), function pointers in
