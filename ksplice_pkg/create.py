@@ -29,6 +29,7 @@ from ksplice_pkg.diff import (
     UnitDiff,
     diff_objects,
     functions,
+    patch_through_callers,
     referenced_symbol,
     relocations_in,
 )
@@ -138,6 +139,7 @@ def _create(cfg: CreateConfig) -> Path:
     for pair in pairs:
         pre_obj, post_obj = read_object(pair.pre), read_object(pair.post)
         d = diff_objects(pair.unit, pre_obj, post_obj)
+        patch_through_callers(pair.unit, pre_obj, post_obj, d)
         for name, why in d.changed.items():
             logger.debug("%s: %s changed: %s", pair.unit, name, why)
         for name in d.new_functions:

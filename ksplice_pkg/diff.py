@@ -392,3 +392,55 @@ def _check_data(unit: str, pre: ElfObject, post: ElfObject, result: UnitDiff) ->
             hint="a livepatch keeps the running kernel's data; change it from code "
             "(e.g. a livepatch callback) or use a shadow variable",
         )
+
+
+def has_ftrace_entry(obj: ElfObject, fn: Function) -> bool:
+    """Whether fn starts with the `call __fentry__` that ftrace, hence livepatch, redirects."""
+    return any(
+        obj.symbols[r.symbol].name == "__fentry__" and r.offset - fn.offset < 16
+        for r in relocations_in(obj, fn.section, fn.offset, fn.size)
+    )
+
+
+def callers(obj: ElfObject, name: str) -> list[str]:
+    """The functions of obj whose code refers to function `name`."""
+    target = functions(obj)[name]
+    found = []
+    for fn in functions(obj).values():
+        for r in relocations_in(obj, fn.section, fn.offset, fn.size):
+            sym: Symbol | None = obj.symbols[r.symbol]
+            if sym is not None and sym.type == STT_SECTION:
+                sym = referenced_symbol(obj, sym.shndx, r.addend, r.type)
+            if sym is not None and sym.name == name and sym.shndx == target.section:
+                found.append(fn.name)
+                break
+    return found
+
+
+def patch_through_callers(unit: str, pre: ElfObject, post: ElfObject, d: UnitDiff) -> None:
+    """A changed function without an ftrace entry (a SYSCALL_DEFINE body GCC kept out of line,
+    a static inline, notrace code) cannot be redirected; when it is file-local, its callers can:
+    the update carries the new copy and patches every caller to call it."""
+    pre_funcs, post_funcs = functions(pre), functions(post)
+    pending = [n for n in d.changed if not n.endswith(".cold")]
+    while pending:
+        name = pending.pop()
+        pre_name = d.pre_names.get(name, name)
+        if pre_name not in pre_funcs or has_ftrace_entry(pre, pre_funcs[pre_name]):
+            continue
+        if not post.symbols[post_funcs[name].symbol].is_local:
+            raise KspliceError(
+                f"{unit}: {pre_name} has no ftrace entry (__fentry__ call): livepatch cannot "
+                "redirect it, and it is global, so callers elsewhere would keep the old code",
+                hint="it is notrace or in a noinstr section; patch its callers instead",
+            )
+        why = d.changed.pop(name)
+        d.pre_names.pop(name, None)
+        d.new_functions.append(name)
+        for caller in callers(post, name):
+            section = post.sections[post_funcs[caller].section].name
+            if caller == name or caller in d.changed or is_init_section(section):
+                continue
+            d.changed[caller] = f"calls {name}, which has no ftrace entry ({why})"
+            d.pre_names[caller] = _match(pre_funcs, caller) or caller
+            pending.append(caller)

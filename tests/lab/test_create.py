@@ -549,17 +549,17 @@ COMMENT_ONLY_PATCH = """\
 # __do_sys_waitid, like every SYSCALL_DEFINE body, is `static inline`, hence notrace; GCC did
 # not inline it, so the change stays in a function that ftrace cannot redirect.
 NO_FENTRY_PATCH = """\
---- a/kernel/exit.c
-+++ b/kernel/exit.c
-@@ -1747,7 +1747,7 @@
- 		return -EFAULT;
+--- a/kernel/entry/common.c
++++ b/kernel/entry/common.c
+@@ -119,6 +119,8 @@
+ 	instrumentation_begin();
+ 	local_irq_enable();
+ 	ret = __syscall_enter_from_user_work(regs, syscall);
++	if (syscall == -12345)
++		ret = -1;
+ 	instrumentation_end();
  
- 	unsafe_put_user(signo, &infop->si_signo, Efault);
--	unsafe_put_user(0, &infop->si_errno, Efault);
-+	unsafe_put_user(77, &infop->si_errno, Efault);
- 	unsafe_put_user(info.cause, &infop->si_code, Efault);
- 	unsafe_put_user(info.pid, &infop->si_pid, Efault);
- 	unsafe_put_user(info.uid, &infop->si_uid, Efault);
+ 	return ret;
 """
 
 # Made against another version of fs/proc/cmdline.c: its context is not in this tree.
@@ -595,7 +595,8 @@ NOT_APPLYING_PATCH = """\
         pytest.param(
             "nofentry",
             NO_FENTRY_PATCH,
-            r"^kernel/exit\.o: __do_sys_waitid has no ftrace entry \(__fentry__ call\)",
+            r"^kernel/entry/common\.o: syscall_enter_from_user_mode has no ftrace entry "
+            r"\(__fentry__ call\): livepatch cannot redirect it, and it is global",
             id="changed-notrace-function",
         ),
         pytest.param(
@@ -664,3 +665,35 @@ def test_patch_adding_only_uncalled_code_is_refused(
     with pytest.raises(KspliceError, match="changes no function of the running kernel"):
         build_update(artifacts, kallsyms, patch, tmp_path, "onlynew")
     assert not list(tmp_path.glob("*.tar.gz"))
+
+
+# SYSCALL_DEFINE's body (__do_sys_newuname) is a static inline, hence notrace; here GCC keeps it
+# out of line, shared by the two syscall wrappers. The update carries the new body and patches
+# the wrappers, which have ftrace entries.
+NEWUNAME_PATCH = """\
+--- a/kernel/sys.c
++++ b/kernel/sys.c
+@@ -1303,6 +1303,7 @@
+ 	down_read(&uts_sem);
+ 	memcpy(&tmp, utsname(), sizeof(tmp));
+ 	up_read(&uts_sem);
++	strscpy(tmp.sysname, "Ksplice", sizeof(tmp.sysname));
+ 	if (copy_to_user(name, &tmp, sizeof(tmp)))
+ 		return -EFAULT;
+ 
+"""
+
+
+def test_syscall_body_without_ftrace_entry_is_patched_through_its_callers(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    update = build_update(artifacts, kallsyms, NEWUNAME_PATCH, tmp_path, "newuname")
+    # The premise: the body is a function of its own without a __fentry__ call.
+    pre = update.pre_object("kernel/sys.o")
+    assert "__do_sys_newuname" in object_functions(pre)
+    body_targets = relocation_targets(pre, ".text.__do_sys_newuname")
+    assert body_targets and "__fentry__" not in body_targets
+    assert update.patched_names == ["__ia32_sys_newuname", "__x64_sys_newuname"]
+    assert update.manifest["new_functions"] == ["__do_sys_newuname"]
+    before, patched, restored, _ = try_update(artifacts, update, "uname -s")
+    assert (before, patched, restored) == ("Linux\n", "Ksplice\n", "Linux\n")
