@@ -32,8 +32,9 @@ from ksplice_pkg.diff import (
     patch_through_callers,
     referenced_symbol,
     relocations_in,
+    section_relative,
 )
-from ksplice_pkg.elf.model import STT_SECTION, ElfObject
+from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import write_object
 from ksplice_pkg.errors import KspliceError
@@ -227,9 +228,10 @@ def _pre_function(obj: ElfObject, name: str) -> PreFunction:
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
         sym = obj.symbols[r.symbol]
         symname, addend = sym.name, r.addend
-        if sym.type == STT_SECTION:
-            named = referenced_symbol(obj, sym.shndx, r.addend, r.type)
-            symname, addend = (named.name, r.addend - named.value) if named else ("", r.addend)
+        relative = section_relative(sym, r.addend)
+        if relative is not None:
+            named = referenced_symbol(obj, sym.shndx, relative, r.type)
+            symname, addend = (named.name, relative - named.value) if named else ("", r.addend)
         relocs.append(PreReloc(r.offset - fn.offset, r.type, symname, addend))
     return PreFunction(name=name, code=code, relocs=tuple(relocs))
 

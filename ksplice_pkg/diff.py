@@ -18,6 +18,7 @@ from ksplice_pkg.elf.model import (
     SHF_WRITE,
     SHT_PROGBITS,
     STT_FUNC,
+    STT_NOTYPE,
     STT_OBJECT,
     STT_SECTION,
     ElfObject,
@@ -149,24 +150,40 @@ def _string_at(data: bytes, offset: int) -> bytes | None:
     return data[offset : end if end >= 0 else len(data)]
 
 
+def is_label(sym: Symbol) -> bool:
+    """An assembler label that survived into the symbol table (`.LC6` named from inline asm,
+    as WARN and BUG do): a place in its section, to be treated like section+offset."""
+    return sym.is_local and sym.type == STT_NOTYPE and sym.is_defined and bool(sym.name)
+
+
+def section_relative(sym: Symbol, addend: int) -> int | None:
+    """The addend from the start of sym's section when sym is a section symbol or a label."""
+    if sym.type == STT_SECTION:
+        return addend
+    if is_label(sym):
+        return addend + sym.value
+    return None
+
+
 def target_key(obj: ElfObject, reloc: Relocation) -> tuple[object, ...]:
     """What a relocation points at, independent of symbol indices and section layout."""
     sym = obj.symbols[reloc.symbol]
-    if sym.type != STT_SECTION:
+    addend = section_relative(sym, reloc.addend)
+    if addend is None:
         return _symbol_key(obj, sym, reloc.addend)
     sec = obj.sections[sym.shndx]
     if sec.flags & SHF_STRINGS:
         for bias in biases(reloc.type, in_code=True):
-            text = _string_at(sec.data, reloc.addend + bias)
+            text = _string_at(sec.data, addend + bias)
             if text is not None:
                 return ("str", text, bias)
-        return ("strsec", base_name(sec.name), reloc.addend)
-    named = referenced_symbol(obj, sym.shndx, reloc.addend, reloc.type)
+        return ("strsec", base_name(sec.name), addend)
+    named = referenced_symbol(obj, sym.shndx, addend, reloc.type)
     if named is not None:
-        return _symbol_key(obj, named, reloc.addend - named.value)
+        return _symbol_key(obj, named, addend - named.value)
     if not sec.data:
-        return ("anon", base_name(sec.name), reloc.addend)
-    return ("anon", sec.data, reloc.addend)
+        return ("anon", base_name(sec.name), addend)
+    return ("anon", sec.data, addend)
 
 
 def _symbol_key(obj: ElfObject, sym: Symbol, addend: int) -> tuple[object, ...]:
@@ -328,8 +345,9 @@ def _local_objects(obj: ElfObject, fn: Function) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
         sym: Symbol | None = obj.symbols[r.symbol]
-        if sym is not None and sym.type == STT_SECTION:
-            sym = referenced_symbol(obj, sym.shndx, r.addend, r.type)
+        offset = section_relative(obj.symbols[r.symbol], r.addend)
+        if sym is not None and offset is not None:
+            sym = referenced_symbol(obj, sym.shndx, offset, r.type)
         if sym is not None and sym.type == STT_OBJECT and sym.is_local:
             found.setdefault(base_name(sym.name), set()).add(sym.name)
     return found
@@ -409,8 +427,9 @@ def callers(obj: ElfObject, name: str) -> list[str]:
     for fn in functions(obj).values():
         for r in relocations_in(obj, fn.section, fn.offset, fn.size):
             sym: Symbol | None = obj.symbols[r.symbol]
-            if sym is not None and sym.type == STT_SECTION:
-                sym = referenced_symbol(obj, sym.shndx, r.addend, r.type)
+            offset = section_relative(obj.symbols[r.symbol], r.addend)
+            if sym is not None and offset is not None:
+                sym = referenced_symbol(obj, sym.shndx, offset, r.type)
             if sym is not None and sym.name == name and sym.shndx == target.section:
                 found.append(fn.name)
                 break

@@ -20,6 +20,7 @@ from ksplice_pkg.diff import (
     functions,
     plain_constant,
     referenced_symbol,
+    section_relative,
 )
 from ksplice_pkg.elf.model import (
     SHF_ALLOC,
@@ -135,7 +136,9 @@ class _Builder:
         post = self.post
         sym = post.symbols[reloc.symbol]
         addend = reloc.addend
-        if sym.type == STT_SECTION:
+        relative = section_relative(sym, addend)
+        if relative is not None:
+            addend = relative
             sec = post.sections[sym.shndx]
             named = referenced_symbol(post, sym.shndx, addend, reloc.type, in_code)
             if named is not None and named.type == STT_FUNC:
@@ -151,6 +154,7 @@ class _Builder:
                     )
                 out = self.copy_section(sym.shndx)
                 return ("L", self.section_sym[out]), addend
+            assert named is not None
             sym = named
             addend -= named.value
         return self.symbol_ref(sym), addend

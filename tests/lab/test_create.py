@@ -697,3 +697,36 @@ def test_syscall_body_without_ftrace_entry_is_patched_through_its_callers(
     assert update.manifest["new_functions"] == ["__do_sys_newuname"]
     before, patched, restored, _ = try_update(artifacts, update, "uname -s")
     assert (before, patched, restored) == ("Linux\n", "Ksplice\n", "Linux\n")
+
+
+# WARN_ON_ONCE puts an entry in __bug_table whose file name is reached through an assembler
+# label (.LCn) that stays in the symbol table, and a once-flag in .data..once.
+WARN_PATCH = """\\
+--- a/kernel/fork.c
++++ b/kernel/fork.c
+@@ -801,6 +801,7 @@
+ {
+ 	BUG_ON(mm == &init_mm);
+ 	WARN_ON_ONCE(mm == current->mm);
++	WARN_ON_ONCE(!mm);
+ 	WARN_ON_ONCE(mm == current->active_mm);
+ 	mm_free_pgd(mm);
+ 	destroy_context(mm);
+"""
+
+
+def test_function_with_warn_sites(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    update = build_update(artifacts, kallsyms, WARN_PATCH, tmp_path, "warn")
+    assert update.patched_names == ["__mmdrop"]
+    # The module carries one __bug_table entry per WARN/BUG site of the new __mmdrop: the
+    # running one's sites (counted in the pre object) plus the added one.
+    pre_sites = relocation_targets(update.pre_object("kernel/fork.o"), "__bug_table")
+    carried = relocation_targets(update.ko, "__bug_table")
+    assert carried.count(".text.__mmdrop") == pre_sites.count(".text.__mmdrop") + 1
+    # __mmdrop runs for every exiting process: exercise it while patched.
+    check = "for i in 1 2 3 4 5 6 7 8; do sh -c true; done; echo ok; grep -c . /proc/modules"
+    before, patched, restored, result = try_update(artifacts, update, check)
+    assert before.startswith("ok\n") and patched.startswith("ok\n") and restored.startswith("ok\n")
+    assert "WARNING:" not in result.console
