@@ -29,10 +29,10 @@ from ksplice_pkg.diff import (
     UnitDiff,
     diff_objects,
     functions,
+    has_ftrace_entry,
+    named_target,
     patch_through_callers,
-    referenced_symbol,
     relocations_in,
-    section_relative,
 )
 from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
@@ -226,13 +226,8 @@ def _pre_function(obj: ElfObject, name: str) -> PreFunction:
     code = obj.sections[fn.section].data[fn.offset : fn.offset + fn.size]
     relocs = []
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
-        sym = obj.symbols[r.symbol]
-        symname, addend = sym.name, r.addend
-        relative = section_relative(sym, r.addend)
-        if relative is not None:
-            named = referenced_symbol(obj, sym.shndx, relative, r.type)
-            symname, addend = (named.name, relative - named.value) if named else ("", r.addend)
-        relocs.append(PreReloc(r.offset - fn.offset, r.type, symname, addend))
+        named, addend = named_target(obj, r)
+        relocs.append(PreReloc(r.offset - fn.offset, r.type, named.name if named else "", addend))
     return PreFunction(name=name, code=code, relocs=tuple(relocs))
 
 
@@ -272,7 +267,7 @@ class Evidence:
             f.name
             for f in pre_funcs.values()
             if any(
-                self.pre.symbols[r.symbol].name == name
+                (target := named_target(self.pre, r)[0]) is not None and target.name == name
                 for r in relocations_in(self.pre, f.section, f.offset, f.size)
             )
         ]
@@ -298,8 +293,8 @@ def _verify(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
         name = d.pre_names[post_name]
         if name.endswith(".cold"):
             continue
-        pre_fn = _pre_function(evidence.pre, name)
-        if not any(r.symbol == "__fentry__" and r.offset < 16 for r in pre_fn.relocs):
+        # patch_through_callers has handled file-local ones; what is left cannot be patched.
+        if not has_ftrace_entry(evidence.pre, functions(evidence.pre)[name]):
             raise KspliceError(
                 f"{d.unit}: {name} has no ftrace entry (__fentry__ call): livepatch cannot "
                 "redirect it",

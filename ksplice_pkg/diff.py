@@ -165,6 +165,17 @@ def section_relative(sym: Symbol, addend: int) -> int | None:
     return None
 
 
+def named_target(obj: ElfObject, reloc: Relocation) -> tuple[Symbol | None, int]:
+    """The named symbol a relocation in code refers to and the addend from it, section symbols
+    and assembler labels resolved; (None, addend) when no named symbol is there."""
+    sym = obj.symbols[reloc.symbol]
+    relative = section_relative(sym, reloc.addend)
+    if relative is None:
+        return sym, reloc.addend
+    named = referenced_symbol(obj, sym.shndx, relative, reloc.type)
+    return (named, relative - named.value) if named else (None, reloc.addend)
+
+
 def target_key(obj: ElfObject, reloc: Relocation) -> tuple[object, ...]:
     """What a relocation points at, independent of symbol indices and section layout."""
     sym = obj.symbols[reloc.symbol]
@@ -344,10 +355,7 @@ def _local_objects(obj: ElfObject, fn: Function) -> dict[str, set[str]]:
     """Local data objects fn references, by base name."""
     found: dict[str, set[str]] = {}
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
-        sym: Symbol | None = obj.symbols[r.symbol]
-        offset = section_relative(obj.symbols[r.symbol], r.addend)
-        if sym is not None and offset is not None:
-            sym = referenced_symbol(obj, sym.shndx, offset, r.type)
+        sym, _ = named_target(obj, r)
         if sym is not None and sym.type == STT_OBJECT and sym.is_local:
             found.setdefault(base_name(sym.name), set()).add(sym.name)
     return found
@@ -426,10 +434,7 @@ def callers(obj: ElfObject, name: str) -> list[str]:
     found = []
     for fn in functions(obj).values():
         for r in relocations_in(obj, fn.section, fn.offset, fn.size):
-            sym: Symbol | None = obj.symbols[r.symbol]
-            offset = section_relative(obj.symbols[r.symbol], r.addend)
-            if sym is not None and offset is not None:
-                sym = referenced_symbol(obj, sym.shndx, offset, r.type)
+            sym, _ = named_target(obj, r)
             if sym is not None and sym.name == name and sym.shndx == target.section:
                 found.append(fn.name)
                 break
