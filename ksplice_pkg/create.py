@@ -40,6 +40,7 @@ from ksplice_pkg.elf.writer import write_object
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.log import logger, step
+from ksplice_pkg.manifest import Manifest, PatchedEntry
 from ksplice_pkg.module import klp
 from ksplice_pkg.module.extract import PatchedFunction, extract
 from ksplice_pkg.module.link import ObjectPatch, link_module, main_source
@@ -51,7 +52,7 @@ from ksplice_pkg.target.files import TargetFiles
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
 from ksplice_pkg.target.verify import Match, PreFunction, PreReloc, verify_function
 from ksplice_pkg.target.vmlinux import Vmlinux
-from ksplice_pkg.update import Manifest, PatchedEntry, sha256_file, write_tarball
+from ksplice_pkg.update import sha256_file, write_tarball
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 

@@ -6,43 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ksplice_pkg import __version__
-
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PatchedEntry:
-    object: str  # "vmlinux" or a module name
-    name: str
-    sympos: int
-
-
-@dataclass(frozen=True)
-class Manifest:
-    id: str
-    description: str
-    kernel_release: str
-    target_build_id: str | None
-    module: str  # the .ko file name
-    module_name: str  # the livepatch name under /sys/kernel/livepatch
-    module_sha256: str
-    patched: list[PatchedEntry]
-    verification: str  # "run-pre" or "skipped: ..."
-    new_functions: list[str] = field(default_factory=list)
-    klp_relocations: int = 0
-    created: str = ""
-    tool: str = f"ksplice-pkg {__version__}"
-    manifest_version: int = MANIFEST_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
 
 
 def sha256_file(path: Path) -> str:
@@ -76,7 +44,7 @@ def write_tarball(
             add(tar, manifest.module, ko.read_bytes())
             add(tar, "patch", patch.encode())
             add(tar, "description", (description.rstrip("\n") + "\n").encode())
-            add(tar, "manifest.json", manifest.to_json().encode())
+            add(tar, MANIFEST_NAME, manifest.to_json().encode())
         tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)

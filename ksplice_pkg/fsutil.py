@@ -1,0 +1,44 @@
+"""Files written so that a crash or a failure never leaves a half-written one in place.
+
+Every file another run or another program reads (tarballs, cached binaries, runtime state) is
+written under a temporary name in the same directory and renamed over the final name: rename is
+atomic within a filesystem, so readers see the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextmanager
+def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes `path` when the block ends without an exception.
+
+    On an exception the temporary file is removed and `path` is left as it was. The data is
+    fsynced before the rename, so a power loss does not leave an empty file under the final name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
+    """Write data to path atomically (text is encoded as UTF-8)."""
+    with atomic_output(path, mode) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return path
