@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -13,8 +14,14 @@ from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
 
 
+def _report(prog: str, error: KspliceError) -> NoReturn:
+    click.echo(f"{prog}: error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
 class _Group(click.Group):
-    """The one error boundary: a KspliceError becomes its message and exit code."""
+    """The error boundary: a KspliceError becomes its message, hint and exit code (with its
+    traceback under --debug); anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -22,8 +29,7 @@ class _Group(click.Group):
         except KspliceError as e:
             if ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"ksplice-pkg: error: {e}", err=True)
-            sys.exit(e.exit_code)
+            _report("ksplice-pkg", e)
 
 
 _cache_option = click.option(
@@ -131,75 +137,43 @@ def create_cmd(
     cache_dir: Path | None,
 ) -> None:
     """Build a livepatch update of KERNEL_SOURCE's kernel from a patch."""
-    import re
-
-    from ksplice_pkg.create import CreateConfig, create, random_id, work_dir_for
-    from ksplice_pkg.kbuild import default_jobs
-    from ksplice_pkg.source import diffext_patch, git_patch
-    from ksplice_pkg.target.files import resolve_target
+    from ksplice_pkg.config import create_config
+    from ksplice_pkg.create import create
+    from ksplice_pkg.target.files import TargetSpec
 
     if verbose:
         setup_logging(verbose)
-    given = [x for x in (patch_file, diffext, git_commit) if x] + ([True] if prebuild else [])
-    if len(given) != 1:
-        raise KspliceError(
-            "give exactly one of --patch, --diffext, --git or --prebuild",
-            hint="e.g. ksplice-pkg create --patch fix.patch /usr/src/linux",
-        )
-    if update_id is not None and not re.fullmatch(r"[a-z0-9]{1,32}", update_id):
-        raise KspliceError(f"--id {update_id!r}: use 1 to 32 characters of [a-z0-9]")
     if config_dir is None and (kernel_source / "ksplice").is_dir():
         config_dir = kernel_source / "ksplice"
-    target = resolve_target(
-        config_dir,
-        system_map=system_map,
-        kconfig=kconfig,
-        symvers=symvers,
-        binary=vmlinux,
-        release=kernel_release,
-    )
-    patch = ""
-    if patch_file is not None:
-        patch = patch_file.read_text(errors="surrogateescape")
-    elif diffext:
-        patch = diffext_patch(kernel_source, diffext)
-    elif git_commit:
-        patch = git_patch(kernel_source, git_commit)
-    if description is None:
-        first = next((ln for ln in patch.splitlines() if ln.strip()), "")
-        description = (
-            first.removeprefix("Subject: ").strip()
-            if not first.startswith(("---", "diff ", "Index:"))
-            else f"livepatch update for {target.release}"
-        )
-    cache = cache_dir or default_cache_dir()
-    cfg = CreateConfig(
-        source=kernel_source.resolve(),
-        target=target,
-        patch=patch,
-        patch_opt=patch_opt,
-        id=update_id or random_id(),
-        description=description,
-        jobs=jobs or default_jobs(),
-        output_dir=output_dir.resolve(),
-        work_dir=work_dir_for(cache, kernel_source),
+    target = TargetSpec(config_dir, system_map, kconfig, symvers, vmlinux, kernel_release)
+    cfg = create_config(
+        kernel_source,
+        target,
+        cache=cache_dir or default_cache_dir(),
+        patch_file=patch_file,
+        diffext=diffext,
+        git_commit=git_commit,
         prebuild=prebuild,
+        update_id=update_id,
+        description=description,
+        jobs=jobs,
+        output_dir=output_dir,
+        patch_opt=patch_opt,
     )
-    result = create(cfg)
-    click.echo(result)
+    click.echo(create(cfg))
 
 
 main.add_command(create_cmd)
 
 
 def create_main() -> None:
-    """ksplice-create: the create command under its classic name."""
+    """ksplice-create: the create command under its classic name, behind the same boundary."""
     setup_logging(0)
     try:
+        # Standalone: click reports usage errors and ^C itself; ours pass through to here.
         create_cmd(standalone_mode=True)
     except KspliceError as e:
-        click.echo(f"ksplice-create: error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _report("ksplice-create", e)
 
 
 if __name__ == "__main__":

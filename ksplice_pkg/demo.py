@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ksplice_pkg.build.kbuild import PreparedTree, build_external_module, default_jobs, prepare_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
-from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.kbuild import PreparedTree, build_external_module, default_jobs, prepare_tree
+from ksplice_pkg.errors import InternalError, KspliceError
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.vm.guest import GuestResult, run_script
 
@@ -104,7 +104,8 @@ def example_patch() -> str:
 
 def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Path) -> Path:
     """Build the example update for the distro kernel with `create` and prove it in the VM."""
-    from ksplice_pkg.create import CreateConfig, create, random_id, work_dir_for
+    from ksplice_pkg.config import create_config
+    from ksplice_pkg.create import create
     from ksplice_pkg.target.files import resolve_target
     from ksplice_pkg.vm.capture import capture_kallsyms
     from ksplice_pkg.vm.trial import try_update
@@ -121,25 +122,23 @@ def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Pat
         release=artifacts.release,
     )
     patch = example_patch()
-    update_id = random_id()
-    tarball = create(
-        CreateConfig(
-            source=artifacts.source_tree,
-            target=target,
-            patch=patch,
-            patch_opt="-p1",
-            id=update_id,
-            description=patch.splitlines()[0],
-            jobs=jobs or default_jobs(),
-            output_dir=output_dir,
-            work_dir=work_dir_for(cache, artifacts.source_tree),
-        )
+    cfg = create_config(
+        artifacts.source_tree,
+        target,
+        cache=cache,
+        patch=patch,
+        description=patch.splitlines()[0],
+        jobs=jobs,
+        output_dir=output_dir,
     )
+    update_id = cfg.id
+    tarball = create(cfg)
     ko = artifacts.root / "demo" / f"ksplice_{update_id}.ko"
     ko.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tar:
         member = tar.extractfile(f"ksplice-{update_id}/ksplice_{update_id}.ko")
-        assert member is not None
+        if member is None:
+            raise InternalError(f"{tarball} holds no ksplice_{update_id}.ko")
         ko.write_bytes(member.read())
     with step(f"booting {artifacts.release} in qemu and trying {ko.name}"):
         trial = try_update(

@@ -37,3 +37,24 @@ class VmError(KspliceError):
     """The lab VM did not run a script to its end: panic, oops, timeout or qemu failure."""
 
     exit_code = 3
+
+
+class RefusedError(KspliceError):
+    """The patch asks for what a livepatch cannot do: change initialised data or __init code,
+    redirect a function without an ftrace entry, change nothing, ... The message names it."""
+
+    exit_code = 4
+
+
+class RunPreMismatchError(KspliceError):
+    """Run-pre: the pre-patch code built from the source is not the target kernel's code."""
+
+    exit_code = 5
+
+
+class InternalError(Exception):
+    """A broken invariant of ksplice-pkg itself: a bug, reported with its traceback.
+
+    Deliberately not a KspliceError: the CLI's error boundary lets it through, so the traceback
+    that a bug report needs is printed.
+    """

@@ -7,6 +7,7 @@ atomic within a filesystem, so readers see the old file or the new one, never a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,3 +43,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
     with atomic_output(path, mode) as f:
         f.write(data.encode() if isinstance(data, str) else data)
     return path
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
 from ksplice_pkg import __version__
@@ -18,6 +19,13 @@ MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 # Update ids become module names (ksplice_<id>), package names and directory names.
 ID_RE = re.compile(r"[a-z0-9]{1,32}")
+
+
+class Verification(Enum):
+    """How the update's pre-patch code was checked against the target kernel."""
+
+    RUN_PRE = "run-pre"
+    SKIPPED = "skipped: no vmlinux or vmlinuz given"
 
 
 class ManifestError(KspliceError):
@@ -41,7 +49,7 @@ class Manifest:
     module_name: str  # the livepatch name under /sys/kernel/livepatch
     module_sha256: str
     patched: list[PatchedEntry]
-    verification: str  # "run-pre" or "skipped: ..."
+    verification: str  # a Verification value
     new_functions: list[str] = field(default_factory=list)
     klp_relocations: int = 0
     # Ids of the updates this one is built on top of (a --series stack); they must be applied

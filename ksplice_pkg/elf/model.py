@@ -46,14 +46,31 @@ R_X86_64_32 = 10
 R_X86_64_32S = 11
 R_X86_64_PC64 = 24
 
-RELOC_SIZES = {
-    R_X86_64_64: 8,
-    R_X86_64_PC32: 4,
-    R_X86_64_PLT32: 4,
-    R_X86_64_32: 4,
-    R_X86_64_32S: 4,
-    R_X86_64_PC64: 8,
+
+@dataclass(frozen=True)
+class RelocForm:
+    """What the linker writes at a relocation site of one type."""
+
+    size: int  # bytes patched
+    signed: bool
+    pc_relative: bool  # S + A - P rather than S + A
+
+
+# The x86-64 psABI relocation types kernel code uses: GOT-relative ones never appear (the kernel
+# is built without a GOT), and PLT32 is a PC32 since there is no PLT either.
+RELOC_FORMS: dict[int, RelocForm] = {
+    R_X86_64_64: RelocForm(8, signed=False, pc_relative=False),
+    R_X86_64_PC32: RelocForm(4, signed=True, pc_relative=True),
+    R_X86_64_PLT32: RelocForm(4, signed=True, pc_relative=True),
+    R_X86_64_32: RelocForm(4, signed=False, pc_relative=False),
+    R_X86_64_32S: RelocForm(4, signed=True, pc_relative=False),
+    R_X86_64_PC64: RelocForm(8, signed=True, pc_relative=True),
 }
+
+
+def is_pc_relative(rtype: int) -> bool:
+    form = RELOC_FORMS.get(rtype)
+    return form is not None and form.pc_relative
 
 
 @dataclass
@@ -81,10 +98,6 @@ class Relocation:
     type: int
     symbol: int  # index into the object's symbol table
     addend: int
-
-    @property
-    def size(self) -> int:
-        return RELOC_SIZES.get(self.type, 4)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ksplice_pkg.elf.model import (
     ElfObject,
 )
 from ksplice_pkg.elf.reader import RELA, SYM
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import InternalError, KspliceError
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -44,7 +44,7 @@ def check_symbol_order(obj: ElfObject) -> None:
         if sym.bind != STB_LOCAL:
             seen_global = True
         elif seen_global:
-            raise KspliceError(f"internal error: local symbol {sym.name} after a global one")
+            raise InternalError(f"local symbol {sym.name} after a global one")
 
 
 def serialize(obj: ElfObject) -> bytes:
@@ -87,7 +87,7 @@ def serialize(obj: ElfObject) -> bytes:
         (i for i, s in enumerate(sections) if s.name == ".shstrtab" and s.type == SHT_STRTAB), None
     )
     if shstrtab_i is None:
-        raise KspliceError("internal error: the object has no .shstrtab")
+        raise InternalError("the object has no .shstrtab")
     names = _StrTab()
     name_offsets = [names.add(s.name) for s in sections]
     sections[shstrtab_i].data = bytes(names.data)

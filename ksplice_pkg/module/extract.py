@@ -14,14 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ksplice_pkg.diff import (
-    Function,
-    UnitDiff,
-    functions,
-    plain_constant,
-    referenced_symbol,
-    section_relative,
-)
+from ksplice_pkg.diff.compare import UnitDiff
 from ksplice_pkg.elf.model import (
     SHF_ALLOC,
     SHF_EXECINSTR,
@@ -46,10 +39,16 @@ from ksplice_pkg.elf.model import (
     Section,
     Symbol,
 )
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.elf.query import (
+    Function,
+    functions,
+    plain_constant,
+    referenced_symbol,
+    section_relative,
+)
+from ksplice_pkg.errors import RefusedError
+from ksplice_pkg.module.klp import KLP_SYM_PREFIX
 from ksplice_pkg.module.special import PARALLEL
-
-KLP_SYM_PREFIX = ".klp.sym."
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,30 @@ class Extracted:
     klp_symbols: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SymRef:
+    """A symbol of the object being built, before its final index is known: locals come first
+    in an ELF symbol table, so a global's index is only fixed once every local is added."""
+
+    is_global: bool
+    position: int  # in the builder's locals or globals list
+
+
 class _Builder:
-    def __init__(self, post: ElfObject, resolver: Resolver) -> None:
+    def __init__(
+        self,
+        post: ElfObject,
+        resolver: Resolver,
+        included: Mapping[tuple[int, int], Function],
+        new_data: set[str],
+    ) -> None:
         self.post = post
         self.resolver = resolver
+        # (post section, offset) -> each function the update carries
+        self.included_funcs = dict(included)
+        self.new_data = new_data
+        # post symbol index -> the symbol that stands for it in the built object
+        self.own_symbols: dict[int, SymRef] = {}
         self.sections: list[Section] = [Section("", 0, 0, b"")]
         self.locals: list[Symbol] = [Symbol("", 0, 0, 0, 0, 0)]
         self.globals: list[Symbol] = []
@@ -89,20 +108,18 @@ class _Builder:
         self.section_sym: dict[int, int] = {}  # out section -> local symbol position
         self.external: dict[str, int] = {}  # global name -> position in globals
         self.pending: list[tuple[int, int, int, int]] = []  # out sec, post sec, start, size
-        self.relocs: dict[int, list[tuple[int, int, tuple[str, int], int]]] = {}
+        self.relocs: dict[int, list[tuple[int, int, SymRef, int]]] = {}
         self.symbol_index = {id(s): i for i, s in enumerate(post.symbols)}
 
-    # Symbols are referenced as ("L", i) or ("G", i) until the final table is laid out.
-    def _local(self, sym: Symbol) -> tuple[str, int]:
+    def add_local(self, sym: Symbol) -> SymRef:
         self.locals.append(sym)
-        return ("L", len(self.locals) - 1)
+        return SymRef(is_global=False, position=len(self.locals) - 1)
 
-    def _global(self, sym: Symbol) -> tuple[str, int]:
-        if sym.name in self.external:
-            return ("G", self.external[sym.name])
-        self.globals.append(sym)
-        self.external[sym.name] = len(self.globals) - 1
-        return ("G", len(self.globals) - 1)
+    def add_global(self, sym: Symbol) -> SymRef:
+        if sym.name not in self.external:
+            self.globals.append(sym)
+            self.external[sym.name] = len(self.globals) - 1
+        return SymRef(is_global=True, position=self.external[sym.name])
 
     def copy_range(self, post_sec: int, start: int, size: int, name: str) -> int:
         key = (post_sec, start)
@@ -122,8 +139,8 @@ class _Builder:
         self.sections.append(out)
         index = len(self.sections) - 1
         self.copied[key] = index
-        ref = self._local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
-        self.section_sym[index] = ref[1]
+        ref = self.add_local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
+        self.section_sym[index] = ref.position
         self.pending.append((index, post_sec, start, size))
         return index
 
@@ -131,7 +148,7 @@ class _Builder:
         src = self.post.sections[post_sec]
         return self.copy_range(post_sec, 0, src.size, src.name)
 
-    def target(self, reloc: Relocation, in_code: bool) -> tuple[tuple[str, int], int]:
+    def target(self, reloc: Relocation, in_code: bool) -> tuple[SymRef, int]:
         """The out symbol and addend a post relocation must use."""
         post = self.post
         sym = post.symbols[reloc.symbol]
@@ -145,16 +162,15 @@ class _Builder:
                 included = self.function_at(sym.shndx, named.value)
                 if included is not None:
                     out, fn = included
-                    return ("L", self.section_sym[out]), addend - fn.offset
+                    return SymRef(False, self.section_sym[out]), addend - fn.offset
             if named is None or sec.flags & SHF_STRINGS:
                 if sec.flags & SHF_WRITE or not sec.flags & SHF_ALLOC:
-                    raise KspliceError(
+                    raise RefusedError(
                         f"cannot carry a reference into {sec.name}+{addend:#x}: "
                         "writable data without a symbol"
                     )
                 out = self.copy_section(sym.shndx)
-                return ("L", self.section_sym[out]), addend
-            assert named is not None
+                return SymRef(False, self.section_sym[out]), addend
             sym = named
             addend -= named.value
         return self.symbol_ref(sym), addend
@@ -166,11 +182,7 @@ class _Builder:
                 return out, fn
         return None
 
-    included_funcs: dict[tuple[int, int], Function]
-    new_data: set[str]
-    own_symbols: dict[int, tuple[str, int]]
-
-    def symbol_ref(self, sym: Symbol) -> tuple[str, int]:
+    def symbol_ref(self, sym: Symbol) -> SymRef:
         index = self.symbol_index[id(sym)]
         if index in self.own_symbols:
             return self.own_symbols[index]
@@ -178,12 +190,14 @@ class _Builder:
             out = self.copy_range(
                 sym.shndx, sym.value, sym.size, self.post.sections[sym.shndx].name
             )
-            ref = self._local(Symbol(sym.name, 0, sym.size, STT_OBJECT, STB_LOCAL, out, sym.other))
+            ref = self.add_local(
+                Symbol(sym.name, 0, sym.size, STT_OBJECT, STB_LOCAL, out, sym.other)
+            )
             self.own_symbols[index] = ref
             return ref
         ext = self.resolver(self.post, sym)
         bind = STB_GLOBAL if ext.exported else STB_WEAK
-        return self._global(Symbol(ext.name, 0, 0, STT_NOTYPE, bind, SHN_UNDEF))
+        return self.add_global(Symbol(ext.name, 0, 0, STT_NOTYPE, bind, SHN_UNDEF))
 
     def flush(self) -> None:
         while self.pending:
@@ -259,8 +273,8 @@ class _Builder:
             )
         )
         index = len(self.sections) - 1
-        ref = self._local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
-        self.section_sym[index] = ref[1]
+        ref = self.add_local(Symbol("", 0, 0, STT_SECTION, STB_LOCAL, index))
+        self.section_sym[index] = ref.position
         return index
 
     def finish(self) -> ElfObject:
@@ -268,8 +282,8 @@ class _Builder:
         symbols = self.locals + self.globals
         first_global = len(self.locals)
 
-        def index(ref: tuple[str, int]) -> int:
-            return ref[1] if ref[0] == "L" else first_global + ref[1]
+        def index(ref: SymRef) -> int:
+            return first_global + ref.position if ref.is_global else ref.position
 
         sections = list(self.sections)
         for out, relocs in sorted(self.relocs.items()):
@@ -314,33 +328,26 @@ def extract(
     for name in list(wanted):
         if f"{name}.cold" in funcs:
             wanted.add(f"{name}.cold")
-    b = _Builder(post, resolver)
-    b.included_funcs = {}
-    b.new_data = set(diff.new_data)
-    b.own_symbols = {}
-    result_patched: list[PatchedFunction] = []
     ordered = sorted(wanted, key=lambda n: (funcs[n].section, funcs[n].offset))
+    included = {(funcs[n].section, funcs[n].offset): funcs[n] for n in ordered}
+    b = _Builder(post, resolver, included, set(diff.new_data))
+    result_patched: list[PatchedFunction] = []
     for name in ordered:
         fn = funcs[name]
-        b.included_funcs[(fn.section, fn.offset)] = fn
         out = b.copy_range(fn.section, fn.offset, fn.size, f".text.{name}")
         b.sections[out].flags |= SHF_ALLOC | SHF_EXECINSTR
         patched = name in diff.changed and not name.endswith(".cold")
         if patched:
             new_symbol = f"__ksplice_{unit_tag}_{len(result_patched)}"
-            ref = b._global(Symbol(new_symbol, 0, fn.size, STT_FUNC, STB_GLOBAL, out))
+            ref = b.add_global(Symbol(new_symbol, 0, fn.size, STT_FUNC, STB_GLOBAL, out))
             result_patched.append(
                 PatchedFunction(old_name=diff.pre_names.get(name, name), new_symbol=new_symbol)
             )
         else:
-            ref = b._local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
+            ref = b.add_local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
         b.own_symbols[fn.symbol] = ref
     b.flush()
     b.carry_special_sections(entry_sizes)
     obj = b.finish()
     klp = sorted(s.name for s in obj.symbols if s.name.startswith(KLP_SYM_PREFIX))
     return Extracted(obj=obj, patched=result_patched, klp_symbols=klp)
-
-
-def klp_symbol_name(objname: str, name: str, sympos: int) -> str:
-    return f"{KLP_SYM_PREFIX}{objname}.{name},{sympos}"

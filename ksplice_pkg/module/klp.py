@@ -22,8 +22,15 @@ from ksplice_pkg.elf.model import (
 )
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import write_object
-from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.module.extract import KLP_SYM_PREFIX
+from ksplice_pkg.errors import InternalError
+
+KLP_SYM_PREFIX = ".klp.sym."
+
+
+def klp_symbol_name(objname: str, name: str, sympos: int) -> str:
+    """`.klp.sym.<object>.<name>,<sympos>`: how a livepatch module names a symbol of another
+    object (vmlinux or a module) that it cannot link against."""
+    return f"{KLP_SYM_PREFIX}{objname}.{name},{sympos}"
 
 
 def objname_of(symbol: str) -> str:
@@ -37,7 +44,7 @@ def convert(ko: Path) -> int:
     for i, sym in enumerate(obj.symbols):
         if sym.name.startswith(KLP_SYM_PREFIX):
             if sym.shndx != SHN_UNDEF:
-                raise KspliceError(f"internal error: {sym.name} is defined in {ko.name}")
+                raise InternalError(f"{sym.name} is defined in {ko.name}")
             sym.shndx = SHN_LIVEPATCH
             sym.bind = STB_GLOBAL
             klp.add(i)
@@ -72,7 +79,7 @@ def convert(ko: Path) -> int:
             )
             count += len(relocs)
     if klp and not count:
-        raise KspliceError(f"internal error: {ko.name} has klp symbols but no klp relocations")
+        raise InternalError(f"{ko.name} has klp symbols but no klp relocations")
     # Appended after the existing sections, so no section index changes.
     obj.sections.extend(new_sections)
     # Globals must follow locals; klp symbols were weak (non-local) already, so order holds.

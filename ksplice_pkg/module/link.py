@@ -6,9 +6,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.log import step
+from ksplice_pkg.module import klp
 from ksplice_pkg.module.extract import PatchedFunction
+from ksplice_pkg.module.parts import Part
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,44 @@ def link_module(
     if modules != [workdir / f"{module}.ko"]:
         raise KspliceError(f"building {module} produced {modules}")
     return modules[0]
+
+
+@dataclass(frozen=True)
+class LinkedModule:
+    name: str  # the livepatch's name: ksplice_<id>
+    ko: Path
+    klp_relocations: int
+
+
+def link_update(
+    tree: PreparedTree,
+    workdir: Path,
+    update_id: str,
+    description: str,
+    parts: list[Part],
+    jobs: int,
+) -> LinkedModule:
+    """The update's module: every part linked with a generated klp_patch, klp relocations
+    written. All units of vmlinux make one klp_object: livepatch names its kobject after the
+    object, so a second "vmlinux" object would not register."""
+    funcs = [f for part in parts for f in part.functions]
+    if not funcs:
+        new = [name for part in parts for name in part.new_functions]
+        raise RefusedError(
+            "the patch changes no function of the running kernel, it only adds new code "
+            f"({', '.join(new)}) that nothing running would call",
+            hint="a livepatch takes effect by replacing existing functions",
+        )
+    module = f"ksplice_{update_id}"
+    with step(f"linking {module}.ko"):
+        main_c = main_source(module, description, [ObjectPatch(None, funcs)])
+        ko = link_module(
+            tree,
+            workdir=workdir,
+            module=module,
+            main_c=main_c,
+            objects=[part.obj for part in parts],
+            jobs=jobs,
+        )
+        relocations = klp.convert(ko)
+    return LinkedModule(module, ko, relocations)

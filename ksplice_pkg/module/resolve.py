@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ksplice_pkg.elf.model import ElfObject, Symbol
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.module.extract import ExternalRef, Resolver, klp_symbol_name
+from ksplice_pkg.module.extract import ExternalRef, Resolver
+from ksplice_pkg.module.klp import klp_symbol_name
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 
+from ksplice_pkg.build.kbuild import PreparedTree
 from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
-from ksplice_pkg.kbuild import PreparedTree
 from ksplice_pkg.log import logger
 from ksplice_pkg.run import run
 

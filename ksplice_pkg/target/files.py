@@ -45,6 +45,28 @@ def version_string(binary: Path) -> str | None:
     return m[1].decode() if m else None
 
 
+@dataclass(frozen=True)
+class TargetSpec:
+    """The target as the options name it: a config directory and single-file overrides."""
+
+    config_dir: Path | None = None
+    system_map: Path | None = None
+    kconfig: Path | None = None
+    symvers: Path | None = None
+    binary: Path | None = None
+    release: str | None = None
+
+    def resolve(self) -> TargetFiles:
+        return resolve_target(
+            self.config_dir,
+            system_map=self.system_map,
+            kconfig=self.kconfig,
+            symvers=self.symvers,
+            binary=self.binary,
+            release=self.release,
+        )
+
+
 def resolve_target(
     config_dir: Path | None,
     *,
@@ -70,10 +92,9 @@ def resolve_target(
         )
         if path is None or not path.is_file()
     ]
-    if missing:
+    if missing or found_map is None or found_config is None or found_symvers is None:
         where = f" in {config_dir}" if config_dir else ""
         raise KspliceError(f"the target kernel's {', '.join(missing)} not found{where}", hint=hint)
-    assert found_map and found_config and found_symvers
     found_binary = binary or _first(config_dir, _BINARIES)
     if found_binary is not None and not found_binary.is_file():
         raise KspliceError(f"{found_binary} does not exist")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.build.kbuild import PreparedTree
 from ksplice_pkg.demo import build_sample_livepatch, prepared_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
-from ksplice_pkg.kbuild import PreparedTree
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir
 

@@ -15,25 +15,17 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
+from ksplice_pkg.build.kbuild import PreparedTree, default_jobs
 from ksplice_pkg.distro.debian import KernelArtifacts
+from ksplice_pkg.elf.model import is_pc_relative
+from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.kbuild import PreparedTree, default_jobs
 from ksplice_pkg.run import run
+from ksplice_pkg.runpre.verify import Match, PreFunction, PreReloc, verify_function
 from ksplice_pkg.target.symbols import SymbolMap
-from ksplice_pkg.target.verify import (
-    R_X86_64_PC32,
-    R_X86_64_PC64,
-    R_X86_64_PLT32,
-    Match,
-    PreFunction,
-    PreReloc,
-    verify_all,
-    verify_function,
-)
-from ksplice_pkg.target.vmlinux import Vmlinux
+from ksplice_pkg.target.vmlinuz import open_vmlinux
 
 LINK_TEXT = 0xFFFFFFFF81000000
-_PC_RELATIVE = {R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def symbols(artifacts: KernelArtifacts) -> SymbolMap:
 
 @pytest.fixture(scope="module")
 def vmlinux(artifacts: KernelArtifacts) -> Vmlinux:
-    return Vmlinux.open(artifacts.vmlinuz, artifacts.source_tree)
+    return open_vmlinux(artifacts.vmlinuz, artifacts.source_tree)
 
 
 def _build(tree: PreparedTree, *objects: str) -> list[Path]:
@@ -81,7 +73,7 @@ def pre_function(obj: Path, name: str) -> PreFunction:
                 if symbol["st_info"]["type"] == "STT_SECTION":
                     # A PC-relative site is 4 bytes before the next instruction in the usual
                     # case; find the function or object that the section offset lands on.
-                    offset = addend + (4 if kind in _PC_RELATIVE else 0)
+                    offset = addend + (4 if is_pc_relative(kind) else 0)
                     named = [
                         s
                         for s in elf_symbols
@@ -115,9 +107,9 @@ def test_vmlinux_from_debian_vmlinuz(artifacts: KernelArtifacts, vmlinux: Vmlinu
         assert build_id == recorded.read_text().strip()
     # The extracted ELF is reused, not extracted again.
     stamp = vmlinux.path.stat().st_mtime_ns
-    again = Vmlinux.open(artifacts.vmlinuz, None)
+    again = open_vmlinux(artifacts.vmlinuz, None)
     assert again.path == vmlinux.path and vmlinux.path.stat().st_mtime_ns == stamp
-    assert Vmlinux.open(vmlinux.path, None).build_id() == build_id
+    assert open_vmlinux(vmlinux.path, None).build_id() == build_id
     with pytest.raises(KspliceError, match="outside the loaded sections"):
         vmlinux.read(0x1000_0000_0000, 16)
 
@@ -126,16 +118,16 @@ def test_extraction(artifacts: KernelArtifacts, vmlinux: Vmlinux, tmp_path: Path
     copy = tmp_path / "vmlinuz"
     copy.write_bytes(artifacts.vmlinuz.read_bytes())
     with pytest.raises(KspliceError) as e:
-        Vmlinux.open(copy, None)
+        open_vmlinux(copy, None)
     assert e.value.hint is not None and "extract-vmlinux" in e.value.hint
     # Debian's image is LZ4-compressed: this goes through extract-vmlinux and lz4 -d.
-    extracted = Vmlinux.open(copy, artifacts.source_tree)
+    extracted = open_vmlinux(copy, artifacts.source_tree)
     assert extracted.path == tmp_path / "vmlinux"
     assert extracted.build_id() == vmlinux.build_id()
     # A vmlinuz newer than the extracted ELF is extracted again.
     copy.touch()
     stamp = extracted.path.stat().st_mtime_ns
-    Vmlinux.open(copy, artifacts.source_tree)
+    open_vmlinux(copy, artifacts.source_tree)
     assert extracted.path.stat().st_mtime_ns > stamp
 
 
@@ -243,21 +235,3 @@ def test_identical_copies_are_ambiguous(
     (obj,) = _build(tree, "arch/x86/kernel/apic/x2apic_phys.o")
     with pytest.raises(KspliceError, match=f"{name}: ambiguous: 2 functions"):
         verify_function(pre_function(obj, name), symbols, vmlinux)
-
-
-def test_verify_all_lists_every_failure(
-    tree: PreparedTree, cmdline_proc_show: PreFunction, symbols: SymbolMap, vmlinux: Vmlinux
-) -> None:
-    (obj,) = _build(tree, "arch/x86/kernel/apic/x2apic_phys.o")
-    good = [cmdline_proc_show, pre_function(obj, "x2apic_send_IPI")]
-    matches = verify_all(good, symbols, vmlinux)
-    assert sorted(matches) == ["cmdline_proc_show", "x2apic_send_IPI"]
-    assert matches["x2apic_send_IPI"].sympos == 1
-
-    missing = dataclasses.replace(cmdline_proc_show, name="no_such_function_here")
-    ambiguous = pre_function(obj, "native_apic_msr_read")
-    with pytest.raises(KspliceError) as e:
-        verify_all([*good, missing, ambiguous], symbols, vmlinux)
-    assert "2 of 4 functions failed" in e.value.message
-    assert "no_such_function_here" in e.value.message
-    assert "native_apic_msr_read: ambiguous" in e.value.message

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import VmError
-from ksplice_pkg.kbuild import PreparedTree, build_external_module
 from ksplice_pkg.vm.guest import run_script
 
 # A module whose init dereferences a NULL pointer: the oops a broken update would cause.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ksplice_pkg.create import CreateConfig, create, work_dir_for
+from ksplice_pkg.config import create_config
+from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
-from ksplice_pkg.kbuild import default_jobs
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run, run_text
 from ksplice_pkg.target.files import resolve_target
@@ -57,23 +57,19 @@ def build_update(
         system_map=kallsyms,
         kconfig=None,
         symvers=None,
-        binary=artifacts.vmlinuz if with_binary else None,
+        binary=artifacts.vmlinuz,
         release=artifacts.release,
     )
     if not with_binary:
-        target = type(target)(
-            target.system_map, target.kconfig, target.symvers, None, target.release
-        )
-    cfg = CreateConfig(
-        source=artifacts.source_tree,
-        target=target,
+        target = replace(target, binary=None)
+    cfg = create_config(
+        artifacts.source_tree,
+        target,
+        cache=cache_dir(),
         patch=patch,
-        patch_opt="-p1",
-        id=update_id,
+        update_id=update_id,
         description=f"test update {update_id}",
-        jobs=default_jobs(),
         output_dir=out,
-        work_dir=work_dir_for(cache_dir(), artifacts.source_tree),
     )
     tarball = create(cfg)
     with tarfile.open(tarball) as tar:

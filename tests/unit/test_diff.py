@@ -13,19 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.diff import (
-    UnitDiff,
-    base_name,
-    diff_objects,
-    functions,
-    has_ftrace_entry,
-    patch_through_callers,
-    relocations_in,
-)
+from ksplice_pkg.diff.callers import patch_through_callers
+from ksplice_pkg.diff.compare import UnitDiff, base_name
+from ksplice_pkg.diff.unit import diff_objects
 from ksplice_pkg.elf.model import STT_SECTION, ElfObject
+from ksplice_pkg.elf.query import functions, has_ftrace_entry, relocations_in
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.source import patch_paths, stabilise_line_numbers
+from ksplice_pkg.source.lines import stabilise_line_numbers
+from ksplice_pkg.source.patch import patch_paths
 from tests.unit.kernel_cc import KERNEL_CFLAGS
 
 # -O2 clones a function for constant arguments only when every caller agrees; with -fipa-cp-clone

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from ksplice_pkg.cli import main
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.source import diffext_patch, git_patch, make_post_tree, patch_paths
+from ksplice_pkg.source.patch import diffext_patch, git_patch, patch_paths
+from ksplice_pkg.source.tree import make_post_tree
 
 
 def _tree(root: Path) -> Path:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.kbuild import PreparedTree
-from ksplice_pkg.log import logger
+from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run
+from ksplice_pkg.source.tree import PatchedTree
 
 SECTION_FLAGS = "-ffunction-sections -fdata-sections"
 # Written in the pre object dir once a --prebuild finished: kbuild's .cmd files then list the
@@ -145,3 +146,13 @@ def build_pairs(
             )
         pairs.append(ObjectPair(unit=unit, pre=a, post=b))
     return pairs
+
+
+def compile_pairs(
+    tree: PreparedTree, post: PatchedTree, post_objdir: Path, jobs: int
+) -> list[ObjectPair]:
+    """Compile the objects the patch affects, from the pristine and from the patched tree."""
+    units = objects_for(post.changed, tree)
+    clone_objdir(tree, post_objdir, units)
+    with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
+        return build_pairs(tree, post.post, post_objdir, units, jobs)

@@ -4,26 +4,21 @@ which reads it without any of the build side's libraries."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 import time
 from pathlib import Path
 
+from ksplice_pkg.fsutil import atomic_output
 from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_tarball(
     output_dir: Path, manifest: Manifest, ko: Path, patch: str, description: str
 ) -> Path:
-    """Write ksplice-<id>.tar.gz atomically (a temporary name renamed into place)."""
+    """Write ksplice-<id>.tar.gz atomically: a failed run leaves no partial tarball."""
     top = f"ksplice-{manifest.id}"
     final = output_dir / f"{top}.tar.gz"
-    tmp = output_dir / f".{top}.tar.gz.partial"
     now = int(time.time())
 
     def add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -33,19 +28,15 @@ def write_tarball(
         info.mtime = now
         tar.addfile(info, io.BytesIO(data))
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            dir_info = tarfile.TarInfo(top)
-            dir_info.type = tarfile.DIRTYPE
-            dir_info.mode = 0o755
-            dir_info.mtime = now
-            tar.addfile(dir_info)
-            add(tar, manifest.module, ko.read_bytes())
-            add(tar, "patch", patch.encode())
-            add(tar, "description", (description.rstrip("\n") + "\n").encode())
-            add(tar, MANIFEST_NAME, manifest.to_json().encode())
-        tmp.replace(final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(final) as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+        dir_info = tarfile.TarInfo(top)
+        dir_info.type = tarfile.DIRTYPE
+        dir_info.mode = 0o755
+        dir_info.mtime = now
+        tar.addfile(dir_info)
+        add(tar, manifest.module, ko.read_bytes())
+        # The patch keeps its bytes: a mailed patch need not be UTF-8.
+        add(tar, "patch", patch.encode(errors="surrogateescape"))
+        add(tar, "description", (description.rstrip("\n") + "\n").encode())
+        add(tar, MANIFEST_NAME, manifest.to_json().encode())
     return final

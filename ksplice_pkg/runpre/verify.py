@@ -16,53 +16,17 @@ symbol map's own addresses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ksplice_pkg.elf.model import (
-    R_X86_64_32,
-    R_X86_64_32S,
-    R_X86_64_64,
-    R_X86_64_PC32,
-    R_X86_64_PC64,
-    R_X86_64_PLT32,
-)
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.elf.model import RELOC_FORMS, RelocForm
+from ksplice_pkg.elf.vmlinux import Vmlinux
+from ksplice_pkg.errors import KspliceError, RunPreMismatchError
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
-from ksplice_pkg.target.vmlinux import Vmlinux
-
-__all__ = [
-    "R_X86_64_32",
-    "R_X86_64_32S",
-    "R_X86_64_64",
-    "R_X86_64_PC32",
-    "R_X86_64_PC64",
-    "R_X86_64_PLT32",
-    "Match",
-    "PreFunction",
-    "PreReloc",
-    "verify_all",
-    "verify_function",
-]
-
-# The x86-64 psABI relocation types that kernel code uses (GOT-relative ones never appear: the
-# kernel is built without a GOT), from the ELF model.
-
-# type -> (bytes patched, signed, PC-relative)
-_RELOC_FORMS: dict[int, tuple[int, bool, bool]] = {
-    R_X86_64_64: (8, False, False),
-    R_X86_64_PC32: (4, True, True),
-    R_X86_64_PLT32: (4, True, True),  # a PC32 when there is no PLT, as in the kernel
-    R_X86_64_32: (4, False, False),
-    R_X86_64_32S: (4, True, False),
-    R_X86_64_PC64: (8, True, True),
-}
 
 _MISMATCH_HINT = (
     "the source tree, its .config or the compiler differ from those that built the target "
     "kernel: build the update from the target's exact source package and configuration"
 )
-_MAX_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -92,15 +56,15 @@ class Match:
     references: dict[int, KernelSymbol] = field(default_factory=dict)
 
 
-def _form(fn: PreFunction, reloc: PreReloc) -> tuple[int, bool, bool]:
-    form = _RELOC_FORMS.get(reloc.type)
+def _form(fn: PreFunction, reloc: PreReloc) -> RelocForm:
+    form = RELOC_FORMS.get(reloc.type)
     if form is None:
         raise KspliceError(
             f"{fn.name}: relocation type {reloc.type} at +{reloc.offset:#x} is not one that "
             "kernel code uses on x86-64",
             hint="ksplice-pkg handles R_X86_64_64, PC32, PLT32, 32, 32S and PC64",
         )
-    size = form[0]
+    size = form.size
     if reloc.offset < 0 or reloc.offset + size > len(fn.code):
         raise KspliceError(
             f"{fn.name}: relocation at +{reloc.offset:#x} runs past the function's "
@@ -113,7 +77,7 @@ def _masked(fn: PreFunction) -> bytearray:
     """Which bytes of fn the linker fills in: 1 for a relocation site, 0 for compiled code."""
     mask = bytearray(len(fn.code))
     for reloc in fn.relocs:
-        size = _form(fn, reloc)[0]
+        size = _form(fn, reloc).size
         mask[reloc.offset : reloc.offset + size] = b"\x01" * size
     return mask
 
@@ -130,9 +94,10 @@ def _decode(reloc: PreReloc, target: bytes, link_address: int) -> int:
 
     The linker stored S + A (absolute types) or S + A - P (PC-relative, P the site's address).
     """
-    size, signed, pc_relative = _RELOC_FORMS[reloc.type]
-    value = int.from_bytes(target[reloc.offset : reloc.offset + size], "little", signed=signed)
-    if pc_relative:
+    form = RELOC_FORMS[reloc.type]
+    site = target[reloc.offset : reloc.offset + form.size]
+    value = int.from_bytes(site, "little", signed=form.signed)
+    if form.pc_relative:
         value += link_address + reloc.offset
     return (value - reloc.addend) & 0xFFFF_FFFF_FFFF_FFFF
 
@@ -219,7 +184,7 @@ def verify_function(fn: PreFunction, symbols: SymbolMap, vmlinux: Vmlinux) -> Ma
     shift = symbols.kaslr_shift(vmlinux.text_address)
     candidates = _candidates(fn, symbols, vmlinux, shift)
     if not candidates:
-        raise KspliceError(
+        raise RunPreMismatchError(
             f"{fn.name}: the target kernel has no function of that name",
             hint="it may be inlined into its callers or named differently (a GCC clone suffix) "
             "in the target; otherwise " + _MISMATCH_HINT,
@@ -230,13 +195,13 @@ def verify_function(fn: PreFunction, symbols: SymbolMap, vmlinux: Vmlinux) -> Ma
     matches = [a for a in attempts if a.problem is None]
     if not matches:
         detail = "; ".join(f"at {a.candidate.address:#x} it {a.problem}" for a in attempts)
-        raise KspliceError(
+        raise RunPreMismatchError(
             f"{fn.name}: the pre-patch code does not match the target kernel: {detail}",
             hint=_MISMATCH_HINT,
         )
     if len(matches) > 1:
         where = ", ".join(f"{a.candidate.address:#x}" for a in matches)
-        raise KspliceError(
+        raise RunPreMismatchError(
             f"{fn.name}: ambiguous: {len(matches)} functions of that name in the target kernel "
             f"match the pre-patch code ({where}), so nothing shows which one the source means",
             hint="patch the function through a caller or a uniquely named function instead",
@@ -248,28 +213,3 @@ def verify_function(fn: PreFunction, symbols: SymbolMap, vmlinux: Vmlinux) -> Ma
         sympos=symbols.sympos(fn.name, address),
         references=match.references,
     )
-
-
-def verify_all(
-    fns: Iterable[PreFunction], symbols: SymbolMap, vmlinux: Vmlinux
-) -> dict[str, Match]:
-    """verify_function for each of fns; one error listing every failure if any fails."""
-    matches: dict[str, Match] = {}
-    failures: list[KspliceError] = []
-    for fn in fns:
-        try:
-            matches[fn.name] = verify_function(fn, symbols, vmlinux)
-        except KspliceError as e:
-            failures.append(e)
-    if failures:
-        shown = "\n".join(f"  {e.message}" for e in failures[:_MAX_SHOWN])
-        more = len(failures) - _MAX_SHOWN
-        if more > 0:
-            shown += f"\n  ... and {more} more"
-        hints = {e.hint for e in failures if e.hint}
-        raise KspliceError(
-            f"{len(failures)} of {len(failures) + len(matches)} functions failed the run-pre "
-            f"check against the target kernel:\n{shown}",
-            hint=hints.pop() if len(hints) == 1 else _MISMATCH_HINT,
-        )
-    return matches

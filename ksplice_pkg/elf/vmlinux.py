@@ -1,15 +1,9 @@
-"""The target kernel's binary: the vmlinux ELF, extracted from the distro's vmlinuz if need be.
-
-Distro kernels ship a compressed bzImage (Debian's is LZ4-compressed) and no vmlinux outside the
--dbg package; the kernel tree's scripts/extract-vmlinux finds the payload and decompresses it. The
-vmlinux inside carries no symbol table: the symbol map comes from kallsyms (see symbols.py), this
-module only reads bytes at link-time addresses. pyelftools is read here and nowhere else in the
-package.
-"""
+"""The target kernel's linked image read through pyelftools: its loaded sections, the bytes at
+a link-time address, its GNU build-id. The vmlinux inside a distro vmlinuz carries no symbol
+table: symbols come from kallsyms (target/symbols.py); this only reads bytes."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +12,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from ksplice_pkg.errors import CommandError, KspliceError
-from ksplice_pkg.log import step
-from ksplice_pkg.run import run
+from ksplice_pkg.errors import KspliceError
 
 __all__ = ["Vmlinux"]
 
@@ -41,44 +33,6 @@ class _Section:
         return self.address <= address and address + size <= self.address + self.size
 
 
-def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
-    """The vmlinux inside vmlinuz, extracted once into a `vmlinux` beside it."""
-    # A compressed image that is itself called vmlinux must not be overwritten by its payload.
-    cached = vmlinuz.with_name(
-        EXTRACTED_NAME if vmlinuz.name != EXTRACTED_NAME else EXTRACTED_NAME + ".elf"
-    )
-    if cached.is_file() and cached.stat().st_mtime_ns > vmlinuz.stat().st_mtime_ns:
-        return cached
-    if source_tree is None:
-        raise KspliceError(
-            f"{vmlinuz} is a compressed kernel image and no source tree was given to extract it",
-            hint="give the kernel source tree (its scripts/extract-vmlinux unpacks the image)",
-        )
-    script = source_tree / "scripts" / "extract-vmlinux"
-    if not script.is_file():
-        raise KspliceError(f"{source_tree} has no scripts/extract-vmlinux")
-    with step(f"extracting vmlinux from {vmlinuz}"):
-        try:
-            proc = run(["sh", script, vmlinuz])
-        except CommandError as e:
-            # extract-vmlinux hides the decompressors' errors, a missing one included.
-            raise KspliceError(
-                f"could not extract vmlinux from {vmlinuz}: {e.message}",
-                hint="Debian's kernels are LZ4-compressed: install lz4 (scripts/setup does), "
-                "and check that the file is a kernel image",
-            ) from e
-    partial = cached.with_name(cached.name + ".partial")
-    try:
-        partial.write_bytes(proc.stdout)
-        os.replace(partial, cached)
-    except OSError as e:
-        raise KspliceError(
-            f"cannot save the vmlinux extracted from {vmlinuz} as {cached}: {e.strerror}",
-            hint=f"make {cached.parent} writable, or give an already extracted vmlinux",
-        ) from e
-    return cached
-
-
 class Vmlinux:
     """Bytes of the target kernel at link-time addresses, as its ELF's loaded sections hold them."""
 
@@ -93,19 +47,15 @@ class Vmlinux:
         self.text_address = text[0].address
 
     @classmethod
-    def open(cls, path: Path, source_tree: Path | None) -> Vmlinux:
-        """Open an ELF vmlinux, or a compressed bzImage/vmlinuz (extracted with source_tree)."""
+    def open(cls, path: Path) -> Vmlinux:
+        """Open an ELF vmlinux (target/vmlinuz.py extracts one from a compressed image)."""
         try:
             with path.open("rb") as f:
-                magic = f.read(len(_ELF_MAGIC))
+                return cls._read_headers(path, ELFFile(f))
+        except ELFError as e:
+            raise KspliceError(f"{path} is not a readable ELF file: {e}") from e
         except OSError as e:
             raise KspliceError(f"cannot read the kernel image {path}: {e.strerror}") from e
-        elf_path = path if magic == _ELF_MAGIC else _extract(path, source_tree)
-        try:
-            with elf_path.open("rb") as f:
-                return cls._read_headers(elf_path, ELFFile(f))
-        except ELFError as e:
-            raise KspliceError(f"{elf_path} is not a readable ELF file: {e}") from e
 
     @classmethod
     def _read_headers(cls, path: Path, elf: ELFFile) -> Vmlinux:

@@ -1,0 +1,87 @@
+"""The differ's entry point: what changed between the pre and post object of one unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ksplice_pkg.build.objects import ObjectPair
+from ksplice_pkg.diff.callers import patch_through_callers
+from ksplice_pkg.diff.compare import UnitDiff, explain, is_init_section, pair_functions, signature
+from ksplice_pkg.diff.data import check_data, correlate_statics
+from ksplice_pkg.elf.model import ElfObject
+from ksplice_pkg.elf.query import functions
+from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.errors import RefusedError
+from ksplice_pkg.log import logger
+
+
+def diff_objects(unit: str, pre: ElfObject, post: ElfObject) -> UnitDiff:
+    result = UnitDiff(unit=unit)
+    pre_funcs, post_funcs = functions(pre), functions(post)
+    pairs = pair_functions(pre, post)
+    for name, fn in post_funcs.items():
+        section_name = post.sections[fn.section].name
+        pre_name = pairs[name]
+        if pre_name is None:
+            if is_init_section(section_name):
+                raise RefusedError(
+                    f"{unit}: the patch adds __init function {name}",
+                    hint="init code has already run; do the work in a livepatch callback",
+                )
+            result.new_functions.append(name)
+            continue
+        old = pre_funcs[pre_name]
+        if is_init_section(pre.sections[old.section].name) and not is_init_section(section_name):
+            # The running kernel freed its copy after boot: the update must carry this one.
+            result.new_functions.append(name)
+            continue
+        a = signature(pre, old.section, old.offset, old.size)
+        b = signature(post, fn.section, fn.offset, fn.size)
+        if a != b:
+            if is_init_section(section_name):
+                raise RefusedError(
+                    f"{unit}: the patch changes __init function {name} ({explain(a, b)})",
+                    hint="init code ran at boot and is gone; a livepatch cannot change it",
+                )
+            result.changed[name] = explain(a, b)
+            result.pre_names[name] = pre_name
+    for name, fn in post_funcs.items():
+        pre_name = pairs[name]
+        if pre_name is not None:
+            correlate_statics(pre, pre_funcs[pre_name], post, fn, result.static_map)
+    check_data(unit, pre, post, result)
+    return result
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """A unit the patch changes: the differ's verdict and both objects it compared."""
+
+    diff: UnitDiff
+    pre: ElfObject
+    post: ElfObject
+
+    @property
+    def unit(self) -> str:
+        return self.diff.unit
+
+
+def diff_pairs(pairs: list[ObjectPair]) -> list[UnitChange]:
+    """Diff every compiled pair; refuse a patch that changes no function's object code."""
+    changes: list[UnitChange] = []
+    for pair in pairs:
+        pre, post = read_object(pair.pre), read_object(pair.post)
+        d = diff_objects(pair.unit, pre, post)
+        patch_through_callers(pair.unit, pre, post, d)
+        for name, why in d.changed.items():
+            logger.debug("%s: %s changed: %s", pair.unit, name, why)
+        for name in d.new_functions:
+            logger.debug("%s: %s is new", pair.unit, name)
+        if not d.empty:
+            changes.append(UnitChange(d, pre, post))
+    if not changes:
+        raise RefusedError(
+            "the patch changes no function's object code",
+            hint="nothing to update: a comment, or code this config does not build?",
+        )
+    return changes

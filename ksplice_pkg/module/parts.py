@@ -1,0 +1,49 @@
+"""One unit's share of the update: its changed and new code extracted into an object of its own,
+with the sympos run-pre established for each function it replaces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.diff.unit import UnitChange
+from ksplice_pkg.elf.writer import write_object
+from ksplice_pkg.log import logger
+from ksplice_pkg.module.extract import PatchedFunction, Resolver, extract
+from ksplice_pkg.runpre.verify import Match
+
+
+@dataclass(frozen=True)
+class Part:
+    unit: str
+    obj: Path
+    functions: list[tuple[PatchedFunction, int]]  # each replacement with its old_sympos
+    new_functions: list[str]
+
+
+def write_part(
+    change: UnitChange,
+    resolver: Resolver,
+    index: int,
+    entry_sizes: Mapping[str, int],
+    matches: Mapping[str, Match],
+    directory: Path,
+) -> Part:
+    extracted = extract(change.post, change.diff, resolver, f"u{index}", entry_sizes)
+    path = directory / f"part{index}.o"
+    directory.mkdir(parents=True, exist_ok=True)
+    write_object(extracted.obj, path)
+    # A function run-pre did not see (no target binary given) is unique by name: sympos 0.
+    funcs = [
+        (fn, matches[fn.old_name].sympos if fn.old_name in matches else 0)
+        for fn in extracted.patched
+    ]
+    new = change.diff.new_functions
+    logger.info(
+        "%s: patching %s%s",
+        change.unit,
+        ", ".join(f.old_name for f in extracted.patched) or "nothing",
+        f"; new: {', '.join(new)}" if new else "",
+    )
+    return Part(change.unit, path, funcs, list(new))

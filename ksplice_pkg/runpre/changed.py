@@ -1,0 +1,58 @@
+"""Run-pre for the functions an update replaces, refusing those livepatch cannot redirect."""
+
+from __future__ import annotations
+
+from ksplice_pkg.diff.compare import UnitDiff
+from ksplice_pkg.elf.query import functions, has_ftrace_entry
+from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.log import logger
+from ksplice_pkg.runpre.evidence import Evidence
+from ksplice_pkg.runpre.verify import Match
+
+
+def verify_changed(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
+    """Run-pre for each function the unit's update replaces (refusing what cannot be patched);
+    returns the matches by name."""
+    matches: dict[str, Match] = {}
+    symbols = evidence.symbols
+    for post_name in d.changed:
+        name = d.pre_names[post_name]
+        if name.endswith(".cold"):
+            continue
+        # patch_through_callers has handled file-local ones; what is left cannot be patched.
+        if not has_ftrace_entry(evidence.pre, functions(evidence.pre)[name]):
+            raise RefusedError(
+                f"{d.unit}: {name} has no ftrace entry (__fentry__ call): livepatch cannot "
+                "redirect it",
+                hint="it is notrace or in a noinstr section; patch its callers instead",
+            )
+        found = symbols.vmlinux_symbols_named(name)
+        if not found:
+            owners = sorted({s.module for s in symbols.symbols if s.name == name and s.module})
+            if owners:
+                raise RefusedError(
+                    f"{d.unit}: {name} belongs to module {', '.join(owners)}, not to vmlinux",
+                    hint="updates to loadable modules are not supported yet",
+                )
+        if evidence.vmlinux is None:
+            if not found:
+                raise KspliceError(
+                    f"{d.unit}: {name} is not in the target kernel's symbol map",
+                    hint="it may be inlined everywhere in the target: patch its callers",
+                )
+            if len(found) > 1:
+                raise KspliceError(
+                    f"{d.unit}: {name} has {len(found)} definitions in the target kernel",
+                    hint="give --vmlinux or a vmlinuz so run-pre verification can tell which",
+                )
+            continue
+        match = evidence.verify(name)
+        matches[name] = match
+        logger.debug(
+            "%s: %s matches the target at %#x (sympos %d)",
+            d.unit,
+            name,
+            match.address,
+            match.sympos,
+        )
+    return matches

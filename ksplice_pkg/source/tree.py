@@ -1,0 +1,70 @@
+"""The post-patch source tree: a hard-link copy of the pristine tree with the patch applied.
+
+Hard links make the copy cost almost nothing, and GNU patch writes each file it changes anew
+(it renames a temporary over the original), so the pristine tree's files are never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.errors import CommandError, InternalError, KspliceError
+from ksplice_pkg.run import run
+from ksplice_pkg.source.lines import stabilise_line_numbers
+from ksplice_pkg.source.patch import patch_paths
+
+
+@dataclass(frozen=True)
+class PatchedTree:
+    pristine: Path
+    post: Path
+    changed: tuple[str, ...]  # paths relative to the tree, as the patch names them
+
+
+def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
+    """Hard-link pristine into post (fresh) and apply patch there; refuse what fails to apply."""
+    m = re.fullmatch(r"-p(\d+)", patch_opt.strip())
+    if not m:
+        raise KspliceError(f"--patch-opt {patch_opt!r} is not supported", hint="use -pN, e.g. -p1")
+    strip = int(m[1])
+    changed = patch_paths(patch, strip)
+    if not changed:
+        raise KspliceError(
+            "the patch changes no file", hint="give a unified diff (diff -u, git diff)"
+        )
+    if post.exists():
+        shutil.rmtree(post)
+    post.parent.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-al", pristine, post])
+    try:
+        run(
+            ["patch", f"-p{strip}", "--forward", "--batch", "--no-backup-if-mismatch", "-s"],
+            cwd=post,
+            input=patch.encode(),
+        )
+    except CommandError as e:
+        shutil.rmtree(post, ignore_errors=True)
+        raise KspliceError(
+            f"the patch does not apply to {pristine}:\n{e.message}",
+            hint="check that it was made against this kernel's source and that "
+            "--patch-opt is right",
+        ) from e
+    for path in changed:
+        target = post / path
+        if target.exists() and target.stat().st_nlink > 1 and (pristine / path).exists():
+            # A hard link still shared with the pristine tree means patch edited in place.
+            raise InternalError(f"patching {path} modified the pristine tree")
+    return PatchedTree(pristine=pristine, post=post, changed=tuple(changed))
+
+
+def patched_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
+    """The post tree of an update: the patch applied to a hard-link copy, with #line directives
+    so that code the patch only moved keeps its line numbers."""
+    tree = make_post_tree(pristine, post, patch, patch_opt)
+    for path in tree.changed:
+        if path.endswith((".c", ".h")) and (pristine / path).is_file():
+            stabilise_line_numbers(pristine / path, post / path, path)
+    return tree

@@ -1,0 +1,40 @@
+"""The manifest of an update, from what the stages before found."""
+
+from __future__ import annotations
+
+import time
+
+from ksplice_pkg.fsutil import sha256_file
+from ksplice_pkg.manifest import Manifest, PatchedEntry, Verification
+from ksplice_pkg.module.link import LinkedModule
+from ksplice_pkg.module.parts import Part
+
+
+def assemble_manifest(
+    *,
+    update_id: str,
+    description: str,
+    release: str,
+    build_id: str | None,
+    module: LinkedModule,
+    parts: list[Part],
+    verification: Verification,
+) -> Manifest:
+    return Manifest(
+        id=update_id,
+        description=description,
+        kernel_release=release,
+        target_build_id=build_id,
+        module=module.ko.name,
+        module_name=module.name,
+        module_sha256=sha256_file(module.ko),
+        patched=[
+            PatchedEntry("vmlinux", fn.old_name, sympos)
+            for part in parts
+            for fn, sympos in part.functions
+        ],
+        verification=verification.value,
+        new_functions=[name for part in parts for name in part.new_functions],
+        klp_relocations=module.klp_relocations,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
