@@ -11,7 +11,6 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from ksplice_pkg.errors import CommandError, CommandTimeoutError
 from ksplice_pkg.log import logger
@@ -100,8 +99,3 @@ def run_text(
 ) -> str:
     """Run cmd and return its stdout as text."""
     return run(cmd, cwd=cwd, env=env, timeout=timeout).stdout.decode()
-
-
-def ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from debian.deb822 import Packages
+from debian.debian_support import Version
 
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, run_text
 
@@ -99,13 +101,14 @@ def _apt_record(package: str, version: str | None = None) -> Packages | None:
 def available_releases(flavour: str) -> list[str]:
     """Kernel releases of this flavour that the apt sources offer, oldest first."""
     names = run_text(["apt-cache", "pkgnames", "linux-image-"]).split()
-    releases = [
-        release
+    abis = {
+        release: m["abi"]
         for name in names
         if (m := _RELEASE_RE.match(release := name.removeprefix("linux-image-")))
         and m["flavour"] == flavour
-    ]
-    return sorted(releases, key=lambda r: [int(x) for x in re.findall(r"\d+", r)])
+    }
+    # The ABI part (6.1.0-56, 6.12.115+deb12) orders as a Debian version does.
+    return sorted(abis, key=lambda r: Version(abis[r]))
 
 
 def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
@@ -167,27 +170,19 @@ def _download(record: Packages, debs: Path) -> Path:
 
 
 def _unpack_deb(deb: Path, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    run(["dpkg-deb", "-x", deb, tmp])
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_directory(dest) as tmp:
+        run(["dpkg-deb", "-x", deb, tmp])
 
 
 def _unpack_source(source_deb: Path, dest: Path) -> None:
     """Unpack the linux-source tarball that the linux-source-X.Y package carries."""
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    run(["dpkg-deb", "-x", source_deb, tmp / "deb"])
-    tarballs = sorted((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
-    if len(tarballs) != 1:
-        raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
-    run(["tar", "-C", tmp, "-xf", tarballs[0]])
-    shutil.rmtree(tmp / "deb")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_directory(dest) as tmp:
+        run(["dpkg-deb", "-x", source_deb, tmp / "deb"])
+        tarballs = sorted((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
+        if len(tarballs) != 1:
+            raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
+        run(["tar", "-C", tmp, "-xf", tarballs[0]])
+        shutil.rmtree(tmp / "deb")
 
 
 def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
@@ -240,7 +235,7 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
     # The image package leaves modules.dep to its postinst; the lab needs it to load modules.
     run(["depmod", "-b", root / "image", release])
     artifacts = KernelArtifacts(release=release, version=version, root=root)
-    (root / "artifacts.json").write_text(artifacts.to_json())
+    atomic_write(root / "artifacts.json", artifacts.to_json())
     return artifacts
 
 

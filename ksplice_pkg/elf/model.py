@@ -149,12 +149,6 @@ class ElfObject:
     def symbols_in(self, index: int) -> list[Symbol]:
         return [s for s in self.symbols if s.shndx == index and s.type != STT_SECTION]
 
-    def section_symbol(self, index: int) -> int | None:
-        for i, s in enumerate(self.symbols):
-            if s.type == STT_SECTION and s.shndx == index:
-                return i
-        return None
-
     def symbol_named(self, name: str) -> Symbol | None:
         for s in self.symbols:
             if s.name == name:

@@ -4,11 +4,11 @@ image is LZ4-compressed."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import CommandError, KspliceError
+from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import step
 from ksplice_pkg.run import run
 
@@ -52,10 +52,8 @@ def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
                 hint="Debian's kernels are LZ4-compressed: install lz4 (scripts/setup does), "
                 "and check that the file is a kernel image",
             ) from e
-    partial = cached.with_name(cached.name + ".partial")
     try:
-        partial.write_bytes(proc.stdout)
-        os.replace(partial, cached)
+        atomic_write(cached, proc.stdout)
     except OSError as e:
         raise KspliceError(
             f"cannot save the vmlinux extracted from {vmlinuz} as {cached}: {e.strerror}",

@@ -8,6 +8,7 @@ import tarfile
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from importlib import resources
 from pathlib import Path
 
@@ -47,20 +48,22 @@ def module_load_order(modules_dir: Path, names: tuple[str, ...]) -> list[Path]:
         path, _, rest = line.partition(":")
         deps[path] = rest.split()
         by_name[Path(path).name.split(".ko")[0].replace("-", "_")] = path
-    order: list[str] = []
-
-    def visit(path: str) -> None:
-        for dep in deps.get(path, []):
-            visit(dep)
-        if path not in order:
-            order.append(path)
-
+    wanted: list[str] = []
     for name in names:
         key = name.replace("-", "_")
         if key not in by_name:
             raise KspliceError(f"module {name} is not in {dep_file}")
-        visit(by_name[key])
-    return [modules_dir / p for p in order]
+        wanted.append(by_name[key])
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    pending = list(wanted)
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path not in seen:
+            seen.add(path)
+            sorter.add(path, *deps.get(path, []))
+            pending += deps.get(path, [])
+    return [modules_dir / p for p in sorter.static_order()]
 
 
 def build_initramfs(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.fsutil import atomic_directory
 from ksplice_pkg.log import step
 from ksplice_pkg.run import run
 from ksplice_pkg.vm.guest import (
@@ -47,10 +48,10 @@ def _debootstrap(cache: Path) -> Path:
     root = cache / "userland" / f"{SUITE}-{_rootfs_key()}"
     if (root / ".complete").is_file():
         return root
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    with step(f"debootstrap {SUITE} ({', '.join(PACKAGES)})"):
+    with (
+        step(f"debootstrap {SUITE} ({', '.join(PACKAGES)})"),
+        atomic_directory(root) as partial,
+    ):
         run(
             [
                 "debootstrap",
@@ -62,10 +63,8 @@ def _debootstrap(cache: Path) -> Path:
             ],
             timeout=1800,
         )
-    shutil.rmtree(partial / "var" / "cache" / "apt" / "archives", ignore_errors=True)
-    (partial / ".complete").write_text("")
-    shutil.rmtree(root, ignore_errors=True)
-    partial.rename(root)
+        shutil.rmtree(partial / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        (partial / ".complete").write_text("")
     return root
 
 
