@@ -40,6 +40,7 @@ class CreateConfig:
     jobs: int
     output_dir: Path
     work_dir: Path
+    cache: Path  # derived files (an extracted vmlinux) live here, keyed by their source
 
 
 def random_id() -> str:
@@ -116,4 +117,5 @@ def create_config(
         jobs=jobs or default_jobs(),
         output_dir=output_dir.resolve(),
         work_dir=work_dir_for(cache, source),
+        cache=cache,
     )

@@ -27,6 +27,7 @@ from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.changed import verify_changed
 from ksplice_pkg.runpre.evidence import Evidence
 from ksplice_pkg.source.tree import patched_tree
+from ksplice_pkg.target.consistency import check_target
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
@@ -45,9 +46,10 @@ def create(cfg: CreateConfig) -> Path:
 def _create(cfg: CreateConfig) -> Path:
     # The target's own files are read first: a bad input fails before minutes of building.
     symbols = SymbolMap.load(cfg.target.system_map)
-    vmlinux = open_vmlinux(cfg.target.binary, cfg.source) if cfg.target.binary else None
+    vmlinux = open_vmlinux(cfg.target.binary, cfg.source, cfg.cache) if cfg.target.binary else None
     if vmlinux is None:
         logger.info("run-pre verification skipped: no vmlinux or vmlinuz of the target given")
+    check_target(cfg.target, symbols, vmlinux)
     tree = _prepare(cfg)
     with step("applying the patch to a copy of the tree"):
         post = patched_tree(cfg.source, cfg.work_dir / "post-src", cfg.patch, cfg.patch_opt)

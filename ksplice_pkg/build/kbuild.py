@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import step
 from ksplice_pkg.run import run
 
@@ -46,6 +47,7 @@ def prepare_tree(
     stamp = objdir / _PREPARED_STAMP
     wanted = f"{release}\n{config.read_text()}"
     if stamp.is_file() and stamp.read_text() == wanted:
+        _install_symvers(symvers, objdir)
         return tree
     objdir.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
@@ -54,10 +56,19 @@ def prepare_tree(
         base = ["make", "-C", str(source), f"O={objdir}", f"KERNELRELEASE={release}"]
         run([*base, "olddefconfig"])
         run([*base, f"-j{jobs}", "modules_prepare"])
-    # modpost resolves the exported symbols (and their CRCs) of the distro kernel from here.
-    shutil.copy2(symvers, objdir / "Module.symvers")
+    _install_symvers(symvers, objdir)
     stamp.write_text(wanted)
     return tree
+
+
+def _install_symvers(symvers: Path, objdir: Path) -> None:
+    """modpost resolves the exported symbols (and their CRCs) of the distro kernel from the
+    objdir's Module.symvers: it must be the one given for this run, whatever an earlier run of
+    the same work dir was given (a stale one links modules the kernel rejects)."""
+    installed = objdir / "Module.symvers"
+    data = symvers.read_bytes()
+    if not installed.is_file() or installed.read_bytes() != data:
+        atomic_write(installed, data)
 
 
 def build_external_module(tree: PreparedTree, moddir: Path, jobs: int) -> list[Path]:

@@ -16,9 +16,6 @@ from ksplice_pkg.errors import KspliceError
 
 __all__ = ["Vmlinux"]
 
-_ELF_MAGIC = b"\x7fELF"
-EXTRACTED_NAME = "vmlinux"
-
 
 @dataclass(frozen=True)
 class _Section:

@@ -10,16 +10,12 @@ from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.module.extract import ExternalRef, Resolver
 from ksplice_pkg.module.klp import klp_symbol_name
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
+from ksplice_pkg.target.symvers import Symvers
 
 
 def exported_symbols(symvers: Path) -> set[str]:
-    """vmlinux's exported symbols, from Module.symvers (CRC, name, module, export type, ns)."""
-    names: set[str] = set()
-    for line in symvers.read_text().splitlines():
-        fields = line.split("\t")
-        if len(fields) >= 3 and fields[2] == "vmlinux":
-            names.add(fields[1])
-    return names
+    """vmlinux's exported symbols, from Module.symvers."""
+    return set(Symvers.load(symvers).vmlinux_exports())
 
 
 def make_resolver(

@@ -4,31 +4,75 @@ beside their new versions in the tree (--diffext), or a commit of a git checkout
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.run import run, run_text
 
-_DIFF_FILE = re.compile(r"^\+\+\+ (?P<path>\S+)", re.MULTILINE)
+# A file's header in a unified diff: `--- old` then `+++ new` (a tab and a date may follow).
+_FILE_PAIR = re.compile(
+    r"^--- (?P<old>[^\t\n]+?)(?:\t.*)?\n\+\+\+ (?P<new>[^\t\n]+?)(?:\t.*)?$", re.M
+)
+# A path inside the kernel tree. Paths reach make as targets and patch as file names: a leading
+# "-" would be read as an option, "=" makes a make variable, ".." leaves the tree.
+_TREE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.,+-]*)*")
+DEV_NULL = "/dev/null"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str  # relative to the tree, leading components stripped
+    added: bool
+    deleted: bool
+
+
+def file_changes(patch: str, strip: int) -> list[FileChange]:
+    """The files a unified diff adds, deletes or changes, after stripping `strip` leading
+    components; a path that is not plainly inside the tree is refused."""
+    changes: dict[str, FileChange] = {}
+    for m in _FILE_PAIR.finditer(patch):
+        old, new = m["old"].strip(), m["new"].strip()
+        added, deleted = old == DEV_NULL, new == DEV_NULL
+        if added and deleted:
+            continue
+        named = old if deleted else new
+        path = "/".join(named.split("/")[strip:])
+        if not _TREE_PATH.fullmatch(path) or ".." in path.split("/"):
+            raise KspliceError(
+                f"the patch names {named!r}, which is not a plain path inside the kernel tree",
+                hint="check --patch-opt (-pN) and that the patch was made in the tree's root",
+            )
+        changes.setdefault(path, FileChange(path, added, deleted))
+    return list(changes.values())
 
 
 def patch_paths(patch: str, strip: int) -> list[str]:
-    """The files a unified diff changes, after stripping `strip` leading components."""
-    paths: list[str] = []
-    for m in _DIFF_FILE.finditer(patch):
-        path = m["path"]
-        if path == "/dev/null":
-            continue
-        parts = path.split("/")[strip:]
-        if parts and "/".join(parts) not in paths:
-            paths.append("/".join(parts))
-    return paths
+    """The files a unified diff leaves in the tree (changed or added)."""
+    return [c.path for c in file_changes(patch, strip) if not c.deleted]
 
 
 def git_patch(repo: Path, commit: str) -> str:
     """The diff a commit introduces, as --git COMMIT takes it (ksplice-create's --git)."""
     try:
-        return run_text(["git", "-C", str(repo), "show", "--format=", "--no-color", commit])
+        # Resolved to a commit id first: the user's text never reaches `git show`, where
+        # "--output=FILE" would be taken as an option. --end-of-options says the same to
+        # rev-parse.
+        sha = run_text(
+            [
+                "git",
+                "-C",
+                repo,
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                f"{commit}^{{commit}}",
+            ]
+        ).strip()
+        return run(["git", "-C", repo, "show", "--format=", "--no-color", sha, "--"]).stdout.decode(
+            "utf-8", errors="surrogateescape"
+        )
     except CommandError as e:
         raise KspliceError(
             f"cannot read commit {commit!r} from {repo}: {e.message}",
@@ -38,7 +82,8 @@ def git_patch(repo: Path, commit: str) -> str:
 
 def diffext_patch(source: Path, ext: str) -> str:
     """ksplice-create's --diffext: every FILE<EXT> in the tree is the new version of FILE."""
-    if not ext or "/" in ext:
+    # Glob characters would make rglob match every file: an extension is plain text.
+    if not re.fullmatch(r"[A-Za-z0-9._+~-]+", ext) or not ext.strip("."):
         raise KspliceError(f"--diffext {ext!r} is not a file name extension", hint="e.g. .new")
     chunks: list[str] = []
     for new in sorted(source.rglob(f"*{ext}")):

@@ -11,10 +11,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import CommandError, InternalError, KspliceError
+from ksplice_pkg.errors import CommandError, InternalError, KspliceError, RefusedError
 from ksplice_pkg.run import run
 from ksplice_pkg.source.lines import stabilise_line_numbers
-from ksplice_pkg.source.patch import patch_paths
+from ksplice_pkg.source.patch import file_changes
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,23 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
     if not m:
         raise KspliceError(f"--patch-opt {patch_opt!r} is not supported", hint="use -pN, e.g. -p1")
     strip = int(m[1])
-    changed = patch_paths(patch, strip)
+    files = file_changes(patch, strip)
+    for c in files:
+        # A new or removed unit would need the kernel's Makefiles, and the running kernel's
+        # code for it to load or unload: neither is something a livepatch can carry.
+        if c.path.endswith((".c", ".S")) and (c.added or c.deleted):
+            raise RefusedError(
+                f"the patch {'adds' if c.added else 'deletes'} {c.path}: a livepatch can change "
+                "existing compilation units, not add or remove them",
+                hint="move the new code into an existing .c file the patch changes",
+            )
+        if c.path.endswith(".h") and c.deleted:
+            raise RefusedError(
+                f"the patch deletes the header {c.path}",
+                hint="leave the header in place; a livepatch can change the code that uses it",
+            )
+    # A header the patch adds can only be included by files it changes: no other user to find.
+    changed = [c.path for c in files if not c.deleted and not (c.added and c.path.endswith(".h"))]
     if not changed:
         raise KspliceError(
             "the patch changes no file", hint="give a unified diff (diff -u, git diff)"
@@ -43,7 +59,7 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
         run(
             ["patch", f"-p{strip}", "--forward", "--batch", "--no-backup-if-mismatch", "-s"],
             cwd=post,
-            input=patch.encode(),
+            input=patch.encode(errors="surrogateescape"),
         )
     except CommandError as e:
         shutil.rmtree(post, ignore_errors=True)

@@ -32,9 +32,26 @@ def _first(directory: Path | None, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+# What `uname -r` can print. The release reaches make (KERNELRELEASE=) and file names, so
+# anything else, `$(...)` and spaces above all, is refused before anything runs.
+_RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}")
+
+
+def check_release(release: str, origin: str) -> str:
+    if not _RELEASE_RE.fullmatch(release):
+        raise KspliceError(
+            f"{origin} {release!r} is not a kernel release",
+            hint="a release is what `uname -r` prints: letters, digits and . + _ ~ -",
+        )
+    return release
+
+
 def version_string(binary: Path) -> str | None:
     """The `uname -r` of a bzImage (its header's kernel_version) or a vmlinux."""
-    data = binary.read_bytes()
+    try:
+        data = binary.read_bytes()
+    except OSError as e:
+        raise KspliceError(f"cannot read the kernel image {binary}: {e.strerror}") from e
     # bzImage: "HdrS" at 0x202, and a pointer (minus 0x200) to the version string at 0x20e.
     if data[0x202:0x206] == b"HdrS":
         offset = int.from_bytes(data[0x20E:0x210], "little") + 0x200
@@ -98,8 +115,19 @@ def resolve_target(
     found_binary = binary or _first(config_dir, _BINARIES)
     if found_binary is not None and not found_binary.is_file():
         raise KspliceError(f"{found_binary} does not exist")
-    if release is None and found_binary is not None:
-        release = version_string(found_binary)
+    binary_release = version_string(found_binary) if found_binary is not None else None
+    if binary_release is not None:
+        check_release(binary_release, f"the version string in {found_binary}")
+    if release is not None:
+        check_release(release, "--kernel-release")
+        if binary_release is not None and release != binary_release:
+            raise KspliceError(
+                f"--kernel-release {release} does not match {found_binary}, which is kernel "
+                f"{binary_release}",
+                hint="give the target kernel's own vmlinuz, or its release as `uname -r` "
+                "prints it there",
+            )
+    release = release or binary_release
     if not release:
         raise KspliceError(
             "the target kernel release is unknown",

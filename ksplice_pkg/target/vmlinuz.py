@@ -8,31 +8,29 @@ from pathlib import Path
 
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import CommandError, KspliceError
-from ksplice_pkg.fsutil import atomic_write
+from ksplice_pkg.fsutil import atomic_write, sha256_file
 from ksplice_pkg.log import step
 from ksplice_pkg.run import run
 
-_ELF_MAGIC = b"\x7fELF"
-EXTRACTED_NAME = "vmlinux"
+ELF_MAGIC = b"\x7fELF"
 
 
-def open_vmlinux(path: Path, source_tree: Path | None) -> Vmlinux:
-    """Open an ELF vmlinux, or a compressed bzImage/vmlinuz (extracted with source_tree)."""
+def open_vmlinux(path: Path, source_tree: Path | None, cache: Path) -> Vmlinux:
+    """Open an ELF vmlinux, or a compressed bzImage/vmlinuz: its payload is extracted with
+    source_tree's script into the cache, never beside the user's file."""
     try:
         with path.open("rb") as f:
-            magic = f.read(len(_ELF_MAGIC))
+            magic = f.read(len(ELF_MAGIC))
     except OSError as e:
         raise KspliceError(f"cannot read the kernel image {path}: {e.strerror}") from e
-    return Vmlinux.open(path if magic == _ELF_MAGIC else _extract(path, source_tree))
+    return Vmlinux.open(path if magic == ELF_MAGIC else _extract(path, source_tree, cache))
 
 
-def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
-    """The vmlinux inside vmlinuz, extracted once into a `vmlinux` beside it."""
-    # A compressed image that is itself called vmlinux must not be overwritten by its payload.
-    cached = vmlinuz.with_name(
-        EXTRACTED_NAME if vmlinuz.name != EXTRACTED_NAME else EXTRACTED_NAME + ".elf"
-    )
-    if cached.is_file() and cached.stat().st_mtime_ns > vmlinuz.stat().st_mtime_ns:
+def _extract(vmlinuz: Path, source_tree: Path | None, cache: Path) -> Path:
+    """The vmlinux inside vmlinuz, extracted once per content of vmlinuz."""
+    # Keyed by content, not name or mtime: two images of one name never share an entry.
+    cached = cache / "vmlinux" / f"{sha256_file(vmlinuz)[:32]}.elf"
+    if cached.is_file():
         return cached
     if source_tree is None:
         raise KspliceError(
@@ -42,16 +40,20 @@ def _extract(vmlinuz: Path, source_tree: Path | None) -> Path:
     script = source_tree / "scripts" / "extract-vmlinux"
     if not script.is_file():
         raise KspliceError(f"{source_tree} has no scripts/extract-vmlinux")
+    hint = (
+        "Debian's kernels are LZ4-compressed: install lz4 (scripts/setup does), and check "
+        "that the file is a kernel image"
+    )
     with step(f"extracting vmlinux from {vmlinuz}"):
         try:
             proc = run(["sh", script, vmlinuz])
         except CommandError as e:
             # extract-vmlinux hides the decompressors' errors, a missing one included.
             raise KspliceError(
-                f"could not extract vmlinux from {vmlinuz}: {e.message}",
-                hint="Debian's kernels are LZ4-compressed: install lz4 (scripts/setup does), "
-                "and check that the file is a kernel image",
+                f"could not extract vmlinux from {vmlinuz}: {e.message}", hint=hint
             ) from e
+    if not proc.stdout.startswith(ELF_MAGIC):
+        raise KspliceError(f"no vmlinux found inside {vmlinuz}", hint=hint)
     try:
         atomic_write(cached, proc.stdout)
     except OSError as e:

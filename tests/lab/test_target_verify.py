@@ -38,8 +38,8 @@ def symbols(artifacts: KernelArtifacts) -> SymbolMap:
 
 
 @pytest.fixture(scope="module")
-def vmlinux(artifacts: KernelArtifacts) -> Vmlinux:
-    return open_vmlinux(artifacts.vmlinuz, artifacts.source_tree)
+def vmlinux(artifacts: KernelArtifacts, cache: Path) -> Vmlinux:
+    return open_vmlinux(artifacts.vmlinuz, artifacts.source_tree, cache)
 
 
 def _build(tree: PreparedTree, *objects: str) -> list[Path]:
@@ -96,7 +96,9 @@ def cmdline_proc_show(tree: PreparedTree) -> PreFunction:
     return pre_function(obj, "cmdline_proc_show")
 
 
-def test_vmlinux_from_debian_vmlinuz(artifacts: KernelArtifacts, vmlinux: Vmlinux) -> None:
+def test_vmlinux_from_debian_vmlinuz(
+    artifacts: KernelArtifacts, vmlinux: Vmlinux, cache: Path
+) -> None:
     assert vmlinux.path == artifacts.vmlinuz.with_name("vmlinux")
     assert vmlinux.text_address == LINK_TEXT
     build_id = vmlinux.build_id()
@@ -107,28 +109,36 @@ def test_vmlinux_from_debian_vmlinuz(artifacts: KernelArtifacts, vmlinux: Vmlinu
         assert build_id == recorded.read_text().strip()
     # The extracted ELF is reused, not extracted again.
     stamp = vmlinux.path.stat().st_mtime_ns
-    again = open_vmlinux(artifacts.vmlinuz, None)
+    again = open_vmlinux(artifacts.vmlinuz, None, cache)
     assert again.path == vmlinux.path and vmlinux.path.stat().st_mtime_ns == stamp
-    assert open_vmlinux(vmlinux.path, None).build_id() == build_id
+    assert open_vmlinux(vmlinux.path, None, cache).build_id() == build_id
     with pytest.raises(KspliceError, match="outside the loaded sections"):
         vmlinux.read(0x1000_0000_0000, 16)
 
 
 def test_extraction(artifacts: KernelArtifacts, vmlinux: Vmlinux, tmp_path: Path) -> None:
-    copy = tmp_path / "vmlinuz"
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    images.mkdir()
+    copy = images / "vmlinuz"
     copy.write_bytes(artifacts.vmlinuz.read_bytes())
     with pytest.raises(KspliceError) as e:
-        open_vmlinux(copy, None)
+        open_vmlinux(copy, None, cache)
     assert e.value.hint is not None and "extract-vmlinux" in e.value.hint
     # Debian's image is LZ4-compressed: this goes through extract-vmlinux and lz4 -d.
-    extracted = open_vmlinux(copy, artifacts.source_tree)
-    assert extracted.path == tmp_path / "vmlinux"
+    extracted = open_vmlinux(copy, artifacts.source_tree, cache)
+    assert extracted.path.is_relative_to(cache)
     assert extracted.build_id() == vmlinux.build_id()
-    # A vmlinuz newer than the extracted ELF is extracted again.
-    copy.touch()
-    stamp = extracted.path.stat().st_mtime_ns
-    open_vmlinux(copy, artifacts.source_tree)
-    assert extracted.path.stat().st_mtime_ns > stamp
+    # Nothing is written beside the user's image.
+    assert sorted(p.name for p in images.iterdir()) == ["vmlinuz"]
+    # Another image under the same name is another cache entry: content is the key.
+    copy.write_bytes(b"not a kernel at all" * 100)
+    with pytest.raises(KspliceError):
+        open_vmlinux(copy, artifacts.source_tree, cache)
+    assert sorted(p.name for p in images.iterdir()) == ["vmlinuz"]
+    # The failed extraction left nothing that the next valid run would pick up.
+    copy.write_bytes(artifacts.vmlinuz.read_bytes())
+    assert open_vmlinux(copy, artifacts.source_tree, cache).build_id() == vmlinux.build_id()
+    assert len(list((cache / "vmlinux").iterdir())) == 1
 
 
 def test_kaslr_shift(symbols: SymbolMap, vmlinux: Vmlinux) -> None:
