@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -12,6 +13,15 @@ from ksplice_pkg import __version__
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
+from ksplice_pkg.run import terminate_children
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the build unwinds like on ^C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _report(prog: str, error: KspliceError) -> NoReturn:
@@ -19,17 +29,55 @@ def _report(prog: str, error: KspliceError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-class _Group(click.Group):
-    """The error boundary: a KspliceError becomes its message, hint and exit code (with its
-    traceback under --debug); anything else is a bug and keeps its traceback."""
+def _os_error(e: OSError) -> KspliceError:
+    where = f" {e.filename}" if e.filename else ""
+    return KspliceError(
+        f"cannot access{where}: {e.strerror or e}",
+        hint="check the path and its permissions (run with --debug for the traceback)",
+    )
+
+
+class _Boundary:
+    """The one error boundary of every command, `ksplice-pkg ...` and `ksplice-create` alike.
+
+    A KspliceError becomes its message, hint and exit code; an OSError a one-line message (both
+    keep their traceback under --debug). ^C exits 130 and SIGTERM 143, after stopping every
+    command the run started, so the work dir's lock is released with nothing still building.
+    Anything else is a bug and keeps its traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
+        prog = ctx.find_root().info_name or "ksplice-pkg"
+        debug = bool(ctx.find_root().params.get("debug"))
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # type: ignore[misc]
         except KspliceError as e:
-            if ctx.find_root().params.get("debug"):
+            if debug:
                 raise
-            _report("ksplice-pkg", e)
+            _report(prog, e)
+        except OSError as e:
+            if debug:
+                raise
+            _report(prog, _os_error(e))
+        except KeyboardInterrupt:
+            terminate_children()
+            click.echo(f"{prog}: interrupted", err=True)
+            sys.exit(130)
+        except _Terminated:
+            terminate_children()
+            click.echo(f"{prog}: terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Group(_Boundary, click.Group):
+    pass
+
+
+class _Command(_Boundary, click.Command):
+    pass
 
 
 _cache_option = click.option(
@@ -91,7 +139,7 @@ def demo(release: str | None, jobs: int | None, cache_dir: Path | None, output_d
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.command("create")
+@click.command("create", cls=_Command)
 @click.argument("kernel_source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
 @click.option("--diffext", help="Files named FILE<EXT> in the tree are new versions of FILE.")
@@ -169,11 +217,7 @@ main.add_command(create_cmd)
 def create_main() -> None:
     """ksplice-create: the create command under its classic name, behind the same boundary."""
     setup_logging(0)
-    try:
-        # Standalone: click reports usage errors and ^C itself; ours pass through to here.
-        create_cmd(standalone_mode=True)
-    except KspliceError as e:
-        _report("ksplice-create", e)
+    create_cmd()
 
 
 if __name__ == "__main__":

@@ -58,7 +58,26 @@ def _description_from(patch: str, release: str) -> str:
     first = next((ln for ln in patch.splitlines() if ln.strip()), "")
     if first.startswith(("---", "diff ", "Index:")):
         return f"livepatch update for {release}"
-    return first.removeprefix("Subject: ").strip()
+    # A mailed patch's subject may be in any encoding: keep what is printable text.
+    text = first.removeprefix("Subject: ").strip()
+    return "".join(c if c.isprintable() and not _is_surrogate(c) else "?" for c in text)[:200]
+
+
+def _is_surrogate(c: str) -> bool:
+    # surrogateescape carries undecodable bytes as lone surrogates: not text.
+    return 0xD800 <= ord(c) <= 0xDFFF
+
+
+def check_description(description: str) -> str:
+    """One line of printable UTF-8: it becomes MODULE_DESCRIPTION and a package's summary."""
+    if any(not c.isprintable() or _is_surrogate(c) for c in description):
+        raise KspliceError(
+            f"--description {description!r} must be one line of printable text",
+            hint="no newlines, tabs or control characters, and UTF-8 only",
+        )
+    if not description.strip():
+        raise KspliceError("--description is empty", hint="say in one line what the update fixes")
+    return description
 
 
 def create_config(
@@ -93,6 +112,8 @@ def create_config(
         raise KspliceError(f"--id {update_id!r}: use 1 to 32 characters of [a-z0-9]")
     if jobs is not None and jobs < 1:
         raise KspliceError(f"-j {jobs}: give a positive number of parallel jobs")
+    if description is not None:
+        check_description(description)
     if isinstance(target, TargetSpec):
         target = target.resolve()
     text = ""
@@ -111,9 +132,9 @@ def create_config(
         patch=text,
         patch_opt=patch_opt,
         id=update_id or random_id(),
-        description=description
-        if description is not None
-        else _description_from(text, target.release),
+        description=check_description(
+            description if description is not None else _description_from(text, target.release)
+        ),
         jobs=jobs or default_jobs(),
         output_dir=output_dir.resolve(),
         work_dir=work_dir_for(cache, source),

@@ -18,6 +18,7 @@ from ksplice_pkg.build.objects import compile_pairs
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import diff_pairs
+from ksplice_pkg.fsutil import ensure_writable_dir
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
@@ -36,6 +37,9 @@ from ksplice_pkg.update.tarball import write_tarball
 
 def create(cfg: CreateConfig) -> Path:
     """Run the pipeline; returns the update tarball (the work dir in PREBUILD mode)."""
+    ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
+    if cfg.mode is Mode.UPDATE:
+        ensure_writable_dir(cfg.output_dir, "the output directory")
     with _locked(cfg.work_dir):
         if cfg.mode is Mode.PREBUILD:
             prebuild(_prepare(cfg), cfg.jobs)

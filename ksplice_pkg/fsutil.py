@@ -7,6 +7,7 @@ atomic within a filesystem, so readers see the old file or the new one, never a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from ksplice_pkg.errors import KspliceError
 
 
 @contextmanager
@@ -35,7 +38,9 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         tmp.chmod(mode)
         tmp.replace(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        # Cleanup must never replace the error that brought us here.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -68,3 +73,17 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
 def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def ensure_writable_dir(path: Path, what: str) -> Path:
+    """Create path if need be and prove a file can be written there, before any long work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise KspliceError(
+            f"{what} {path} is not writable: {e.strerror}",
+            hint="choose another directory, or fix its permissions",
+        ) from e
+    return path

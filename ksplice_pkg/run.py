@@ -6,10 +6,12 @@ everywhere, the command line logged with -v, and a typed error naming what faile
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 
 from ksplice_pkg.errors import CommandError, CommandTimeoutError
@@ -46,6 +48,38 @@ def _tail(text: str) -> str:
     return "\n".join("    " + line for line in lines)
 
 
+# Process groups of the commands running now. Each command starts a session of its own, so
+# that stopping ksplice-pkg (^C, SIGTERM) can stop everything a build started (make's gcc and
+# objtool children too) before the work dir's lock is released.
+_live: set[int] = set()
+_live_lock = threading.Lock()
+_GRACE_SECONDS = 5
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the command's process group, SIGKILL if it is still there after a grace."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def terminate_children() -> None:
+    """Stop every command still running, from any thread: each thread's run() then returns
+    (the command killed by a signal) and the caller can unwind."""
+    with _live_lock:
+        pids = list(_live)
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+
+
 def run(
     cmd: Sequence[StrPath],
     *,
@@ -60,34 +94,46 @@ def run(
     where = f" (in {cwd})" if cwd else ""
     logger.debug("$ %s%s", shlex.join(argv), where)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=clean_env(env),
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError as e:
         raise CommandError(
             f"command not found: {argv[0]}",
             hint="install the package that provides it (the README's set-up command does)",
         ) from e
+    with _live_lock:
+        _live.add(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as e:
+        _stop_group(proc)
         out = (e.stderr or b"") + (e.stdout or b"")
         raise CommandTimeoutError(
             f"`{shlex.join(argv)}` did not finish within {timeout} s"
             + (f"; its output ended with:\n{_tail(out.decode(errors='replace'))}" if out else "")
         ) from e
+    except BaseException:
+        # ^C, SIGTERM (see cli.py) or an error in this process: nothing it started outlives it.
+        _stop_group(proc)
+        raise
+    finally:
+        with _live_lock:
+            _live.discard(proc.pid)
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        output = proc.stderr.decode(errors="replace") or proc.stdout.decode(errors="replace")
+        output = stderr.decode(errors="replace") or stdout.decode(errors="replace")
         message = f"`{shlex.join(argv)}`{where} {_describe_status(proc.returncode)}"
         if output.strip():
             message += f"; its output ended with:\n{_tail(output)}"
         raise CommandError(message)
-    return proc
+    return result
 
 
 def run_text(

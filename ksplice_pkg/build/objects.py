@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.build.kbuild import PreparedTree
 from ksplice_pkg.log import logger, step
-from ksplice_pkg.run import run
+from ksplice_pkg.run import run, terminate_children
 from ksplice_pkg.source.tree import PatchedTree
 
 SECTION_FLAGS = "-ffunction-sections -fdata-sections"
@@ -134,8 +134,13 @@ def build_pairs(
             pool.submit(compile_objects, pre.source, pre.objdir, pre.release, units, jobs),
             pool.submit(compile_objects, post_source, post_objdir, pre.release, units, jobs),
         ]
-        for side in sides:
-            side.result()
+        try:
+            for side in sides:
+                side.result()
+        except BaseException:
+            # ^C or one side failing: the pool would otherwise wait for the other make.
+            terminate_children()
+            raise
     pairs = []
     for unit in units:
         a, b = pre.objdir / unit, post_objdir / unit
@@ -155,4 +160,32 @@ def compile_pairs(
     units = objects_for(post.changed, tree)
     clone_objdir(tree, post_objdir, units)
     with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
-        return build_pairs(tree, post.post, post_objdir, units, jobs)
+        pairs = build_pairs(tree, post.post, post_objdir, units, jobs)
+    for unit in units:
+        module = module_of(tree.objdir, unit)
+        if module is not None:
+            raise RefusedError(
+                f"{unit} is part of the loadable module {module}: updates to modules are not "
+                "supported yet",
+                hint="for now an update can only change code built into vmlinux",
+            )
+    return pairs
+
+
+_MODNAME = re.compile(r"-DKBUILD_MODNAME='\"(?P<name>[^\"]+)\"'")
+
+
+def module_of(objdir: Path, unit: str) -> str | None:
+    """The loadable module a compiled unit belongs to, from kbuild's own record of the command
+    (.<unit>.cmd): kbuild compiles module code with -DMODULE and names the module in
+    KBUILD_MODNAME; built-in code has no -DMODULE."""
+    obj = objdir / unit
+    cmd = obj.with_name(f".{obj.name}.cmd")
+    try:
+        first = cmd.read_text(errors="replace").split("\n", 1)[0]
+    except OSError:
+        return None
+    if " -DMODULE " not in f"{first} ":
+        return None
+    m = _MODNAME.search(first)
+    return m["name"] if m else obj.stem

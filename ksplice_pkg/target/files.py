@@ -11,6 +11,8 @@ from pathlib import Path
 from ksplice_pkg.errors import KspliceError
 
 _SYMBOL_MAPS = ("System.map", "kallsyms")
+# Written by `ksplice-pkg fetch` into the target directories it lays out.
+FETCHED_MARK = "kernel.release"
 _BINARIES = ("vmlinux", "vmlinuz")
 
 
@@ -111,6 +113,12 @@ def resolve_target(
     ]
     if missing or found_map is None or found_config is None or found_symvers is None:
         where = f" in {config_dir}" if config_dir else ""
+        if config_dir is not None and found_map is None and (config_dir / FETCHED_MARK).is_file():
+            # fetch lays out everything but the symbol map, which only the booted kernel has.
+            hint = (
+                f"{config_dir} was laid out by `ksplice-pkg fetch`: run it again with "
+                "--kallsyms to capture the kernel's real symbol map, or give --system-map"
+            )
         raise KspliceError(f"the target kernel's {', '.join(missing)} not found{where}", hint=hint)
     found_binary = binary or _first(config_dir, _BINARIES)
     if found_binary is not None and not found_binary.is_file():
