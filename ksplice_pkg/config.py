@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import default_jobs
+from ksplice_pkg.build.kbuild import check_make_path, default_jobs
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import ID_RE
 from ksplice_pkg.source.patch import diffext_patch, git_patch, read_patch_file
@@ -114,6 +114,8 @@ def create_config(
         raise KspliceError(f"-j {jobs}: give a positive number of parallel jobs")
     if description is not None:
         check_description(description)
+    check_make_path(source.resolve(), "the kernel source tree")
+    check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     if isinstance(target, TargetSpec):
         target = target.resolve()
     text = ""

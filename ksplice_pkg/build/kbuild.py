@@ -7,6 +7,7 @@ unpacked tree serves any number of builds and is never edited by them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,21 @@ from ksplice_pkg.run import run
 _PREPARED_STAMP = ".ksplice-prepared"
 
 
+# make expands `$(...)` in command-line variables (O=, M=) and splits words at blanks; these
+# characters also end or quote words in kbuild's generated recipes. A path with any of them
+# could run commands or build elsewhere, so it is refused rather than passed on.
+_MAKE_UNSAFE = re.compile(r"[\s$#:;=\\\"'`()|&<>*?\[\]{}%]")
+
+
+def check_make_path(path: Path, what: str) -> Path:
+    if _MAKE_UNSAFE.search(str(path)):
+        raise KspliceError(
+            f"{what} {str(path)!r} has characters make would interpret",
+            hint="use a path of letters, digits and - _ . / + , @ ~ only",
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class PreparedTree:
     """A kernel source tree with an object directory configured like the target kernel."""
@@ -26,6 +42,10 @@ class PreparedTree:
     source: Path
     objdir: Path
     release: str
+
+    def __post_init__(self) -> None:
+        check_make_path(self.source, "the kernel source tree")
+        check_make_path(self.objdir, "the object directory (under the cache)")
 
     def make_args(self, jobs: int) -> list[str]:
         # KERNELRELEASE pins vermagic to the distro's uname -r: Debian's tree would otherwise
@@ -73,6 +93,7 @@ def _install_symvers(symvers: Path, objdir: Path) -> None:
 
 def build_external_module(tree: PreparedTree, moddir: Path, jobs: int) -> list[Path]:
     """Build the out-of-tree module(s) in moddir (a Kbuild/Makefile there) against tree."""
+    check_make_path(moddir, "the module directory")
     run([*tree.make_args(jobs), f"M={moddir}", "modules"])
     modules = sorted(moddir.glob("*.ko"))
     if not modules:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError, RefusedError
-from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.build.kbuild import PreparedTree, check_make_path
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, terminate_children
 from ksplice_pkg.source.tree import PatchedTree
@@ -88,6 +88,7 @@ def _header_users(tree: PreparedTree, headers: list[str]) -> list[str]:
 
 
 def compile_objects(source: Path, objdir: Path, release: str, units: list[str], jobs: int) -> None:
+    check_make_path(objdir, "the object directory (under the cache)")
     run(
         [
             "make",

@@ -34,7 +34,7 @@ USAGE_STATUS = 1  # KspliceError.exit_code: a wrong option or input file
 
 
 @dataclass(frozen=True)
-class Lab:
+class Bench:
     """A stand-in source tree, target directory, cache and output dir, all under one root."""
 
     root: Path
@@ -70,7 +70,7 @@ class Lab:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Lab:
+def bench(tmp_path: Path) -> Bench:
     tree = tmp_path / "linux"
     (tree / "fs").mkdir(parents=True)
     (tree / "fs" / "a.c").write_text(C_FILE)
@@ -84,7 +84,7 @@ def lab(tmp_path: Path) -> Lab:
     (target / ".config").write_text("CONFIG_LIVEPATCH=y\nCONFIG_SMP=y\n")
     (target / "Module.symvers").write_text("0x12345678\ta\tvmlinux\tEXPORT_SYMBOL\t\n")
     (tmp_path / "fix.patch").write_text(GOOD_PATCH)
-    return Lab(tmp_path, tree, target, tmp_path / "cache", tmp_path / "out")
+    return Bench(tmp_path, tree, target, tmp_path / "cache", tmp_path / "out")
 
 
 def refused(result: Result, *names: str, status: int = USAGE_STATUS) -> str:
@@ -110,39 +110,41 @@ def fake_bzimage(path: Path, version: bytes) -> Path:
 
 
 @pytest.mark.parametrize("release", ["6.1.0-1-amd64 $(touch PWNED)", "`id`", "a;b", "x y", ""])
-def test_kernel_release_that_is_not_one_is_refused(lab: Lab, release: str) -> None:
-    before = lab.files()
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", f"--kernel-release={release}"))
-    assert "kernel release" in output
-    assert lab.written_outside(before) == set()
-    assert not list(lab.root.rglob("PWNED"))
-
-
-def test_release_from_a_hostile_vmlinuz_header_is_refused(lab: Lab) -> None:
-    image = fake_bzimage(lab.target / "vmlinuz", b"1.0$(touch${IFS}PWNED) #1 SMP\0")
-    before = lab.files()
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}"))
-    assert str(image) in output and "not a kernel release" in output
-    assert lab.written_outside(before) == set()
-    assert not list(lab.root.rglob("PWNED"))
-
-
-def test_release_that_differs_from_the_vmlinuz_names_both(lab: Lab) -> None:
-    fake_bzimage(lab.target / "vmlinuz", b"6.1.0-56-cloud-amd64 (x) #1 SMP\0")
+def test_kernel_release_that_is_not_one_is_refused(bench: Bench, release: str) -> None:
+    before = bench.files()
     output = refused(
-        lab.create(f"--patch={lab.root / 'fix.patch'}", "--kernel-release=6.1.0-55-amd64")
+        bench.create(f"--patch={bench.root / 'fix.patch'}", f"--kernel-release={release}")
+    )
+    assert "kernel release" in output
+    assert bench.written_outside(before) == set()
+    assert not list(bench.root.rglob("PWNED"))
+
+
+def test_release_from_a_hostile_vmlinuz_header_is_refused(bench: Bench) -> None:
+    image = fake_bzimage(bench.target / "vmlinuz", b"1.0$(touch${IFS}PWNED) #1 SMP\0")
+    before = bench.files()
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}"))
+    assert str(image) in output and "not a kernel release" in output
+    assert bench.written_outside(before) == set()
+    assert not list(bench.root.rglob("PWNED"))
+
+
+def test_release_that_differs_from_the_vmlinuz_names_both(bench: Bench) -> None:
+    fake_bzimage(bench.target / "vmlinuz", b"6.1.0-56-cloud-amd64 (x) #1 SMP\0")
+    output = refused(
+        bench.create(f"--patch={bench.root / 'fix.patch'}", "--kernel-release=6.1.0-55-amd64")
     )
     assert "6.1.0-56-cloud-amd64" in output and "6.1.0-55-amd64" in output
 
 
-def test_git_commit_cannot_become_an_option(lab: Lab) -> None:
-    subprocess.run(["git", "init", "-q", str(lab.tree)], check=True)
-    victim = lab.root / "written-by-git"
-    before = lab.files()
-    output = refused(lab.create(f"--git=--output={victim}", RELEASE))
+def test_git_commit_cannot_become_an_option(bench: Bench) -> None:
+    subprocess.run(["git", "init", "-q", str(bench.tree)], check=True)
+    victim = bench.root / "written-by-git"
+    before = bench.files()
+    output = refused(bench.create(f"--git=--output={victim}", RELEASE))
     assert "--output=" in output
     assert not victim.exists()
-    assert lab.written_outside(before) - {p for p in lab.files() if ".git" in p.parts} == set()
+    assert bench.written_outside(before) - {p for p in bench.files() if ".git" in p.parts} == set()
 
 
 @pytest.mark.parametrize(
@@ -157,11 +159,11 @@ def test_patch_paths_that_are_not_plain_tree_paths_are_refused(path: str) -> Non
 
 
 @pytest.mark.parametrize("ext", ["*", "?", "[ab]", "/x", "..", ""])
-def test_diffext_that_is_not_an_extension_is_refused(lab: Lab, ext: str) -> None:
-    before = lab.files()
-    output = refused(lab.create(f"--diffext={ext}", RELEASE))
+def test_diffext_that_is_not_an_extension_is_refused(bench: Bench, ext: str) -> None:
+    before = bench.files()
+    output = refused(bench.create(f"--diffext={ext}", RELEASE))
     assert "--diffext" in output
-    assert lab.written_outside(before) == set()
+    assert bench.written_outside(before) == set()
 
 
 # --- Options and files that are wrong on their own -------------------------------------------
@@ -170,10 +172,10 @@ def test_diffext_that_is_not_an_extension_is_refused(lab: Lab, ext: str) -> None
 @pytest.mark.parametrize(
     "description", ["two\nlines", "tab\there", "bell\a", "\udce9 not utf-8", "   "]
 )
-def test_description_must_be_one_printable_line(lab: Lab, description: str) -> None:
+def test_description_must_be_one_printable_line(bench: Bench, description: str) -> None:
     output = refused(
-        lab.create(
-            f"--patch={lab.root / 'fix.patch'}",
+        bench.create(
+            f"--patch={bench.root / 'fix.patch'}",
             RELEASE,
             f"--description={description}",
         )
@@ -182,60 +184,60 @@ def test_description_must_be_one_printable_line(lab: Lab, description: str) -> N
 
 
 @pytest.mark.parametrize("jobs", ["-1", "0"])
-def test_jobs_must_be_positive(lab: Lab, jobs: str) -> None:
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE, "-j", jobs))
+def test_jobs_must_be_positive(bench: Bench, jobs: str) -> None:
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE, "-j", jobs))
     assert f"-j {jobs}" in output
 
 
-def test_binary_module_symvers_is_refused(lab: Lab) -> None:
-    (lab.target / "Module.symvers").write_bytes(bytes(range(256)) * 40)
-    before = lab.files()
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE))
+def test_binary_module_symvers_is_refused(bench: Bench) -> None:
+    (bench.target / "Module.symvers").write_bytes(bytes(range(256)) * 40)
+    before = bench.files()
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE))
     assert "Module.symvers" in output and "not text" in output
-    assert lab.written_outside(before) == set()
+    assert bench.written_outside(before) == set()
 
 
-def test_binary_config_is_refused(lab: Lab) -> None:
-    (lab.target / ".config").write_bytes(b"\xff\xfe" * 100)
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE))
+def test_binary_config_is_refused(bench: Bench) -> None:
+    (bench.target / ".config").write_bytes(b"\xff\xfe" * 100)
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE))
     assert ".config" in output
 
 
-def test_config_without_livepatch_is_refused(lab: Lab) -> None:
-    (lab.target / ".config").write_text("CONFIG_SMP=y\n# CONFIG_LIVEPATCH is not set\n")
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE))
+def test_config_without_livepatch_is_refused(bench: Bench) -> None:
+    (bench.target / ".config").write_text("CONFIG_SMP=y\n# CONFIG_LIVEPATCH is not set\n")
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE))
     assert "CONFIG_LIVEPATCH" in output
 
 
-def test_symvers_and_symbol_map_of_different_kernels_are_refused(lab: Lab) -> None:
-    (lab.target / "Module.symvers").write_text("0x1\tother_export\tvmlinux\tEXPORT_SYMBOL\t\n")
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE))
+def test_symvers_and_symbol_map_of_different_kernels_are_refused(bench: Bench) -> None:
+    (bench.target / "Module.symvers").write_text("0x1\tother_export\tvmlinux\tEXPORT_SYMBOL\t\n")
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE))
     assert "other_export" in output and "different kernels" in output
 
 
-def test_fetch_target_without_kallsyms_says_to_capture_it(lab: Lab) -> None:
-    (lab.target / "kallsyms").unlink()
-    (lab.target / "kernel.release").write_text("6.1.0-1-amd64\n")
-    output = refused(lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE))
+def test_fetch_target_without_kallsyms_says_to_capture_it(bench: Bench) -> None:
+    (bench.target / "kallsyms").unlink()
+    (bench.target / "kernel.release").write_text("6.1.0-1-amd64\n")
+    output = refused(bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE))
     assert "--kallsyms" in output
 
 
-def test_unwritable_output_is_refused_before_building(lab: Lab) -> None:
-    blocker = lab.root / "blocker"
+def test_unwritable_output_is_refused_before_building(bench: Bench) -> None:
+    blocker = bench.root / "blocker"
     blocker.write_text("a file, where -o wants a directory above it")
     output = refused(
-        lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE, f"-o{blocker / 'out'}")
+        bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE, f"-o{blocker / 'out'}")
     )
     assert str(blocker / "out") in output and "not writable" in output
     # The check came first: no work dir was prepared.
-    assert not (lab.cache / "work").exists() or not any((lab.cache / "work").rglob("pre"))
+    assert not (bench.cache / "work").exists() or not any((bench.cache / "work").rglob("pre"))
 
 
-def test_unwritable_cache_is_refused_before_building(lab: Lab) -> None:
-    blocker = lab.root / "blocker"
+def test_unwritable_cache_is_refused_before_building(bench: Bench) -> None:
+    blocker = bench.root / "blocker"
     blocker.write_text("a file, where the cache wants a directory above it")
     output = refused(
-        lab.create(f"--patch={lab.root / 'fix.patch'}", RELEASE, f"--cache-dir={blocker / 'c'}")
+        bench.create(f"--patch={bench.root / 'fix.patch'}", RELEASE, f"--cache-dir={blocker / 'c'}")
     )
     assert str(blocker / "c") in output and "not writable" in output
 
@@ -284,9 +286,9 @@ def test_patch_that_adds_or_deletes_a_c_file_is_refused(
 # --- Signals: nothing the build started outlives it ------------------------------------------
 
 
-def _slow_lab(lab: Lab, marker: str) -> None:
+def _slow_bench(bench: Bench, marker: str) -> None:
     """A tree whose kbuild `olddefconfig` never ends: create is stuck preparing it."""
-    (lab.tree / "Makefile").write_text(
+    (bench.tree / "Makefile").write_text(
         f"olddefconfig:\n\tsh -c 'sleep 300; : {marker}' & sleep 300 # {marker}\n"
     )
 
@@ -297,20 +299,20 @@ def _still_running(marker: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_the_build_it_started(lab: Lab, sig: signal.Signals, status: int) -> None:
+def test_signal_stops_the_build_it_started(bench: Bench, sig: signal.Signals, status: int) -> None:
     marker = f"ksplice-signal-test-{os.getpid()}-{sig.name}"
-    _slow_lab(lab, marker)
+    _slow_bench(bench, marker)
     cmd = [
         sys.executable,
         "-m",
         "ksplice_pkg",
         "create",
-        f"--config={lab.target}",
-        f"--cache-dir={lab.cache}",
-        f"-o{lab.out}",
-        f"--patch={lab.root / 'fix.patch'}",
+        f"--config={bench.target}",
+        f"--cache-dir={bench.cache}",
+        f"-o{bench.out}",
+        f"--patch={bench.root / 'fix.patch'}",
         RELEASE,
-        str(lab.tree),
+        str(bench.tree),
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -322,3 +324,21 @@ def test_signal_stops_the_build_it_started(lab: Lab, sig: signal.Signals, status
     assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
     assert _still_running(marker) == []
+
+
+@pytest.mark.parametrize("name", ["linux $(touch PWNED)", "linux;id", "linux`id`", "a=b"])
+def test_paths_that_make_would_interpret_are_refused(tmp_path: Path, name: str) -> None:
+    bench = Bench(
+        tmp_path, tmp_path / name, tmp_path / "target", tmp_path / "cache", tmp_path / "out"
+    )
+    (bench.tree / "fs").mkdir(parents=True)
+    (bench.tree / "fs" / "a.c").write_text(C_FILE)
+    (bench.tree / "Makefile").write_text("olddefconfig:\n\ttouch PWNED-BY-MAKE\n")
+    (bench.tree / "Kconfig").write_text("")
+    bench.target.mkdir()
+    (tmp_path / "fix.patch").write_text(GOOD_PATCH)
+    before = bench.files()
+    output = refused(bench.create(f"--patch={tmp_path / 'fix.patch'}", RELEASE))
+    assert "make would interpret" in output
+    assert bench.written_outside(before) == set()
+    assert not list(tmp_path.rglob("PWNED*"))
