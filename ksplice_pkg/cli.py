@@ -157,6 +157,18 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
 @click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz (run-pre).")
 @click.option("--kernel-release", help="The target's `uname -r` (default: from the vmlinuz).")
+@click.option(
+    "--series",
+    "series",
+    multiple=True,
+    type=_file,
+    help="An earlier update (its tarball) this one is built on top of; repeat in order.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="A cumulative update: applying it supersedes every earlier update.",
+)
 @click.option("--id", "update_id", help="Update id (default: 8 random [a-z0-9]).")
 @click.option("--description", help="What the update fixes (default: the patch's first line).")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
@@ -176,6 +188,8 @@ def create_cmd(
     symvers: Path | None,
     vmlinux: Path | None,
     kernel_release: str | None,
+    series: tuple[Path, ...],
+    replace: bool,
     update_id: str | None,
     description: str | None,
     jobs: int | None,
@@ -207,6 +221,8 @@ def create_cmd(
         jobs=jobs,
         output_dir=output_dir,
         patch_opt=patch_opt,
+        series=series,
+        replace=replace,
     )
     click.echo(create(cfg))
 

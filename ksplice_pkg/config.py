@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,6 +19,7 @@ from ksplice_pkg.build.kbuild import check_make_path, default_jobs
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import ID_RE
 from ksplice_pkg.source.patch import diffext_patch, git_patch, read_patch_file
+from ksplice_pkg.source.series import PreviousUpdate, load_previous
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -41,6 +43,8 @@ class CreateConfig:
     output_dir: Path
     work_dir: Path
     cache: Path  # derived files (an extracted vmlinux) live here, keyed by their source
+    series: tuple[PreviousUpdate, ...] = ()  # earlier updates this one is built on, in order
+    replace: bool = False  # a cumulative update: supersedes every earlier one when applied
 
 
 def random_id() -> str:
@@ -95,6 +99,8 @@ def create_config(
     jobs: int | None = None,
     output_dir: Path = Path("."),
     patch_opt: str = "-p1",
+    series: Sequence[Path] = (),
+    replace: bool = False,
 ) -> CreateConfig:
     """Check the options against each other, then find the target's files and load the patch.
 
@@ -118,6 +124,15 @@ def create_config(
     check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     if isinstance(target, TargetSpec):
         target = target.resolve()
+    if series and replace:
+        raise KspliceError(
+            "--series and --replace do not go together: a cumulative update stands alone",
+            hint="make the cumulative patch hold every fix, and give it --replace only",
+        )
+    previous = tuple(load_previous(p, target.release) for p in series)
+    ids = [p.manifest.id for p in previous]
+    if len(set(ids)) != len(ids) or (update_id is not None and update_id in ids):
+        raise KspliceError(f"--series: update ids repeat ({', '.join(ids)})")
     text = ""
     if patch is not None:
         text = patch
@@ -141,4 +156,6 @@ def create_config(
         output_dir=output_dir.resolve(),
         work_dir=work_dir_for(cache, source),
         cache=cache,
+        series=previous,
+        replace=replace,
     )

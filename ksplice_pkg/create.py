@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
-from ksplice_pkg.build.objects import compile_pairs
+from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import diff_pairs
@@ -23,7 +23,7 @@ from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import write_part
-from ksplice_pkg.module.resolve import exported_symbols, make_resolver
+from ksplice_pkg.module.resolve import make_resolver
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.changed import verify_changed
 from ksplice_pkg.runpre.evidence import Evidence
@@ -53,23 +53,40 @@ def _create(cfg: CreateConfig) -> Path:
     vmlinux = open_vmlinux(cfg.target.binary, cfg.source, cfg.cache) if cfg.target.binary else None
     if vmlinux is None:
         logger.info("run-pre verification skipped: no vmlinux or vmlinuz of the target given")
-    check_target(cfg.target, symbols, vmlinux)
+    checked = check_target(cfg.target, symbols, vmlinux)
     tree = _prepare(cfg)
+    earlier = [p.patch for p in cfg.series]
     with step("applying the patch to a copy of the tree"):
-        post = patched_tree(cfg.source, cfg.work_dir / "post-src", cfg.patch, cfg.patch_opt)
-    pairs = compile_pairs(tree, post, cfg.work_dir / "post", cfg.jobs)
+        post = patched_tree(
+            cfg.source, cfg.work_dir / "post-src", cfg.patch, cfg.patch_opt, earlier
+        )
+    pre = tree
+    if cfg.series:
+        with step(f"applying the series below this update: {', '.join(series_ids(cfg))}"):
+            base = patched_tree(cfg.source, cfg.work_dir / "series-src", "", cfg.patch_opt, earlier)
+        pre = derived_tree(tree, base.post, cfg.work_dir / "series-pre", post.changed)
+    pairs = compile_pairs(pre, post, cfg.work_dir / "post", cfg.jobs)
     changes = diff_pairs(pairs)
-    exported = exported_symbols(cfg.target.symvers)
+    exports = checked.symvers.vmlinux_exports()
     sizes = entry_sizes(tree, cfg.jobs)
     parts = []
     for n, change in enumerate(changes):
         evidence = Evidence(change.unit, change.pre, symbols, vmlinux)
-        matches = verify_changed(change.diff, evidence)
+        sympos = verify_changed(change.diff, evidence, _earlier_sympos(cfg))
         resolver = make_resolver(
-            exported, symbols, evidence.lookup, change.unit, change.diff.static_map
+            set(exports), symbols, evidence.lookup, change.unit, change.diff.static_map
         )
-        parts.append(write_part(change, resolver, n, sizes, matches, cfg.work_dir / "parts"))
-    module = link_update(tree, cfg.work_dir / "module", cfg.id, cfg.description, parts, cfg.jobs)
+        parts.append(write_part(change, resolver, n, sizes, sympos, cfg.work_dir / "parts"))
+    module = link_update(
+        tree,
+        cfg.work_dir / "module",
+        cfg.id,
+        cfg.description,
+        parts,
+        cfg.jobs,
+        exports=exports,
+        replace=cfg.replace,
+    )
     manifest = assemble_manifest(
         update_id=cfg.id,
         description=cfg.description,
@@ -78,10 +95,21 @@ def _create(cfg: CreateConfig) -> Path:
         module=module,
         parts=parts,
         verification=Verification.RUN_PRE if vmlinux else Verification.SKIPPED,
+        depends_on=series_ids(cfg),
+        replace=cfg.replace,
     )
     tarball = write_tarball(cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description)
     shutil.rmtree(post.post, ignore_errors=True)
     return tarball
+
+
+def series_ids(cfg: CreateConfig) -> list[str]:
+    return [p.manifest.id for p in cfg.series]
+
+
+def _earlier_sympos(cfg: CreateConfig) -> dict[str, int]:
+    """What the updates below this one replaced (a --series), with the sympos they used."""
+    return {e.name: e.sympos for p in cfg.series for e in p.manifest.patched}
 
 
 def _prepare(cfg: CreateConfig) -> PreparedTree:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,3 +191,12 @@ def module_of(objdir: Path, unit: str) -> str | None:
         return None
     m = _MODNAME.search(first)
     return m["name"] if m else obj.stem
+
+
+def derived_tree(
+    tree: PreparedTree, source: Path, objdir: Path, units: Sequence[str]
+) -> PreparedTree:
+    """`tree`'s preparation for another source tree (a --series base): the object dir is cloned
+    as the post side's is, and the units about to be compiled are cleared in it."""
+    clone_objdir(tree, objdir, list(units))
+    return PreparedTree(source=source, objdir=objdir, release=tree.release)

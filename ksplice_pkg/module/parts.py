@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.diff.unit import UnitChange
+from ksplice_pkg.elf.model import SHN_UNDEF, STB_GLOBAL
 from ksplice_pkg.elf.writer import write_object
 from ksplice_pkg.log import logger
 from ksplice_pkg.module.extract import PatchedFunction, Resolver, extract
-from ksplice_pkg.runpre.verify import Match
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Part:
     obj: Path
     functions: list[tuple[PatchedFunction, int]]  # each replacement with its old_sympos
     new_functions: list[str]
+    exports_used: frozenset[str]  # exported symbols the part links against
 
 
 def write_part(
@@ -27,7 +28,7 @@ def write_part(
     resolver: Resolver,
     index: int,
     entry_sizes: Mapping[str, int],
-    matches: Mapping[str, Match],
+    sympos: Mapping[str, int],
     directory: Path,
 ) -> Part:
     extracted = extract(change.post, change.diff, resolver, f"u{index}", entry_sizes)
@@ -35,10 +36,7 @@ def write_part(
     directory.mkdir(parents=True, exist_ok=True)
     write_object(extracted.obj, path)
     # A function run-pre did not see (no target binary given) is unique by name: sympos 0.
-    funcs = [
-        (fn, matches[fn.old_name].sympos if fn.old_name in matches else 0)
-        for fn in extracted.patched
-    ]
+    funcs = [(fn, sympos.get(fn.old_name, 0)) for fn in extracted.patched]
     new = change.diff.new_functions
     logger.info(
         "%s: patching %s%s",
@@ -46,4 +44,9 @@ def write_part(
         ", ".join(f.old_name for f in extracted.patched) or "nothing",
         f"; new: {', '.join(new)}" if new else "",
     )
-    return Part(change.unit, path, funcs, list(new))
+    used = frozenset(
+        s.name
+        for s in extracted.obj.symbols
+        if s.shndx == SHN_UNDEF and s.bind == STB_GLOBAL and s.name
+    )
+    return Part(change.unit, path, funcs, list(new), used)

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from ksplice_pkg.elf.model import ElfObject, Symbol
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.module.extract import ExternalRef, Resolver
 from ksplice_pkg.module.klp import klp_symbol_name
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
-from ksplice_pkg.target.symvers import Symvers
-
-
-def exported_symbols(symvers: Path) -> set[str]:
-    """vmlinux's exported symbols, from Module.symvers."""
-    return set(Symvers.load(symvers).vmlinux_exports())
 
 
 def make_resolver(

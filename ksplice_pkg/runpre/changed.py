@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ksplice_pkg.diff.compare import UnitDiff
 from ksplice_pkg.elf.query import functions, has_ftrace_entry
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import logger
 from ksplice_pkg.runpre.evidence import Evidence
-from ksplice_pkg.runpre.verify import Match
 
 
-def verify_changed(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
+def verify_changed(
+    d: UnitDiff, evidence: Evidence, earlier: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Run-pre for each function the unit's update replaces (refusing what cannot be patched);
-    returns the matches by name."""
-    matches: dict[str, Match] = {}
+    returns the sympos of each by name.
+
+    `earlier` holds the functions that earlier updates of a --series replaced, with their
+    sympos: their pre code is those updates' code, not the binary's, so it is not compared.
+    """
+    sympos: dict[str, int] = {}
     symbols = evidence.symbols
     for post_name in d.changed:
         name = d.pre_names[post_name]
         if name.endswith(".cold"):
+            continue
+        if earlier is not None and name in earlier:
+            logger.debug("%s: %s was replaced by an earlier update of the series", d.unit, name)
+            sympos[name] = earlier[name]
             continue
         # patch_through_callers has handled file-local ones; what is left cannot be patched.
         if not has_ftrace_entry(evidence.pre, functions(evidence.pre)[name]):
@@ -47,7 +58,7 @@ def verify_changed(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
                 )
             continue
         match = evidence.verify(name)
-        matches[name] = match
+        sympos[name] = match.sympos
         logger.debug(
             "%s: %s matches the target at %#x (sympos %d)",
             d.unit,
@@ -55,4 +66,4 @@ def verify_changed(d: UnitDiff, evidence: Evidence) -> dict[str, Match]:
             match.address,
             match.sympos,
         )
-    return matches
+    return sympos

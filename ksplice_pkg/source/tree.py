@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ksplice_pkg.errors import CommandError, InternalError, KspliceError, RefusedError
 from ksplice_pkg.run import run
 from ksplice_pkg.source.lines import stabilise_line_numbers
-from ksplice_pkg.source.patch import file_changes
+from ksplice_pkg.source.patch import file_changes, patch_paths
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,17 @@ class PatchedTree:
     changed: tuple[str, ...]  # paths relative to the tree, as the patch names them
 
 
-def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
-    """Hard-link pristine into post (fresh) and apply patch there; refuse what fails to apply."""
+def strip_count(patch_opt: str) -> int:
+    """N of --patch-opt -pN: the only option of patch(1) that create passes on."""
     m = re.fullmatch(r"-p(\d+)", patch_opt.strip())
     if not m:
         raise KspliceError(f"--patch-opt {patch_opt!r} is not supported", hint="use -pN, e.g. -p1")
-    strip = int(m[1])
+    return int(m[1])
+
+
+def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
+    """Hard-link pristine into post (fresh) and apply patch there; refuse what fails to apply."""
+    strip = strip_count(patch_opt)
     files = file_changes(patch, strip)
     for c in files:
         # A new or removed unit would need the kernel's Makefiles, and the running kernel's
@@ -76,11 +82,21 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
     return PatchedTree(pristine=pristine, post=post, changed=tuple(changed))
 
 
-def patched_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
+def patched_tree(
+    pristine: Path, post: Path, patch: str, patch_opt: str, earlier: Sequence[str] = ()
+) -> PatchedTree:
     """The post tree of an update: the patch applied to a hard-link copy, with #line directives
-    so that code the patch only moved keeps its line numbers."""
-    tree = make_post_tree(pristine, post, patch, patch_opt)
+    so that code the patch only moved keeps its line numbers.
+
+    `earlier` are the patches of the updates a --series update is built on: applied first, and
+    numbered against the pristine tree too, so that both sides of the new update's diff count
+    lines as the running kernel does. `changed` then lists only what `patch` itself changes.
+    """
+    tree = make_post_tree(pristine, post, "".join([*earlier, patch]), patch_opt)
     for path in tree.changed:
         if path.endswith((".c", ".h")) and (pristine / path).is_file():
             stabilise_line_numbers(pristine / path, post / path, path)
+    if earlier:
+        own = set(patch_paths(patch, strip_count(patch_opt)))
+        tree = replace(tree, changed=tuple(p for p in tree.changed if p in own))
     return tree

@@ -49,8 +49,16 @@ class KernelConfig:
         return cls(path, values)
 
 
-def check_target(target: TargetFiles, symbols: SymbolMap, vmlinux: Vmlinux | None) -> KernelConfig:
-    """Refuse target files that do not belong to one kernel; returns the parsed .config."""
+@dataclass(frozen=True)
+class CheckedTarget:
+    """The target's text files, parsed while checking that they belong together."""
+
+    config: KernelConfig
+    symvers: Symvers
+
+
+def check_target(target: TargetFiles, symbols: SymbolMap, vmlinux: Vmlinux | None) -> CheckedTarget:
+    """Refuse target files that do not belong to one kernel."""
     config = KernelConfig.load(target.kconfig)
     if config.values.get("CONFIG_LIVEPATCH") != "y":
         raise KspliceError(
@@ -65,14 +73,14 @@ def check_target(target: TargetFiles, symbols: SymbolMap, vmlinux: Vmlinux | Non
             "without the target's vmlinuz, its release, .config and symbol map are not "
             "checked against its binary"
         )
-        return config
+        return CheckedTarget(config, symvers)
     # Messages name the user's file, not the vmlinux extracted from it into the cache.
     image = target.binary or vmlinux.path
     shift = symbols.kaslr_shift(vmlinux.text_address)
     banner = _banner(symbols, vmlinux, shift, target.release, image)
     _config_against_banner(config, banner, image)
     _symvers_against_binary(symvers, symbols, vmlinux, shift, image)
-    return config
+    return CheckedTarget(config, symvers)
 
 
 def _symvers_against_map(symvers: Symvers, symbols: SymbolMap) -> None:

@@ -19,6 +19,8 @@ def assemble_manifest(
     module: LinkedModule,
     parts: list[Part],
     verification: Verification,
+    depends_on: list[str],
+    replace: bool,
 ) -> Manifest:
     return Manifest(
         id=update_id,
@@ -36,5 +38,7 @@ def assemble_manifest(
         verification=verification.value,
         new_functions=[name for part in parts for name in part.new_functions],
         klp_relocations=module.klp_relocations,
+        depends_on=depends_on,
+        replace=replace,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
