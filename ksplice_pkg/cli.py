@@ -169,6 +169,13 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     is_flag=True,
     help="A cumulative update: applying it supersedes every earlier update.",
 )
+@click.option(
+    "--runtime-only",
+    is_flag=True,
+    help="Leave out changes to __init code and init-only data (refused by default); each one "
+    "left out is listed and recorded in the manifest. Safe only when the fix does not need "
+    "them on a system that has already booted.",
+)
 @click.option("--id", "update_id", help="Update id (default: 8 random [a-z0-9]).")
 @click.option("--description", help="What the update fixes (default: the patch's first line).")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
@@ -190,6 +197,7 @@ def create_cmd(
     kernel_release: str | None,
     series: tuple[Path, ...],
     replace: bool,
+    runtime_only: bool,
     update_id: str | None,
     description: str | None,
     jobs: int | None,
@@ -223,6 +231,7 @@ def create_cmd(
         patch_opt=patch_opt,
         series=series,
         replace=replace,
+        runtime_only=runtime_only,
     )
     click.echo(create(cfg))
 

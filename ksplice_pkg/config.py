@@ -45,6 +45,7 @@ class CreateConfig:
     cache: Path  # derived files (an extracted vmlinux) live here, keyed by their source
     series: tuple[PreviousUpdate, ...] = ()  # earlier updates this one is built on, in order
     replace: bool = False  # a cumulative update: supersedes every earlier one when applied
+    runtime_only: bool = False  # leave out changes to __init code and data, listing them
 
 
 def random_id() -> str:
@@ -101,6 +102,7 @@ def create_config(
     patch_opt: str = "-p1",
     series: Sequence[Path] = (),
     replace: bool = False,
+    runtime_only: bool = False,
 ) -> CreateConfig:
     """Check the options against each other, then find the target's files and load the patch.
 
@@ -158,4 +160,5 @@ def create_config(
         cache=cache,
         series=previous,
         replace=replace,
+        runtime_only=runtime_only,
     )

@@ -66,7 +66,7 @@ def _create(cfg: CreateConfig) -> Path:
             base = patched_tree(cfg.source, cfg.work_dir / "series-src", "", cfg.patch_opt, earlier)
         pre = derived_tree(tree, base.post, cfg.work_dir / "series-pre", post.changed)
     pairs = compile_pairs(pre, post, cfg.work_dir / "post", cfg.jobs)
-    changes = diff_pairs(pairs)
+    changes = diff_pairs(pairs, cfg.runtime_only)
     exports = checked.symvers.vmlinux_exports()
     sizes = entry_sizes(tree, cfg.jobs)
     parts = []
@@ -97,6 +97,7 @@ def _create(cfg: CreateConfig) -> Path:
         verification=Verification.RUN_PRE if vmlinux else Verification.SKIPPED,
         depends_on=series_ids(cfg),
         replace=cfg.replace,
+        left_out=[what for change in changes for what in change.diff.init_changes],
     )
     tarball = write_tarball(cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description)
     shutil.rmtree(post.post, ignore_errors=True)

@@ -57,6 +57,8 @@ class Manifest:
     depends_on: list[str] = field(default_factory=list)
     # A cumulative update (the livepatch `replace` flag): it supersedes every earlier update.
     replace: bool = False
+    # Changes of the patch the update does not carry (__init code and data, --runtime-only).
+    left_out: list[str] = field(default_factory=list)
     created: str = ""
     tool: str = f"ksplice-pkg {__version__}"
     manifest_version: int = MANIFEST_VERSION
@@ -116,11 +118,20 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "klp_relocations": (int,),
     "depends_on": (list,),
     "replace": (bool,),
+    "left_out": (list,),
     "created": (str,),
     "tool": (str,),
     "manifest_version": (int,),
 }
-_OPTIONAL = {"new_functions", "klp_relocations", "depends_on", "replace", "created", "tool"}
+_OPTIONAL = {
+    "new_functions",
+    "klp_relocations",
+    "depends_on",
+    "replace",
+    "left_out",
+    "created",
+    "tool",
+}
 
 
 def _typed(data: Any, spec: dict[str, tuple[type, ...]]) -> dict[str, Any]:

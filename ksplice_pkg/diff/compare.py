@@ -116,6 +116,8 @@ class UnitDiff:
     # post static local -> the pre one it is (GCC renumbers count.0 to count.1 when another
     # static appears before it); correlated through the functions that reference them.
     static_map: dict[str, str] = field(default_factory=dict)
+    # Changes to __init code and init-only data left out under --runtime-only, described.
+    init_changes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ksplice_pkg.diff.compare import UnitDiff, base_name, explain, signature
+from ksplice_pkg.diff.compare import Signature, UnitDiff, base_name, explain, signature
 from ksplice_pkg.elf.model import (
     SHF_ALLOC,
     STT_OBJECT,
@@ -31,6 +31,38 @@ def data_objects(obj: ElfObject) -> dict[str, int]:
             if sec.flags & SHF_ALLOC and not _IGNORED_DATA.match(sec.name):
                 out[sym.name] = i
     return out
+
+
+_INIT_DATA = re.compile(r"^\.init\.(data|rodata|bss)\b")
+
+
+def changed_init_data(pre: ElfObject, post: ElfObject) -> list[str]:
+    """Init-only data (__initdata, __initconst) the patch changes or adds, by name.
+
+    Compared as a multiset of (name without GCC's number, content): numbering that shifts when
+    other statics appear is no change; a changed value or a new object is.
+    """
+
+    def contents(obj: ElfObject) -> dict[str, list[Signature]]:
+        found: dict[str, list[Signature]] = {}
+        for sym in obj.symbols:
+            in_init = (
+                sym.type == STT_OBJECT
+                and sym.is_defined
+                and 0 < sym.shndx < len(obj.sections)
+                and _INIT_DATA.match(obj.sections[sym.shndx].name) is not None
+            )
+            if in_init:
+                sig = signature(obj, sym.shndx, sym.value, max(sym.size, 1))
+                found.setdefault(base_name(sym.name), []).append(sig)
+        return found
+
+    before, after = contents(pre), contents(post)
+    return sorted(
+        name
+        for name, sigs in after.items()
+        if sorted(map(repr, sigs)) != sorted(map(repr, before.get(name, [])))
+    )
 
 
 def _referenced_locals(obj: ElfObject) -> set[str]:

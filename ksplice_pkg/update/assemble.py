@@ -21,6 +21,7 @@ def assemble_manifest(
     verification: Verification,
     depends_on: list[str],
     replace: bool,
+    left_out: list[str],
 ) -> Manifest:
     return Manifest(
         id=update_id,
@@ -40,5 +41,6 @@ def assemble_manifest(
         klp_relocations=module.klp_relocations,
         depends_on=depends_on,
         replace=replace,
+        left_out=left_out,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
