@@ -22,7 +22,7 @@ from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.source.lines import stabilise_line_numbers
 from ksplice_pkg.source.patch import patch_paths
-from tests.unit.kernel_cc import KERNEL_CFLAGS
+from tests.unit.tools import KERNEL_CFLAGS
 
 # -O2 clones a function for constant arguments only when every caller agrees; with -fipa-cp-clone
 # (on at -O3) it specialises per calling context, which is how several numbered clones appear.

@@ -32,7 +32,7 @@ from ksplice_pkg.elf.model import (
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import check_symbol_order, serialize, write_object
 from ksplice_pkg.errors import InternalError, KspliceError
-from tests.unit.kernel_cc import KERNEL_CFLAGS
+from tests.unit.tools import KERNEL_CFLAGS
 
 # A little of everything a kernel object holds: weak, common, static and static-local symbols,
 # strings in mergeable sections, a jump table (R_X86_64_64 into text), function pointers in
