@@ -249,3 +249,12 @@ def small_tree(root: Path) -> Path:
     (root / "kernel").mkdir()
     (root / "kernel" / "b.c").write_text("int b(void)\n{\n\treturn 2;\n}\n")
     return root
+
+
+def section_bytes(path: Path, name: str) -> bytes:
+    """A section's contents, as objcopy copies them out."""
+    out = path.with_name(f"{path.name}.{name.strip('.')}.bin")
+    tool("objcopy", "-O", "binary", f"--only-section={name}", path, out)
+    data = out.read_bytes()
+    out.unlink()
+    return data
