@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ksplice_pkg.diff.compare import UnitDiff
 from ksplice_pkg.diff.unit import diff_objects
 from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.elf.writer import write_object
+from ksplice_pkg.module.extract import Extracted, Resolver, extract
 
 KERNEL_CFLAGS = [
     "-O2",
@@ -105,6 +108,23 @@ def diff(tmp_path: Path, pre: str, post: str, extra: tuple[str, ...] = ()) -> Un
     return diff_objects(
         "t.o", build(tmp_path, "pre", pre, extra), build(tmp_path, "post", post, extra)
     )
+
+
+def extract_unit(
+    tmp_path: Path,
+    pre: str,
+    post: str,
+    resolver: Resolver,
+    entry_sizes: Mapping[str, int] | None = None,
+) -> tuple[Path, Path, Extracted]:
+    """Diff the pre and post sides, extract the update's code from the post object, write it:
+    returns the post object, the written part and what extract said about it."""
+    post_obj = build(tmp_path, "post", post)
+    d = diff_objects("t.o", build(tmp_path, "pre", pre), post_obj)
+    extracted = extract(post_obj, d, resolver, "t", entry_sizes or {})
+    part = tmp_path / "part.o"
+    write_object(extracted.obj, part)
+    return tmp_path / "post" / "t.o", part, extracted
 
 
 def assert_empty(d: UnitDiff) -> None:

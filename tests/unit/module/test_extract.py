@@ -9,16 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.diff.unit import diff_objects
 from ksplice_pkg.elf.model import ElfObject, Symbol
-from ksplice_pkg.elf.writer import write_object
-from ksplice_pkg.module.extract import ExternalRef, Extracted, extract
+from ksplice_pkg.module.extract import ExternalRef, Extracted
 from ksplice_pkg.module.klp import klp_symbol_name
 from tests.unit.tools import (
     PRINTK,
     ReadelfReloc,
     ReadelfSymbol,
-    build,
+    extract_unit,
     readelf_relocations,
     readelf_sections,
     readelf_symbols,
@@ -77,8 +75,7 @@ class Result:
     asked: list[str]
 
 
-def _extract(tmp_path: Path, pre: str, post: str, sizes: dict[str, int] | None = None) -> Result:
-    d = diff_objects("t.o", build(tmp_path, "pre", pre), post_obj := build(tmp_path, "post", post))
+def _extract(tmp_path: Path, pre: str, post: str) -> Result:
     asked: list[str] = []
 
     def resolver(obj: ElfObject, sym: Symbol) -> ExternalRef:
@@ -87,10 +84,8 @@ def _extract(tmp_path: Path, pre: str, post: str, sizes: dict[str, int] | None =
             return ExternalRef(sym.name, exported=True)
         return ExternalRef(klp_symbol_name("vmlinux", sym.name, SYMPOS[sym.name]), exported=False)
 
-    extracted = extract(post_obj, d, resolver, "t", sizes or {})
-    part = tmp_path / "part.o"
-    write_object(extracted.obj, part)
-    return Result(tmp_path / "post" / "t.o", part, extracted, asked)
+    post_path, part, extracted = extract_unit(tmp_path, pre, post, resolver)
+    return Result(post_path, part, extracted, asked)
 
 
 @dataclass(frozen=True)
