@@ -57,12 +57,14 @@ def compile_c(tmp_path: Path, source: str, name: str = "t", extra: tuple[str, ..
     src = tmp_path / f"{name}.c"
     obj = tmp_path / f"{name}.o"
     src.write_text(source)
-    subprocess.run(
+    proc = subprocess.run(
         ["gcc", "-c", *KERNEL_CFLAGS, *extra, "-o", obj, src.name],
         cwd=tmp_path,
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    assert proc.returncode == 0, proc.stderr
     return obj
 
 
