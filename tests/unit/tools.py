@@ -11,6 +11,7 @@ directory, `pre/t.c` and `post/t.c`, as kbuild compiles the pristine and the pat
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Mapping
@@ -72,7 +73,11 @@ def tool(*args: str | Path) -> str:
     """A reference tool's output; it must succeed without a word on stderr (readelf warns there
     about bad offsets, string indices and relocation links)."""
     proc = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, check=False, env={"LANG": "C"}
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"], "LANG": "C"},
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -280,3 +285,67 @@ def section_bytes(path: Path, name: str) -> bytes:
     data = out.read_bytes()
     out.unlink()
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# A kernel in miniature: units compiled like kernel code, linked at the kernel's address.
+
+LINK_TEXT = 0xFFFFFFFF81000000
+
+# The shape of arch/x86/kernel/vmlinux.lds, as far as run-pre looks: _text opens .text at the
+# link-time address, the GNU build-id in .notes.
+_VMLINUX_LDS = f"""
+ENTRY(_text)
+SECTIONS {{
+	. = {LINK_TEXT:#x};
+	.text : {{ _text = .; *(.text .text.*) }}
+	.rodata : {{ *(.rodata .rodata.*) }}
+	.notes : {{ *(.note.gnu.build-id) }}
+	.data : {{ *(.data .data.*) }}
+	.bss : {{ *(.bss .bss.*) }}
+	/DISCARD/ : {{ *(.note.GNU-stack) *(.comment) }}
+}}
+"""
+
+# What the units call that a real kernel would provide; built without ftrace entries.
+_RUNTIME = (
+    "#define notrace __attribute__((no_instrument_function))\n"
+    "notrace void __fentry__(void) {}\n"
+    "notrace int printk(const char *fmt, ...) { return 0; }\n"
+)
+
+
+def link_vmlinux(directory: Path, units: Mapping[str, str]) -> tuple[Path, Path]:
+    """Compile each unit (name -> C source) into directory/<name>.o and link them, in order,
+    into directory/vmlinux; returns it and its System.map, as `nm -n` writes one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    runtime = directory / "runtime"
+    runtime.mkdir()
+    runtime_o = compile_c(runtime, _RUNTIME, "runtime")
+    objects = [compile_c(directory, source, name) for name, source in units.items()]
+    (directory / "vmlinux.lds").write_text(_VMLINUX_LDS)
+    vmlinux = directory / "vmlinux"
+    tool(
+        "ld",
+        "-T",
+        directory / "vmlinux.lds",
+        "--build-id=sha1",
+        "--no-warn-rwx-segments",
+        "-o",
+        vmlinux,
+        runtime_o,
+        *objects,
+    )
+    system_map = directory / "System.map"
+    system_map.write_text(tool("nm", "-n", vmlinux))
+    return vmlinux, system_map
+
+
+def shifted_map(system_map: Path, shift: int, path: Path) -> Path:
+    """The same kernel's /proc/kallsyms under KASLR: every address moved by shift."""
+    lines = []
+    for line in system_map.read_text().splitlines():
+        address, rest = line.split(" ", 1)
+        lines.append(f"{int(address, 16) + shift:016x} {rest}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
