@@ -39,6 +39,14 @@ class Kernel:
     def unit(self, name: str) -> Path:
         return self.directory / f"{name}.o"
 
+    def addresses(self, name: str) -> list[int]:
+        """The addresses of name in `nm -n` order."""
+        return [
+            int(line.split()[0], 16)
+            for line in self.system_map.read_text().splitlines()
+            if line.split()[2] == name
+        ]
+
 
 @pytest.fixture(scope="session")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Kernel:

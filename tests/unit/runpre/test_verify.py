@@ -22,15 +22,6 @@ from tests.unit.tools import shifted_map
 SHIFT = 0x2C800000
 
 
-def nm(kernel: Kernel, name: str) -> list[int]:
-    """The addresses of name in `nm -n` order."""
-    return [
-        int(line.split()[0], 16)
-        for line in kernel.system_map.read_text().splitlines()
-        if line.split()[2] == name
-    ]
-
-
 def pre(kernel: Kernel, unit: str, name: str) -> PreFunction:
     return pre_function(read_object(kernel.unit(unit)), name)
 
@@ -42,27 +33,27 @@ def test_same_named_statics_are_told_apart_by_their_code(
     symbols = SymbolMap.load(kernel.system_map)
     match = verify_function(pre(kernel, unit, "show_stat"), symbols, Vmlinux.open(kernel.vmlinux))
     # Linked in command-line order: a's copy first.
-    assert match.address == nm(kernel, "show_stat")[position - 1]
+    assert match.address == kernel.addresses("show_stat")[position - 1]
     assert match.sympos == position
     # The bytes at the relocation sites say which counter this copy uses: its unit's own.
     counters = {s.address for s in match.references.values() if s.name == "counter"}
-    assert counters == {nm(kernel, "counter")[position - 1]}
+    assert counters == {kernel.addresses("counter")[position - 1]}
     assert "__fentry__" in {s.name for s in match.references.values()}
 
 
 def test_kaslr_shifted_map(kernel: Kernel, tmp_path: Path) -> None:
     symbols = SymbolMap.load(shifted_map(kernel.system_map, SHIFT, tmp_path / "kallsyms"))
     match = verify_function(pre(kernel, "b", "show_stat"), symbols, Vmlinux.open(kernel.vmlinux))
-    assert (match.address, match.sympos) == (nm(kernel, "show_stat")[1] + SHIFT, 2)
+    assert (match.address, match.sympos) == (kernel.addresses("show_stat")[1] + SHIFT, 2)
 
 
 def test_unique_function_has_sympos_0(kernel: Kernel) -> None:
     symbols = SymbolMap.load(kernel.system_map)
     match = verify_function(pre(kernel, "a", "a_entry"), symbols, Vmlinux.open(kernel.vmlinux))
-    (address,) = nm(kernel, "a_entry")
+    (address,) = kernel.addresses("a_entry")
     assert (match.address, match.sympos) == (address, 0)
     # a_entry calls a's show_stat: the first one, as the linked call says.
-    assert nm(kernel, "show_stat")[0] in {s.address for s in match.references.values()}
+    assert kernel.addresses("show_stat")[0] in {s.address for s in match.references.values()}
 
 
 def test_changed_code_is_a_mismatch(kernel: Kernel) -> None:
