@@ -182,10 +182,10 @@ def test_debian_stub_system_map_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ("", "map"),  # the file
-        ("ffffffff81000000 T\n", "map:1"),  # the file and line
-        ("xyz T _text\n", "map:1: 'xyz'"),  # ... and what is wrong there
-        ("ffffffff81000000 TT _text\n", "map:1: 'TT'"),
+        pytest.param("", "map", id="empty"),  # the file
+        pytest.param("ffffffff81000000 T\n", "map:1", id="no-name"),  # the file and line
+        pytest.param("xyz T _text\n", "map:1: 'xyz'", id="bad-address"),  # and what is wrong
+        pytest.param("ffffffff81000000 TT _text\n", "map:1: 'TT'", id="bad-type"),
     ],
 )
 def test_malformed_maps(tmp_path: Path, text: str, named: str) -> None:
