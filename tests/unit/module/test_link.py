@@ -104,3 +104,19 @@ def test_module_is_marked_a_livepatch(main_object: Path) -> None:
     assert b"license=GPL" in info
     # The description survives C string quoting exactly.
     assert f"description={DESCRIPTION}".encode() in info
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: module.link._c_string escapes quotes and backslashes but not newlines, so a "
+    "multi-line --description makes main_source emit a string literal gcc cannot compile",
+)
+def test_multi_line_description_survives(tmp_path: Path) -> None:
+    description = "Fix /proc/cmdline\n\nThe prefix was missing."
+    for name, text in STUB_HEADERS.items():
+        (tmp_path / "include" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "include" / name).write_text(text)
+    source = main_source("ksplice_abc", description, [ObjectPatch(None, FUNCS)])
+    obj = compile_c(tmp_path, source, "main", ("-Wall", "-Werror", "-Iinclude"))
+    info = section_bytes(obj, ".modinfo").split(b"\0")
+    assert f"description={description}".encode() in info
