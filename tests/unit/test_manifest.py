@@ -128,3 +128,24 @@ def test_what_is_not_a_json_object_is_refused(text: str | bytes) -> None:
 def test_manifest_error_is_a_users_error() -> None:
     """The runtime's error boundary reports it like any other: message, hint, exit code."""
     assert issubclass(ManifestError, KspliceError)
+
+
+# Fields whose type is checked but not their content: malformed, yet accepted today.
+UNCHECKED = {
+    "new-functions-not-names": (_set(("new_functions",), [1, None]), "new_functions"),
+    "verification-unknown": (_set(("verification",), "trust me"), "trust me"),
+    "patched-object-empty": (_set(("patched", 0, "object"), ""), "object"),
+    "sympos-negative": (_set(("patched", 0, "sympos"), -1), "sympos"),
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Manifest.from_json checks new_functions and verification by type only (a list, "
+    "a string), not their items or value, and accepts an empty object name and a negative sympos",
+)
+@pytest.mark.parametrize(("data", "named"), UNCHECKED.values(), ids=UNCHECKED.keys())
+def test_malformed_content_is_refused(data: dict[str, Any], named: str) -> None:
+    with pytest.raises(ManifestError) as e:
+        Manifest.from_json(json.dumps(data), origin=ORIGIN)
+    assert named in e.value.message
