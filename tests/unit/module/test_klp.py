@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.elf.model import ElfObject, Symbol
 from ksplice_pkg.errors import InternalError
+from ksplice_pkg.module.extract import ExternalRef
 from ksplice_pkg.module.klp import convert, klp_symbol_name, objname_of
 from tests.unit.tools import (
     ReadelfReloc,
     compile_c,
+    extract_unit,
     readelf_relocations,
     readelf_section_flags,
     readelf_sections,
@@ -136,3 +139,27 @@ def test_klp_symbol_name() -> None:
     assert name == ".klp.sym.vmlinux.helper.isra.0,0"
     assert objname_of(name) == "vmlinux"
     assert objname_of(".klp.sym.virtio_blk.major,0") == "virtio_blk"
+
+
+def test_extracted_part_converts(tmp_path: Path) -> None:
+    """What extraction leaves is what convert expects: every weak klp-named symbol of a part
+    becomes SHN_LIVEPATCH and each relocation against one moves, none left behind."""
+    pre = "extern int hidden;\nstatic int calls;\nint f(int x) { return x + hidden + calls++; }\n"
+    post = pre.replace("x + hidden", "x * 2 + hidden")
+
+    def resolver(obj: ElfObject, sym: Symbol) -> ExternalRef:
+        if sym.name == "__fentry__":
+            return ExternalRef(sym.name, exported=True)
+        return ExternalRef(klp_symbol_name("vmlinux", sym.name, 0), exported=False)
+
+    _, part, extracted = extract_unit(tmp_path, pre, post, resolver)
+    klp_names = set(extracted.klp_symbols)
+    assert klp_names == {".klp.sym.vmlinux.hidden,0", ".klp.sym.vmlinux.calls,0"}
+    against_klp = [_key(r) for r in readelf_relocations(part) if r.symbol_name in klp_names]
+    assert convert(part) == len(against_klp) == 3  # calls is read and written back
+    after = readelf_relocations(part)
+    assert sorted(_key(r) for r in after if r.section == ".klp.rela.vmlinux.text.f") == sorted(
+        against_klp
+    )
+    assert not [r for r in after if r.symbol_name in klp_names and r.section == ".rela.text.f"]
+    assert {s.ndx for s in readelf_symbols(part) if s.name in klp_names} == {SHN_LIVEPATCH}

@@ -133,3 +133,24 @@ def test_probe_constant_is_read_from_the_compiled_probe(tmp_path: Path) -> None:
     obj = read_object(compile_c(tmp_path, probe, "probe"))
     assert _read_constant(obj, "ksplice_entry_size") == 12
     assert _read_constant(obj, "no_such_constant") is None
+
+
+def test_ftrace_call_sites_of_the_carried_code_only(tmp_path: Path) -> None:
+    """__mcount_loc, with the kernel-independent entry size: one address per carried function,
+    at its `call __fentry__`."""
+    post, part, _ = extract_unit(
+        tmp_path, SOURCE, SOURCE.replace("x * 2", "x * 3"), resolver, dict(FIXED_SIZES)
+    )
+    before = [
+        (r.symbol_name, r.addend)
+        for r in readelf_relocations(post)
+        if r.section == ".rela__mcount_loc"
+    ]
+    assert {name for name, _ in before} == {".text.before", ".text.patched", ".text.after"}
+    carried = [
+        (r.symbol_name, r.addend)
+        for r in readelf_relocations(part)
+        if r.section == ".rela__mcount_loc"
+    ]
+    assert carried == [entry for entry in before if entry[0] == ".text.patched"]
+    assert len(section_bytes(part, "__mcount_loc")) == 8 * len(carried)
