@@ -243,3 +243,22 @@ def test_cold_part_travels_with_its_parent(tmp_path: Path) -> None:
         == code[post["maybe.cold"].value :][: post["maybe.cold"].size]
     )
     assert "report" not in part or part["report"].ndx == "UND"
+
+
+def test_new_data_is_carried_not_resolved(tmp_path: Path) -> None:
+    """A variable the patch adds has no home in the running kernel: the update carries it."""
+    pre = "int get(int x) { return x; }\n"
+    post = "static int hits;\nstatic int seen = 5;\n"
+    post += "int get(int x) { hits++; seen += x; return seen; }\n"
+    r = _extract(tmp_path, pre, post)
+    assert r.asked == ["__fentry__"]
+    part = symbols_by_name(r.part)
+    sections = readelf_sections(r.part)
+    for name, kind, flags in (("hits", "NOBITS", "WA"), ("seen", "PROGBITS", "WA")):
+        sym = part[name]
+        assert (sym.type, sym.bind, sym.size) == ("OBJECT", "LOCAL", 4)
+        section = sections[int(sym.ndx)]
+        assert (section.type, section.flags) == (kind, flags), name
+    # The initial value travels with it.
+    seen = sections[int(part["seen"].ndx)].name
+    assert section_bytes(r.part, seen) == (5).to_bytes(4, "little")
