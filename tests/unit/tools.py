@@ -6,7 +6,9 @@ section per function and object, no PIC, the kernel code model, ftrace entries r
 __mcount_loc.
 
 The differ's tests compile a pre and a post side, each from a file of the same name in its own
-directory, `pre/t.c` and `post/t.c`, as kbuild compiles the pristine and the patched tree.
+directory, `pre/t.c` and `post/t.c`, as kbuild compiles the pristine and the patched tree; the
+module tests extract an update's part from such a pair. Run-pre and the vmlinux reader work on a
+kernel in miniature: units linked by ld at the kernel's address, with a System.map from nm.
 """
 
 from __future__ import annotations
