@@ -101,3 +101,10 @@ def test_changed_static_data_is_refused(tmp_path: Path) -> None:
     pre = 'static const char *names[2] = {"a", "b"};\nconst char *get(int i) { return names[i]; }\n'
     with pytest.raises(RefusedError, match=r"\bnames\b"):
         diff(tmp_path, pre, pre.replace('"b"', '"c"'))
+
+
+def test_changed_size_of_zeroed_data_is_refused(tmp_path: Path) -> None:
+    """Same (zero) bytes, more of them: the running kernel's variable is too small."""
+    pre = "static char buf[16];\nchar *get(int i) { return &buf[i]; }\n"
+    with pytest.raises(RefusedError, match=r"\bbuf\b"):
+        diff(tmp_path, pre, pre.replace("buf[16]", "buf[32]"))

@@ -14,6 +14,7 @@ import pytest
 
 from ksplice_pkg.elf.model import ElfObject, Symbol
 from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.errors import InternalError
 from ksplice_pkg.module.extract import ExternalRef
 from ksplice_pkg.module.klp import klp_symbol_name
 from ksplice_pkg.module.special import FIXED_SIZES, PARALLEL, _read_constant
@@ -154,3 +155,15 @@ def test_ftrace_call_sites_of_the_carried_code_only(tmp_path: Path) -> None:
     ]
     assert carried == [entry for entry in before if entry[0] == ".text.patched"]
     assert len(section_bytes(part, "__mcount_loc")) == 8 * len(carried)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: carry_special_sections does not check that a table's size is a multiple of the "
+    "probed entry size, so a wrong size silently carves wrong entries into the module",
+)
+def test_entry_size_that_does_not_divide_the_table_is_a_bug(tmp_path: Path) -> None:
+    post_source = SOURCE.replace("x * 2", "x * 3")
+    assert len(section_bytes(compile_c(tmp_path, post_source, "probe"), "__ex_table")) % 20
+    with pytest.raises(InternalError, match="__ex_table"):
+        extract_unit(tmp_path, SOURCE, post_source, resolver, {"__ex_table": 20})
