@@ -163,7 +163,7 @@ def test_extracted_object_holds_exactly_the_changed_and_new_code(tmp_path: Path)
         assert section_bytes(r.part, section) == section_bytes(r.post, f".text.{p.old_name}")
         assert new.size == post[p.old_name].size
     assert section_bytes(r.part, ".text.added") == section_bytes(r.post, ".text.added")
-    # No other code: not unchanged, local_helper, whose old copy the update calls.
+    # No other code: neither unchanged() nor local_helper(), whose running copy it calls.
     code = {s.name for s in readelf_sections(r.part) if "X" in s.flags}
     assert code == {".text.target", ".text.scale", ".text.added"}
 
