@@ -729,3 +729,40 @@ def test_function_with_warn_sites(
     before, patched, restored, result = try_update(artifacts, update, check)
     assert before.startswith("ok\n") and patched.startswith("ok\n") and restored.startswith("ok\n")
     assert "WARNING:" not in result.console
+
+
+# alloc_hpa() of the built-in CXL core calls alloc_free_mem_region(), which vmlinux exports in
+# the CXL symbol namespace (EXPORT_SYMBOL_NS_GPL). A module using it must MODULE_IMPORT_NS(CXL),
+# or modpost refuses it. The patch only changes an error code next to that call.
+NAMESPACED_EXPORT_PATCH = """\
+--- a/drivers/cxl/core/region.c
++++ b/drivers/cxl/core/region.c
+@@ -465,7 +465,7 @@
+ 
+ 	div64_u64_rem(size, (u64)SZ_256M * p->interleave_ways, &remainder);
+ 	if (remainder)
+-		return -EINVAL;
++		return -EDOM;
+ 
+ 	res = alloc_free_mem_region(cxlrd->res, size, SZ_256M,
+ 				    dev_name(&cxlr->dev));
+"""
+
+
+def test_namespaced_export_premise(artifacts: KernelArtifacts) -> None:
+    symvers = (artifacts.target_dir / "Module.symvers").read_text().splitlines()
+    (line,) = [ln for ln in symvers if ln.split("\t")[1:3] == ["alloc_free_mem_region", "vmlinux"]]
+    assert line.split("\t")[4] == "CXL"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the generated module imports no symbol namespace (no MODULE_IMPORT_NS), so "
+    "modpost refuses an update whose code calls a namespaced vmlinux export",
+)
+def test_code_calling_a_namespaced_export(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    update = build_update(artifacts, kallsyms, NAMESPACED_EXPORT_PATCH, tmp_path, "cxlns")
+    # An ordinary relocation to the export, resolved by the module loader.
+    assert "alloc_free_mem_region" in object_symbol_names(update.ko)
