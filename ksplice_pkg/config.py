@@ -61,7 +61,7 @@ def work_dir_for(cache: Path, source: Path) -> Path:
 def _description_from(patch: str, release: str) -> str:
     """The patch's first line (a mail's Subject), or a generic one for a bare diff."""
     first = next((ln for ln in patch.splitlines() if ln.strip()), "")
-    if first.startswith(("---", "diff ", "Index:")):
+    if not first or first.startswith(("---", "diff ", "Index:")):
         return f"livepatch update for {release}"
     # A mailed patch's subject may be in any encoding: keep what is printable text.
     text = first.removeprefix("Subject: ").strip()

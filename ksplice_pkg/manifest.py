@@ -148,6 +148,13 @@ def _typed(data: Any, spec: dict[str, tuple[type, ...]]) -> dict[str, Any]:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise TypeError(f"{name}: expected {' or '.join(t.__name__ for t in types)}")
         out[name] = value
-    if "depends_on" in out and not all(isinstance(d, str) for d in out["depends_on"]):
-        raise TypeError("depends_on: expected a list of ids")
+    for name in ("depends_on", "new_functions", "left_out"):
+        if name in out and not all(isinstance(d, str) and d for d in out[name]):
+            raise TypeError(f"{name}: expected a list of names")
+    if "object" in out and not out["object"]:
+        raise ValueError("object: empty")
+    if "sympos" in out and out["sympos"] < 0:
+        raise ValueError(f"sympos: {out['sympos']} is negative")
+    if "verification" in out and out["verification"] not in {v.value for v in Verification}:
+        raise ValueError(f"verification: {out['verification']!r} is not a known method")
     return out

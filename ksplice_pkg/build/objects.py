@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.build.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, terminate_children
 from ksplice_pkg.source.tree import PatchedTree

@@ -57,6 +57,14 @@ def diff_objects(
                 continue
             result.changed[name] = explain(a, b)
             result.pre_names[name] = pre_name
+    # A change in a .cold part is a change of its parent: only the parent has the ftrace entry
+    # livepatch redirects, and it carries its .cold part along.
+    for name in [n for n in result.changed if n.endswith(".cold")]:
+        parent = name.removesuffix(".cold")
+        parent_pre = pairs.get(parent)
+        if parent in post_funcs and parent not in result.changed and parent_pre is not None:
+            result.changed[parent] = f"its .cold part changed ({result.changed[name]})"
+            result.pre_names[parent] = parent_pre
     for name, fn in post_funcs.items():
         pre_name = pairs[name]
         if pre_name is not None:

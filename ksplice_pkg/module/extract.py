@@ -46,7 +46,7 @@ from ksplice_pkg.elf.query import (
     referenced_symbol,
     section_relative,
 )
-from ksplice_pkg.errors import RefusedError
+from ksplice_pkg.errors import InternalError, RefusedError
 from ksplice_pkg.module.klp import KLP_SYM_PREFIX
 from ksplice_pkg.module.special import PARALLEL
 
@@ -232,6 +232,12 @@ class _Builder:
             if rela is None:
                 continue
             size = sizes[sec.name]
+            if size <= 0 or len(sec.data) % size:
+                # A probed size that does not divide the table would carve wrong entries.
+                raise InternalError(
+                    f"{sec.name} holds {len(sec.data)} bytes, not a whole number of "
+                    f"{size}-byte entries"
+                )
             entries: dict[int, list[Relocation]] = {}
             for r in rela.relocations:
                 entries.setdefault(r.offset // size, []).append(r)

@@ -23,7 +23,18 @@ class ObjectPatch:
 
 
 def _c_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """s as a C string literal: quotes and backslashes escaped, every byte that is not
+    printable ASCII as an octal escape (so any text compiles to exactly its UTF-8 bytes)."""
+    out = []
+    for byte in s.encode("utf-8", errors="surrogateescape"):
+        ch = chr(byte)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def main_source(

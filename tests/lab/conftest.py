@@ -14,8 +14,11 @@ import pytest
 from ksplice_pkg.build.kbuild import PreparedTree
 from ksplice_pkg.demo import build_sample_livepatch, prepared_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
+from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir
+from ksplice_pkg.target.symbols import SymbolMap
+from ksplice_pkg.target.vmlinuz import open_vmlinux
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,3 +57,14 @@ def kallsyms(artifacts: KernelArtifacts) -> Path:
 
         capture_kallsyms(artifacts)
     return artifacts.kallsyms
+
+
+@pytest.fixture(scope="session")
+def symbols(kallsyms: Path) -> SymbolMap:
+    return SymbolMap.load(kallsyms)
+
+
+@pytest.fixture(scope="session")
+def vmlinux(artifacts: KernelArtifacts, cache: Path) -> Vmlinux:
+    """The ELF vmlinux extracted from Debian's vmlinuz."""
+    return open_vmlinux(artifacts.vmlinuz, artifacts.source_tree, cache)

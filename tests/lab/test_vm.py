@@ -59,10 +59,12 @@ def test_guest_oops_fails_the_run(
 
 
 def test_guest_panic_fails_the_run(artifacts: KernelArtifacts) -> None:
-    with pytest.raises(VmError, match="the VM crashed"):
+    with pytest.raises(VmError) as e:
         run_script(artifacts.vmlinuz, artifacts.modules_dir, "echo c > /proc/sysrq-trigger")
+    # The kernel's own words, from the console the error carries.
+    assert "Kernel panic" in e.value.message
 
 
 def test_hung_guest_is_killed(artifacts: KernelArtifacts) -> None:
-    with pytest.raises(VmError, match="did not power off within 20 s"):
+    with pytest.raises(VmError, match=r"\b20 s\b"):  # the time it was given
         run_script(artifacts.vmlinuz, artifacts.modules_dir, "sleep 600", timeout=20)

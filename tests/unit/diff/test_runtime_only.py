@@ -3,16 +3,13 @@ out and listed when asked; on objects gcc builds here like kernel code."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ksplice_pkg.diff.unit import diff_objects
-from ksplice_pkg.elf.model import ElfObject
-from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import RefusedError
-from tests.unit.kernel_cc import KERNEL_CFLAGS
+from tests.unit.tools import build
 
 INIT = '__attribute__((__section__(".init.text"))) '
 INITDATA = '__attribute__((__section__(".init.data"))) '
@@ -21,14 +18,6 @@ PRE = (
     f"{INIT}int setup(int x) {{ return x * 3 + limits[x]; }}\n"
     "int runtime(int x) { return x + 1; }\n"
 )
-
-
-def _object(tmp_path: Path, side: str, source: str) -> ElfObject:
-    directory = tmp_path / side
-    directory.mkdir()
-    (directory / "t.c").write_text(source)
-    subprocess.run(["gcc", "-c", *KERNEL_CFLAGS, "-o", "t.o", "t.c"], cwd=directory, check=True)
-    return read_object(directory / "t.o")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +33,7 @@ def test_init_changes_refused_by_default_left_out_when_asked(
     tmp_path: Path, post: str, named: str
 ) -> None:
     post = post.replace("x + 1", "x + 2")  # and a runtime change beside it
-    pre_obj, post_obj = _object(tmp_path, "pre", PRE), _object(tmp_path, "post", post)
+    pre_obj, post_obj = build(tmp_path, "pre", PRE), build(tmp_path, "post", post)
     with pytest.raises(RefusedError) as e:
         diff_objects("t.o", pre_obj, post_obj)
     assert named in e.value.message
@@ -56,7 +45,7 @@ def test_init_changes_refused_by_default_left_out_when_asked(
 
 
 def test_unchanged_init_data_is_no_change(tmp_path: Path) -> None:
-    pre_obj = _object(tmp_path, "pre", PRE)
-    post_obj = _object(tmp_path, "post", PRE.replace("x + 1", "x + 2"))
+    pre_obj = build(tmp_path, "pre", PRE)
+    post_obj = build(tmp_path, "post", PRE.replace("x + 1", "x + 2"))
     d = diff_objects("t.o", pre_obj, post_obj)
     assert list(d.changed) == ["runtime"] and d.init_changes == []

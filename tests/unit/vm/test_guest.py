@@ -1,14 +1,13 @@
+"""The busybox guest (vm.guest): the order in which it loads the disk drivers."""
+
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.vm.capture import gnu_build_id
 from ksplice_pkg.vm.guest import module_load_order
-from ksplice_pkg.vm.qemu import BootResult
 
 
 def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
@@ -34,25 +33,5 @@ def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
 
 def test_unknown_module_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "modules.dep").write_text("kernel/v/virtio.ko:\n")
-    with pytest.raises(KspliceError, match="module nvme is not in"):
+    with pytest.raises(KspliceError, match=r"\bnvme\b"):
         module_load_order(tmp_path, ("nvme",))
-
-
-def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
-    def pad(b: bytes) -> bytes:
-        return b + b"\0" * (-len(b) % 4)
-
-    return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
-
-
-def test_build_id_is_found_among_other_notes() -> None:
-    notes = _note(b"Xen\0", 1, b"\1\2\3") + _note(b"GNU\0", 3, bytes(range(20)))
-    assert gnu_build_id(notes) == bytes(range(20)).hex()
-    assert gnu_build_id(_note(b"Linux\0", 6, b"abc")) is None
-
-
-def test_crash_lines() -> None:
-    console = "ok\n[ 1.0] BUG: kernel NULL pointer dereference, address: 0\nfine\n"
-    assert BootResult(None, console).crash_lines() == [
-        "[ 1.0] BUG: kernel NULL pointer dereference, address: 0"
-    ]

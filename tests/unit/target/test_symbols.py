@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,9 @@ def test_sympos_follows_the_kernel(kallsyms: SymbolMap) -> None:
 
 
 def test_sympos_of_an_absent_address(kallsyms: SymbolMap) -> None:
-    with pytest.raises(KspliceError, match="no vmlinux symbol show_stat at 0x1234"):
+    with pytest.raises(KspliceError, match=r"\bshow_stat\b.*\b0x1234\b"):
         kallsyms.sympos("show_stat", 0x1234)
-    with pytest.raises(KspliceError, match="no vmlinux symbol nosuch"):
+    with pytest.raises(KspliceError, match=r"\bnosuch\b"):
         kallsyms.sympos("nosuch", LINK_TEXT + SHIFT)
     # A module's symbol has no vmlinux sympos.
     with pytest.raises(KspliceError):
@@ -160,35 +161,40 @@ def test_containing(kallsyms: SymbolMap) -> None:
 def test_zero_addresses_are_refused(tmp_path: Path) -> None:
     """/proc/kallsyms read without root: the right names, every address zero."""
     hidden = "".join(f"{0:016x} {line[17:]}\n" for line in SYSTEM_MAP.splitlines())
+    path = _write(tmp_path, hidden)
     with pytest.raises(KspliceError) as e:
-        SymbolMap.load(_write(tmp_path, hidden))
-    assert "read without root" in e.value.message
-    assert e.value.hint is not None and "as root" in e.value.hint
+        SymbolMap.load(path)
+    assert str(path) in e.value.message
+    # The hint names what hides the addresses.
+    assert e.value.hint is not None and "kptr_restrict" in e.value.hint
 
 
 def test_debian_stub_system_map_is_refused(tmp_path: Path) -> None:
     stub = "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n"
+    path = _write(tmp_path, stub)
     with pytest.raises(KspliceError) as e:
-        SymbolMap.load(_write(tmp_path, stub))
-    assert "placeholder" in e.value.message
+        SymbolMap.load(path)
+    assert str(path) in e.value.message
+    # The hint names where a real map comes from.
     assert e.value.hint is not None and "/proc/kallsyms" in e.value.hint
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "named"),
     [
-        ("", "lists no symbols"),
-        ("ffffffff81000000 T\n", "map:1: not a System.map"),
-        ("xyz T _text\n", "not a hexadecimal address"),
-        ("ffffffff81000000 TT _text\n", "not a symbol type letter"),
+        pytest.param("", "map", id="empty"),  # the file
+        pytest.param("ffffffff81000000 T\n", "map:1", id="no-name"),  # the file and line
+        pytest.param("xyz T _text\n", "map:1: 'xyz'", id="bad-address"),  # and what is wrong
+        pytest.param("ffffffff81000000 TT _text\n", "map:1: 'TT'", id="bad-type"),
     ],
 )
-def test_malformed_maps(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(KspliceError, match=message):
-        SymbolMap.load(_write(tmp_path, text))
+def test_malformed_maps(tmp_path: Path, text: str, named: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(KspliceError, match=re.escape(f"{tmp_path}/{named}")):
+        SymbolMap.load(path)
 
 
 def test_map_without_text(tmp_path: Path) -> None:
     symbols = SymbolMap.load(_write(tmp_path, "ffffffff81000100 t real_fn\n"))
-    with pytest.raises(KspliceError, match="no _text symbol"):
+    with pytest.raises(KspliceError, match=r"\b_text\b"):
         symbols.kaslr_shift(LINK_TEXT)

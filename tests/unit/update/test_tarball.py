@@ -1,0 +1,60 @@
+"""The update tarball (update.tarball), as GNU tar lists and extracts it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ksplice_pkg.manifest import Manifest, PatchedEntry
+from ksplice_pkg.update.tarball import write_tarball
+
+MANIFEST = Manifest(
+    id="fix1",
+    description="a fix",
+    kernel_release="6.1.0-56-cloud-amd64",
+    target_build_id=None,
+    module="ksplice_fix1.ko",
+    module_name="ksplice_fix1",
+    module_sha256="0" * 64,
+    patched=[PatchedEntry("vmlinux", "a", 0)],
+    verification="run-pre",
+)
+# A mailed patch in Latin-1: not UTF-8, and its bytes must survive.
+PATCH = b"From: M\xfcller\n--- a/x.c\n+++ b/x.c\n".decode("utf-8", errors="surrogateescape")
+
+
+def test_tarball_holds_module_patch_description_manifest(tmp_path: Path) -> None:
+    ko = tmp_path / "built.ko"
+    ko.write_bytes(b"\x7fELF module")
+    out = tmp_path / "out"
+    tarball = write_tarball(out, MANIFEST, ko, PATCH, "a fix\n\n")
+    assert tarball == out / "ksplice-fix1.tar.gz"
+    listing = subprocess.run(
+        ["tar", "-tzf", tarball], capture_output=True, text=True, check=True
+    ).stdout.split()
+    top = "ksplice-fix1"
+    assert sorted(listing) == sorted(
+        [
+            f"{top}/",
+            f"{top}/ksplice_fix1.ko",
+            f"{top}/patch",
+            f"{top}/description",
+            f"{top}/manifest.json",
+        ]
+    )
+    subprocess.run(["tar", "-xzf", tarball, "-C", tmp_path], check=True)
+    assert (tmp_path / top / "ksplice_fix1.ko").read_bytes() == b"\x7fELF module"
+    assert (tmp_path / top / "patch").read_bytes() == b"From: M\xfcller\n--- a/x.c\n+++ b/x.c\n"
+    assert (tmp_path / top / "description").read_text() == "a fix\n"
+    manifest = (tmp_path / top / "manifest.json").read_text()
+    assert Manifest.from_json(manifest) == MANIFEST
+    assert sorted(p.name for p in out.iterdir()) == ["ksplice-fix1.tar.gz"]
+
+
+def test_failed_write_leaves_no_tarball(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError):
+        write_tarball(out, MANIFEST, tmp_path / "missing.ko", PATCH, "a fix")
+    assert list(out.iterdir()) == []
