@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ksplice_pkg.build.headers import header_users
 from ksplice_pkg.build.kbuild import PreparedTree, check_make_path
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import logger, step
@@ -33,9 +34,14 @@ class ObjectPair:
     post: Path
 
 
-def objects_for(changed: tuple[str, ...], tree: PreparedTree) -> list[str]:
-    """The kbuild objects to compile for the changed files: .c files directly, headers through
-    the dependency lists kbuild recorded (.*.o.cmd) in a previous full build (--prebuild)."""
+def objects_for(
+    changed: tuple[str, ...],
+    tree: PreparedTree,
+    find_users: Callable[[list[str]], list[str]] | None = None,
+) -> list[str]:
+    """The kbuild objects to compile for the changed files: .c files directly; headers through
+    the dependency lists kbuild recorded (.*.o.cmd) in a previous full build (--prebuild), or
+    else through find_users (build/headers.py: no full build needed)."""
     units: list[str] = []
     headers: list[str] = []
     for path in changed:
@@ -49,18 +55,20 @@ def objects_for(changed: tuple[str, ...], tree: PreparedTree) -> list[str]:
                 hint="updates can change .c files and headers that .c files include",
             )
     if headers:
-        if not (tree.objdir / PREBUILT_STAMP).is_file():
+        if (tree.objdir / PREBUILT_STAMP).is_file():
+            users = _header_users(tree, headers)
+        elif find_users is not None:
+            users = find_users(headers)
+        else:
             raise KspliceError(
                 f"the patch changes {', '.join(headers)}: finding every object that includes it "
                 "needs the dependency records of a full build",
                 hint="run `ksplice-pkg create --prebuild KERNEL_SOURCE` (same --config) once",
             )
-        users = _header_users(tree, headers)
         if not users:
-            raise KspliceError(
-                f"no built object depends on {', '.join(headers)}",
-                hint="run `ksplice-pkg create --prebuild` once so the build records its "
-                "header dependencies",
+            raise RefusedError(
+                f"no unit of vmlinux is changed by what the patch changes in {', '.join(headers)}",
+                hint="nothing to update: is the changed code used by this configuration?",
             )
         units += [u for u in users if u not in units]
     return units
@@ -159,7 +167,13 @@ def compile_pairs(
     tree: PreparedTree, post: PatchedTree, post_objdir: Path, jobs: int
 ) -> list[ObjectPair]:
     """Compile the objects the patch affects, from the pristine and from the patched tree."""
-    units = objects_for(post.changed, tree)
+    # The post object dir is needed (for preprocessing) before the header users are known.
+    clone_objdir(tree, post_objdir, [])
+
+    def find_users(headers: list[str]) -> list[str]:
+        return header_users(tree, post.post, post_objdir, headers, jobs)
+
+    units = objects_for(post.changed, tree, find_users)
     clone_objdir(tree, post_objdir, units)
     with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
         pairs = build_pairs(tree, post.post, post_objdir, units, jobs)

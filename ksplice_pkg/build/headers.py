@@ -1,0 +1,415 @@
+"""Header changes without a full build: the units whose code a changed header really changes.
+
+A full kernel build only to learn who includes a header costs a quarter of an hour on two
+cores. Instead, in four narrowing steps, each a superset of the next:
+
+1. the units the target's kbuild compiles (vmlinux and modules), from one dry run (`make -n`);
+2. of those, the ones whose source includes the header, directly or through other headers,
+   from the include directives of the tree's text (cached per tree);
+3. of those, the ones that mention a definition the patch changes (a macro, an inline function,
+   or a definition in another included header that uses one), by name;
+4. of those, the ones whose preprocessed source really differs before and after, leaving out
+   differences confined to the bodies of inline functions the unit never refers to.
+
+Only the last set is compiled on both sides. A changed struct or union layout is refused: a
+livepatch cannot change the layout of data the running kernel already holds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.errors import RefusedError
+from ksplice_pkg.fsutil import atomic_write
+from ksplice_pkg.log import logger, step
+from ksplice_pkg.run import run
+
+# `make -n` prints each compile as `... -c -o fs/proc/cmdline.o /src/fs/proc/cmdline.c`.
+COMPILE_LINE = re.compile(r" -c -o (\S+\.o) (\S+\.[cS])(?=\s|;|$)", re.MULTILINE)
+# Objects compiled by `make vmlinux` that do not end up as code of the running kernel.
+_NOT_VMLINUX = re.compile(
+    r"^(arch/x86/(boot|realmode|purgatory|entry/vdso)/|scripts/|tools/|usr/|init/version)"
+)
+_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.MULTILINE)
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_UNITS_CACHE = ".ksplice-kernel-units.json"
+_INCLUDES_CACHE = ".ksplice-includes.json"
+Hunk = tuple[int, int, int, int]  # pre first line, pre count, post first line, post count
+_SKIPPED_DIRS = {".git", "Documentation", "tools", "samples", "scripts", "debian", "LICENSES"}
+
+
+def kernel_units(tree: PreparedTree) -> dict[str, str]:
+    """Each unit kbuild compiles for the kernel image and its modules, with its source file
+    (relative to the tree). Pretending autoconf.h is new (-W) makes the dry run list units that
+    are already built too; its failure at vmlinux's link is expected (nothing was archived),
+    and -k carries on to the modules: a header's users in modules must be found too."""
+    cache = tree.objdir / _UNITS_CACHE
+    stamp = (tree.objdir / ".ksplice-prepared").read_text()
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("stamp") == stamp:
+            units: dict[str, str] = data["units"]
+            return units
+    with step("listing the units of the kernel and its modules (a dry run of kbuild)"):
+        proc = run(
+            [
+                *tree.make_args(1),
+                "-n",
+                "-k",
+                "-W",
+                "include/generated/autoconf.h",
+                "vmlinux",
+                "modules",
+            ],
+            check=False,
+            timeout=1800,
+        )
+    prefix = f"{tree.source}/"
+    units = {
+        obj: src.removeprefix(prefix)
+        for obj, src in COMPILE_LINE.findall(proc.stdout.decode(errors="replace"))
+        if src.endswith(".c") and not _NOT_VMLINUX.match(obj)
+    }
+    if not units:
+        raise RefusedError(
+            "kbuild's dry run listed no unit: cannot find who includes the header",
+            hint="run `ksplice-pkg create --prebuild` once, then the update again",
+        )
+    atomic_write(cache, json.dumps({"stamp": stamp, "units": units}))
+    return units
+
+
+@dataclass(frozen=True)
+class IncludeIndex:
+    """Who includes what in a source tree, read from its text: include spec -> includers."""
+
+    by_spec: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, tree: PreparedTree) -> IncludeIndex:
+        cache = tree.objdir / _INCLUDES_CACHE
+        if cache.is_file():
+            return cls(json.loads(cache.read_text()))
+        by_spec: dict[str, list[str]] = {}
+        with step(f"indexing the include directives of {tree.source}"):
+            for root, dirs, files in os.walk(tree.source):
+                dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS]
+                for name in files:
+                    if not name.endswith((".c", ".h", ".S")):
+                        continue
+                    path = os.path.join(root, name)
+                    rel = os.path.relpath(path, tree.source)
+                    with open(path, "rb") as f:
+                        text = f.read()
+                    for quote, spec in _INCLUDE.findall(text):
+                        key = spec.decode(errors="replace").strip()
+                        if quote == b'"':
+                            # A quoted include is first looked up beside the includer.
+                            local = os.path.normpath(os.path.join(os.path.dirname(rel), key))
+                            by_spec.setdefault(f"./{local}", []).append(rel)
+                        by_spec.setdefault(key, []).append(rel)
+        atomic_write(cache, json.dumps(by_spec))
+        return cls(by_spec)
+
+    def includers(self, header: str) -> set[str]:
+        """Files that include `header` (a path relative to the tree) directly."""
+        found = set(self.by_spec.get(f"./{header}", []))
+        parts = header.split("/")
+        # <linux/foo.h> from include/, <asm/foo.h> from arch/x86/include/, uapi alike: any
+        # trailing part of the path of two components or more names it.
+        for i in range(len(parts) - 1):
+            found.update(self.by_spec.get("/".join(parts[i:]), []))
+        return found
+
+    def closure(self, headers: Iterable[str]) -> set[str]:
+        """Every file that includes one of `headers`, directly or through other headers."""
+        seen: set[str] = set()
+        pending = list(headers)
+        while pending:
+            for includer in self.includers(pending.pop()):
+                if includer not in seen:
+                    seen.add(includer)
+                    if includer.endswith(".h"):
+                        pending.append(includer)
+        return seen
+
+
+@dataclass(frozen=True)
+class Definition:
+    kind: str  # "macro", "function", "struct", "union", "enum", "other"
+    name: str
+    first: int  # 1-based lines, inclusive
+    last: int
+
+
+def definitions(text: str) -> list[Definition]:
+    """The top-level definitions of a header, with their line ranges: macros (with their
+    continuation lines) and brace-delimited definitions (functions, struct/union/enum)."""
+    found: list[Definition] = []
+    lines = text.splitlines()
+    depth = 0
+    head: list[str] = []  # text since the last top-level `;` or `}`
+    head_start = 1
+    opened_at, header_text = 1, ""  # where the open top-level definition starts, its header
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        number = i + 1
+        macro = re.match(r"\s*#\s*define\s+([A-Za-z_]\w*)", line) if depth == 0 else None
+        if macro:
+            last = i
+            while lines[last].rstrip().endswith("\\") and last + 1 < len(lines):
+                last += 1
+            found.append(Definition("macro", macro[1], number, last + 1))
+            i = last + 1
+            head, head_start = [], i + 1
+            continue
+        if line.lstrip().startswith("#"):
+            i += 1
+            continue
+        code = re.sub(r"//.*|/\*.*?\*/|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", " ", line)
+        for ch in code:
+            if ch == "{":
+                if depth == 0:
+                    opened_at = head_start
+                    header_text = " ".join(head) + " " + code.split("{", 1)[0]
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    kind, name = _named(header_text)
+                    found.append(Definition(kind, name, opened_at, number))
+                    head, head_start = [], number + 1
+            elif ch == ";" and depth == 0:
+                head, head_start = [], number + 1
+        if depth == 0 and code.strip() and not code.rstrip().endswith((";", "}")):
+            if not head:
+                head_start = number
+            head.append(code)
+        depth = max(depth, 0)
+        i += 1
+    return found
+
+
+def _named(header: str) -> tuple[str, str]:
+    m = re.search(r"\b(struct|union|enum)\s+([A-Za-z_]\w*)\s*$", header.strip())
+    if m:
+        return m[1], m[2]
+    m = re.search(r"([A-Za-z_]\w*)\s*\([^()]*(?:\([^()]*\)[^()]*)*\)\s*$", header.strip())
+    if m:
+        return "function", m[1]
+    return "other", ""
+
+
+def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]:
+    """The definitions of `path` that the patch changes, by name; refuses a changed layout.
+
+    A changed line outside any definition (a declaration, an #if) counts every name on it.
+    """
+    names: set[str] = set()
+    layouts: set[str] = set()
+    for text, ranges in (
+        (pre, [(a, n) for a, n, _, _ in hunks]),
+        (post, [(b, n) for _, _, b, n in hunks]),
+    ):
+        defs = definitions(text)
+        lines = text.splitlines()
+        for first, count in ranges:
+            touched = range(first, first + max(count, 1))
+            inside = [d for d in defs if any(d.first <= n <= d.last for n in touched)]
+            for d in inside:
+                if d.kind in ("struct", "union"):
+                    layouts.add(f"{d.kind} {d.name}")
+                elif d.name:
+                    names.add(d.name)
+            covered = {n for d in inside for n in range(d.first, d.last + 1)}
+            for n in touched:
+                if n in covered or not 0 < n <= len(lines):
+                    continue
+                if not re.match(r"\s*#\s*(line|include)\b", lines[n - 1]):
+                    # A declaration or other top-level line: every name on it counts.
+                    names.update(_IDENT.findall(re.sub(r"/\*.*?\*/|//.*", " ", lines[n - 1])))
+    if layouts:
+        raise RefusedError(
+            f"the patch changes the layout of {', '.join(sorted(layouts))} in {path}",
+            hint="a livepatch cannot change data structures the running kernel already holds; "
+            "use a shadow variable for new fields",
+        )
+    return names - _C_WORDS
+
+
+_C_WORDS = {
+    "static", "inline", "int", "long", "void", "char", "unsigned", "signed", "const", "return",
+    "if", "else", "struct", "union", "enum", "extern", "bool", "u8", "u16", "u32", "u64",
+    "__always_inline", "define", "include", "sizeof", "typeof", "while", "for", "do",
+}  # fmt: skip
+
+
+def mentioning_units(
+    tree_source: Path,
+    candidates: Mapping[str, str],
+    closure_headers: set[str],
+    names: set[str],
+) -> set[str]:
+    """Units among `candidates` (unit -> source) whose own source mentions one of `names`, or
+    a definition of an included header that (transitively) uses one."""
+    word = _word_pattern(names)
+    # Grow the names through the definitions of other headers that use them (an inline helper
+    # calling the changed inline, a macro expanding to it).
+    grown = set(names)
+    pending = set(names)
+    texts = {h: _read(tree_source / h) for h in closure_headers}
+    while pending:
+        word = _word_pattern(pending)
+        pending = set()
+        for text in texts.values():
+            if not word.search(text):
+                continue
+            for d in definitions(text):
+                if d.name and d.name not in grown:
+                    body = "\n".join(text.splitlines()[d.first - 1 : d.last])
+                    if word.search(body):
+                        grown.add(d.name)
+                        pending.add(d.name)
+    word = _word_pattern(grown)
+    return {unit for unit, src in candidates.items() if word.search(_read(tree_source / src))}
+
+
+def _word_pattern(names: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+_LINE_MARKER = re.compile(r"^# \d+ .*$|^\s*$", re.MULTILINE)
+
+
+def preprocessed_differs(
+    pre: PreparedTree,
+    post_source: Path,
+    post_objdir: Path,
+    units: list[str],
+    names: set[str],
+    jobs: int,
+) -> list[str]:
+    """The units whose preprocessed source differs before and after, differences inside the
+    bodies of `names` (changed inline functions) that the unit never calls set aside."""
+    targets = [u.removesuffix(".o") + ".i" for u in units]
+    for source, objdir in ((pre.source, pre.objdir), (post_source, post_objdir)):
+        run(
+            ["make", "-C", source, f"O={objdir}", f"-j{jobs}", "-k",
+             f"KERNELRELEASE={pre.release}", *targets],
+            check=False,
+            timeout=3600,
+        )  # fmt: skip
+    differing = []
+    for unit, target in zip(units, targets, strict=True):
+        a, b = _read(pre.objdir / target), _read(post_objdir / target)
+        if not a or not b:
+            logger.debug("%s: not preprocessed on both sides; compiled to be sure", unit)
+            differing.append(unit)
+            continue
+        a, b = _LINE_MARKER.sub("", a), _LINE_MARKER.sub("", b)
+        if a != b and not _only_unused_inlines(a, b, names):
+            differing.append(unit)
+    return differing
+
+
+def _only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
+    """Whether pre and post differ only inside definitions of `names` that nothing else in the
+    unit refers to: an inline function compiled into nothing when it is not called."""
+    for name in names:
+        use = re.compile(rf"\b{re.escape(name)}\b")
+        spans = []
+        for text in (pre, post):
+            found = _function_span(text, name)
+            if found is None:
+                break
+            start, end = found
+            rest = text[:start] + text[end:]
+            if use.search(rest):
+                break
+            spans.append((start, end))
+        else:
+            (a0, a1), (b0, b1) = spans
+            pre, post = pre[:a0] + pre[a1:], post[:b0] + post[b1:]
+    return pre == post
+
+
+def _function_span(text: str, name: str) -> tuple[int, int] | None:
+    """The span of the definition of function `name` in preprocessed text: from the start of its
+    declaration line to its closing brace."""
+    m = re.search(rf"\b{re.escape(name)}\s*\([^;{{]*\)\s*\{{", text)
+    if m is None:
+        return None
+    start = text.rfind("\n", 0, m.start()) + 1
+    depth = 0
+    for i in range(m.end() - 1, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return start, i + 1
+    return None
+
+
+def header_users(
+    tree: PreparedTree, post_source: Path, post_objdir: Path, headers: list[str], jobs: int
+) -> list[str]:
+    """The units of vmlinux whose code the patch's changes to `headers` change."""
+    units = kernel_units(tree)
+    index = IncludeIndex.of(tree)
+    closure = index.closure(headers)
+    candidates = {u: src for u, src in units.items() if src in closure}
+    names: set[str] = set()
+    for header in headers:
+        pre_text, post_text = _read(tree.source / header), _read(post_source / header)
+        names |= changed_names(header, pre_text, post_text, _hunks(pre_text, post_text))
+    if not names:
+        return []
+    included = {f for f in closure if f.endswith(".h")} | set(headers)
+    mentioned = sorted(mentioning_units(tree.source, candidates, included, names))
+    logger.info(
+        "%s: included by %d unit(s), %d of which use %s",
+        ", ".join(headers),
+        len(candidates),
+        len(mentioned),
+        ", ".join(sorted(names)[:8]) + (" ..." if len(names) > 8 else ""),
+    )
+    if not mentioned:
+        return []
+    for unit in mentioned:
+        # A .i left by an earlier update's patch could look newer than this one's header.
+        (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
+    with step(f"preprocessing {len(mentioned)} unit(s) before and after"):
+        differing = preprocessed_differs(tree, post_source, post_objdir, mentioned, names, jobs)
+    logger.info("%d unit(s) really change: %s", len(differing), ", ".join(differing))
+    return differing
+
+
+def _hunks(pre: str, post: str) -> list[Hunk]:
+    """The changed line ranges between two texts, as diff -U0 gives them; lines that only
+    differ by a #line directive (added to keep line numbers) are no change."""
+    post_lines = post.splitlines()
+    matcher = difflib.SequenceMatcher(None, pre.splitlines(), post_lines, autojunk=False)
+    hunks = []
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "insert" and all(ln.startswith("#line ") for ln in post_lines[b0:b1]):
+            continue
+        hunks.append((a0 + 1, a1 - a0, b0 + 1, b1 - b0))
+    return hunks
