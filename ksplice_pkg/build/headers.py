@@ -178,7 +178,7 @@ def definitions(text: str) -> list[Definition]:
         for ch in code:
             if ch == "{":
                 if depth == 0:
-                    opened_at = head_start
+                    opened_at = head_start if head else number
                     header_text = " ".join(head) + " " + code.split("{", 1)[0]
                 depth += 1
             elif ch == "}":
@@ -233,9 +233,7 @@ def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]
             for n in touched:
                 if n in covered or not 0 < n <= len(lines):
                     continue
-                if not re.match(r"\s*#\s*(line|include)\b", lines[n - 1]):
-                    # A declaration or other top-level line: every name on it counts.
-                    names.update(_IDENT.findall(re.sub(r"/\*.*?\*/|//.*", " ", lines[n - 1])))
+                names.update(_declared_names(lines[n - 1]))
     if layouts:
         raise RefusedError(
             f"the patch changes the layout of {', '.join(sorted(layouts))} in {path}",
@@ -243,6 +241,22 @@ def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]
             "use a shadow variable for new fields",
         )
     return names - _C_WORDS
+
+
+def _declared_names(line: str) -> set[str]:
+    """The names a top-level line outside any definition declares or tests: a prototype's or
+    variable's name, the macros an #if tests. Parameter names and types are no such name."""
+    code = re.sub(r"/\*.*?\*/|//.*", " ", line)
+    directive = re.match(r"\s*#\s*(\w+)(.*)", code)
+    if directive:
+        if directive[1] in ("if", "ifdef", "ifndef", "elif", "undef"):
+            return set(_IDENT.findall(directive[2])) - {"defined"}
+        return set()  # #line, #include, #endif...: nothing of their own
+    called = re.findall(r"([A-Za-z_]\w*)\s*\(", code)
+    if called:
+        return {called[0]}
+    declared = re.findall(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*[;=,]", code)
+    return set(declared)
 
 
 _C_WORDS = {
@@ -322,12 +336,12 @@ def preprocessed_differs(
             differing.append(unit)
             continue
         a, b = _LINE_MARKER.sub("", a), _LINE_MARKER.sub("", b)
-        if a != b and not _only_unused_inlines(a, b, names):
+        if a != b and not only_unused_inlines(a, b, names):
             differing.append(unit)
     return differing
 
 
-def _only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
+def only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
     """Whether pre and post differ only inside definitions of `names` that nothing else in the
     unit refers to: an inline function compiled into nothing when it is not called."""
     for name in names:

@@ -139,9 +139,7 @@ BAD_CONTENT = {
 }
 
 
-@pytest.mark.parametrize(
-    ("data", "named"), BAD_CONTENT.values(), ids=BAD_CONTENT.keys()
-)
+@pytest.mark.parametrize(("data", "named"), BAD_CONTENT.values(), ids=BAD_CONTENT.keys())
 def test_malformed_content_is_refused(data: dict[str, Any], named: str) -> None:
     with pytest.raises(ManifestError) as e:
         Manifest.from_json(json.dumps(data), origin=ORIGIN)

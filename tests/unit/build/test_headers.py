@@ -1,0 +1,159 @@
+"""Header changes without a full build (build.headers): the definitions a header change touches,
+who includes and who uses them, and which preprocessed differences matter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ksplice_pkg.build.headers import (
+    IncludeIndex,
+    changed_names,
+    definitions,
+    mentioning_units,
+    only_unused_inlines,
+)
+from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.errors import RefusedError
+
+HEADER = """\
+#ifndef _FOO_H
+#define _FOO_H
+#include <linux/types.h>
+
+#define FOO_MAX(a, b) \\
+	((a) > (b) ? (a) : (b))
+
+struct foo {
+	int a;
+	long b;
+};
+
+static inline int foo_get(struct foo *f)
+{
+	return f->a;
+}
+
+static inline int foo_twice(struct foo *f) { return 2 * foo_get(f); }
+
+extern int foo_register(struct foo *f);
+#endif
+"""
+
+
+def _line(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
+def test_definitions_with_their_lines() -> None:
+    found = {(d.kind, d.name): (d.first, d.last) for d in definitions(HEADER)}
+    assert found[("macro", "FOO_MAX")] == (_line(HEADER, "define FOO_MAX"), _line(HEADER, "? (a)"))
+    assert found[("struct", "foo")] == (_line(HEADER, "struct foo {"), _line(HEADER, "};"))
+    get = found[("function", "foo_get")]
+    assert get[0] <= _line(HEADER, "int foo_get") and get[1] == _line(HEADER, "return f->a;") + 1
+    twice = _line(HEADER, "foo_twice")
+    assert found[("function", "foo_twice")] == (twice, twice)
+
+
+def _change(old: str, new: str) -> tuple[str, list[tuple[int, int, int, int]]]:
+    post = HEADER.replace(old, new)
+    n = _line(HEADER, old)
+    return post, [(n, 1, n, 1)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("return f->a;", "return f->a + 1;", {"foo_get"}),
+        ("((a) > (b) ?", "((a) >= (b) ?", {"FOO_MAX"}),
+        ("extern int foo_register(struct foo *f);", "extern long foo_register(struct foo *f);",
+         {"foo_register"}),
+    ],
+    ids=["inline", "macro", "declaration"],
+)  # fmt: skip
+def test_changed_definitions_by_name(old: str, new: str, names: set[str]) -> None:
+    post, hunks = _change(old, new)
+    assert changed_names("include/foo.h", HEADER, post, hunks) == names
+
+
+def test_changed_struct_layout_is_refused_naming_it() -> None:
+    post, hunks = _change("long b;", "long b, c;")
+    with pytest.raises(RefusedError) as e:
+        changed_names("include/foo.h", HEADER, post, hunks)
+    assert "struct foo" in e.value.message and "include/foo.h" in e.value.message
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> PreparedTree:
+    source, objdir = tmp_path / "src", tmp_path / "obj"
+    for name, text in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    objdir.mkdir()
+    return PreparedTree(source=source, objdir=objdir, release="6.1.0-1-amd64")
+
+
+def test_include_closure_follows_headers_and_quoted_includes(tmp_path: Path) -> None:
+    tree = _tree(
+        tmp_path,
+        {
+            "include/linux/foo.h": "int x;\n",
+            "include/linux/bar.h": "#include <linux/foo.h>\n",
+            "arch/x86/include/asm/baz.h": "#include <linux/bar.h>\n",
+            "fs/a.c": "#include <asm/baz.h>\n",
+            "fs/local.h": "struct l;\n",
+            "fs/b.c": '#include "local.h"\n',
+            "mm/local.h": "#include <linux/foo.h>\n",
+            "mm/c.c": '  #  include "local.h"\n',
+            "kernel/d.c": "#include <linux/other.h>\n",
+        },
+    )
+    index = IncludeIndex.of(tree)
+    assert index.closure(["include/linux/foo.h"]) == {
+        "include/linux/bar.h",
+        "arch/x86/include/asm/baz.h",
+        "fs/a.c",
+        "mm/local.h",
+        "mm/c.c",
+    }
+    # fs/b.c includes its own local.h, not mm's.
+    assert "fs/b.c" not in index.closure(["mm/local.h"])
+    # Cached: a second index reads the same answer back.
+    assert IncludeIndex.of(tree).closure(["fs/local.h"]) == {"fs/b.c"}
+
+
+def test_users_are_found_through_other_headers_definitions(tmp_path: Path) -> None:
+    files = {
+        "include/foo.h": HEADER,
+        "include/wrap.h": (
+            "#define WRAP(f) foo_twice(f)\nstatic inline int other(void) { return 0; }\n"
+        ),
+        "a.c": "int a(struct foo *f) { return foo_get(f); }\n",
+        "b.c": "int b(struct foo *f) { return WRAP(f); }\n",
+        "c.c": "int c(void) { return other(); }\n",
+    }
+    tree = _tree(tmp_path, files)
+    units = {"a.o": "a.c", "b.o": "b.c", "c.o": "c.c"}
+    found = mentioning_units(tree.source, units, {"include/foo.h", "include/wrap.h"}, {"foo_get"})
+    # b.c calls WRAP, which expands to foo_twice, which calls foo_get.
+    assert found == {"a.o", "b.o"}
+
+
+PRE_I = """int unrelated(int x) { return x; }
+static inline __attribute__((unused)) int get_nr(struct t *p)
+{
+ return p->n;
+}
+int user(struct t *p) { return %s; }
+"""
+
+
+def test_changed_unused_inline_is_no_change_but_a_used_one_is() -> None:
+    pre_unused, post_unused = PRE_I % "1", PRE_I.replace("p->n;", "p->n + 1;") % "1"
+    assert only_unused_inlines(pre_unused, post_unused, {"get_nr"})
+    pre_used, post_used = PRE_I % "get_nr(p)", PRE_I.replace("p->n;", "p->n + 1;") % "get_nr(p)"
+    assert not only_unused_inlines(pre_used, post_used, {"get_nr"})
+    # A difference outside the inline's body always counts.
+    assert not only_unused_inlines(
+        pre_unused, pre_unused.replace("return x;", "return -x;"), {"get_nr"}
+    )
