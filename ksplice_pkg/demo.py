@@ -102,6 +102,11 @@ def example_patch() -> str:
     return (resources.files("ksplice_pkg") / "examples" / "proc-cmdline.patch").read_text()
 
 
+def header_example_patch() -> str:
+    """A change to a static inline of a header most of the kernel includes (benchmark)."""
+    return (resources.files("ksplice_pkg") / "examples" / "nr-threads-header.patch").read_text()
+
+
 def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Path) -> Path:
     """Build the example update for the distro kernel with `create` and prove it in the VM."""
     from ksplice_pkg.config import create_config

@@ -8,25 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.demo import header_example_patch
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import RefusedError
 from tests.lab.updates import build_update, try_update
-
-# get_nr_threads() is a static inline of include/linux/sched/signal.h (included by most of the
-# kernel); /proc/<pid>/status prints its value as "Threads:".
-NR_THREADS_PATCH = """\
---- a/include/linux/sched/signal.h
-+++ b/include/linux/sched/signal.h
-@@ -727,7 +727,7 @@
- 
- static inline int get_nr_threads(struct task_struct *task)
- {
--	return task->signal->nr_threads;
-+	return task->signal->nr_threads + 1000;
- }
- 
- static inline bool thread_group_leader(struct task_struct *p)
-"""
 
 # A new member of struct signal_struct changes the layout every user of it compiled against.
 LAYOUT_PATCH = """\
@@ -46,7 +31,9 @@ LAYOUT_PATCH = """\
 def test_changed_inline_patches_every_function_that_inlined_it(
     artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
 ) -> None:
-    update = build_update(artifacts, kallsyms, NR_THREADS_PATCH, tmp_path, "nrthreads")
+    update = build_update(artifacts, kallsyms, header_example_patch(), tmp_path, "nrthreads")
+    # The example changes get_nr_threads(), a static inline of include/linux/sched/signal.h
+    # (included by most of the kernel) that /proc/<pid>/status prints as "Threads:".
     # Its users in fs/proc/array.c and fs/proc/base.c, each a unit of its own.
     assert {"proc_pid_status", "do_task_stat", "proc_task_getattr"} <= set(update.patched_names)
     before, patched, restored, _ = try_update(
