@@ -21,6 +21,7 @@ from ksplice_pkg.elf.query import (
     Function,
     biases,
     functions,
+    is_dyndbg,
     plain_constant,
     referenced_symbol,
     relocations_in,
@@ -74,6 +75,10 @@ def target_key(obj: ElfObject, reloc: Relocation) -> tuple[object, ...]:
 
 
 def _symbol_key(obj: ElfObject, sym: Symbol, addend: int) -> tuple[object, ...]:
+    if is_dyndbg(obj, sym):
+        # A pr_debug site's descriptor: its number shifts with every site added before it, so
+        # compare what it says (format, function, file, line) as part of the code using it.
+        return ("ddebug", signature(obj, sym.shndx, sym.value, sym.size), addend)
     if plain_constant(obj, sym):
         # GCC numbers __func__.N and friends per file: compare what they hold instead.
         sec = obj.sections[sym.shndx]

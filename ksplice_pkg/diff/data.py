@@ -11,7 +11,14 @@ from ksplice_pkg.elf.model import (
     STT_OBJECT,
     ElfObject,
 )
-from ksplice_pkg.elf.query import Function, functions, named_target, plain_constant, relocations_in
+from ksplice_pkg.elf.query import (
+    Function,
+    functions,
+    is_dyndbg,
+    named_target,
+    plain_constant,
+    relocations_in,
+)
 from ksplice_pkg.errors import RefusedError
 
 # Sections whose content is bookkeeping, never patched code or data of their own.
@@ -28,7 +35,13 @@ def data_objects(obj: ElfObject) -> dict[str, int]:
     for i, sym in enumerate(obj.symbols):
         if sym.type == STT_OBJECT and sym.is_defined:
             sec = obj.sections[sym.shndx]
-            if sec.flags & SHF_ALLOC and not _IGNORED_DATA.match(sec.name):
+            # Dynamic debug descriptors are part of the code of their call sites (compare.py,
+            # extract.py), never data of their own: not changed data, not new data.
+            if (
+                sec.flags & SHF_ALLOC
+                and not _IGNORED_DATA.match(sec.name)
+                and not is_dyndbg(obj, sym)
+            ):
                 out[sym.name] = i
     return out
 

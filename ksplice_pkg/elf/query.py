@@ -160,3 +160,17 @@ def callers(obj: ElfObject, name: str) -> list[str]:
                 found.append(fn.name)
                 break
     return found
+
+
+# Dynamic debug descriptors (pr_debug, dev_dbg): one static `struct _ddebug` per call site,
+# named by GCC's counter (__UNIQUE_ID_ddebug<N>), in sections the kernel walks at boot and at
+# module load. Each belongs to the code of its call site.
+DYNDBG_SECTIONS = ("__dyndbg", "__dyndbg_classes")
+
+
+def is_dyndbg(obj: ElfObject, sym: Symbol) -> bool:
+    return (
+        sym.is_defined
+        and 0 < sym.shndx < len(obj.sections)
+        and obj.sections[sym.shndx].name in DYNDBG_SECTIONS
+    )

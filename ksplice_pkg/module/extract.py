@@ -42,6 +42,7 @@ from ksplice_pkg.elf.model import (
 from ksplice_pkg.elf.query import (
     Function,
     functions,
+    is_dyndbg,
     plain_constant,
     referenced_symbol,
     section_relative,
@@ -186,7 +187,10 @@ class _Builder:
         index = self.symbol_index[id(sym)]
         if index in self.own_symbols:
             return self.own_symbols[index]
-        if sym.is_defined and (sym.name in self.new_data or plain_constant(self.post, sym)):
+        carried = sym.name in self.new_data or plain_constant(self.post, sym)
+        # A pr_debug descriptor travels with its call site: the module registers its own copy
+        # (with its static key) when it loads, as it does for any module's __dyndbg.
+        if sym.is_defined and (carried or is_dyndbg(self.post, sym)):
             out = self.copy_range(
                 sym.shndx, sym.value, sym.size, self.post.sections[sym.shndx].name
             )
