@@ -75,6 +75,12 @@ class Extracted:
     obj: ElfObject
     patched: list[PatchedFunction] = field(default_factory=list)
     klp_symbols: list[str] = field(default_factory=list)
+    # The patch author's callbacks (<ksplice/hooks.h>): (kind, global symbol of the pointer).
+    hooks: list[tuple[str, str]] = field(default_factory=list)
+
+
+HOOK_SECTION_PREFIX = ".ksplice.hook."
+HOOK_KINDS = ("pre_patch", "post_patch", "pre_unpatch", "post_unpatch")
 
 
 @dataclass(frozen=True)
@@ -356,8 +362,34 @@ def extract(
         else:
             ref = b.add_local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
         b.own_symbols[fn.symbol] = ref
+    hooks = _carry_hooks(b, unit_tag)
     b.flush()
     b.carry_special_sections(entry_sizes)
     obj = b.finish()
     klp = sorted(s.name for s in obj.symbols if s.name.startswith(KLP_SYM_PREFIX))
-    return Extracted(obj=obj, patched=result_patched, klp_symbols=klp)
+    return Extracted(obj=obj, patched=result_patched, klp_symbols=klp, hooks=hooks)
+
+
+def _carry_hooks(b: _Builder, unit_tag: str) -> list[tuple[str, str]]:
+    """Carry each hook pointer of <ksplice/hooks.h> as a global the generated klp_patch calls
+    through; the functions they point at are new code of the patch, carried like any other."""
+    hooks: list[tuple[str, str]] = []
+    for index, sym in enumerate(b.post.symbols):
+        if not sym.is_defined or sym.type != STT_OBJECT:
+            continue
+        section = b.post.sections[sym.shndx].name
+        if not section.startswith(HOOK_SECTION_PREFIX):
+            continue
+        kind = section.removeprefix(HOOK_SECTION_PREFIX)
+        if kind not in HOOK_KINDS:
+            raise RefusedError(
+                f"{sym.name} is in {section}: not a hook of <ksplice/hooks.h>",
+                hint=f"use one of KSPLICE_{', KSPLICE_'.join(k.upper() for k in HOOK_KINDS)}",
+            )
+        out = b.copy_range(sym.shndx, sym.value, sym.size, section)
+        name = f"__ksplice_hook_{kind}_{unit_tag}_{len(hooks)}"
+        b.own_symbols[index] = b.add_global(
+            Symbol(name, 0, sym.size, STT_OBJECT, STB_GLOBAL, out, sym.other)
+        )
+        hooks.append((kind, name))
+    return hooks

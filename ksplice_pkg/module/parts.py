@@ -21,6 +21,7 @@ class Part:
     functions: list[tuple[PatchedFunction, int]]  # each replacement with its old_sympos
     new_functions: list[str]
     exports_used: frozenset[str]  # exported symbols the part links against
+    hooks: tuple[tuple[str, str], ...] = ()  # the patch author's callbacks: (kind, symbol)
 
 
 def write_part(
@@ -49,4 +50,4 @@ def write_part(
         for s in extracted.obj.symbols
         if s.shndx == SHN_UNDEF and s.bind == STB_GLOBAL and s.name
     )
-    return Part(change.unit, path, funcs, list(new), used)
+    return Part(change.unit, path, funcs, list(new), used, tuple(extracted.hooks))

@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 
 from ksplice_pkg.errors import CommandError, InternalError, KspliceError, RefusedError
@@ -23,6 +24,9 @@ class PatchedTree:
     pristine: Path
     post: Path
     changed: tuple[str, ...]  # paths relative to the tree, as the patch names them
+
+
+HOOKS_HEADER = resources.files("ksplice_pkg") / "include" / "ksplice" / "hooks.h"
 
 
 def strip_count(patch_opt: str) -> int:
@@ -93,6 +97,11 @@ def patched_tree(
     lines as the running kernel does. `changed` then lists only what `patch` itself changes.
     """
     tree = make_post_tree(pristine, post, "".join([*earlier, patch]), patch_opt)
+    # <ksplice/hooks.h>, for patches that declare callbacks or use shadow variables: a new
+    # file of the post tree only (the pristine side never includes it).
+    hooks_h = post / "include" / "ksplice" / "hooks.h"
+    hooks_h.parent.mkdir(parents=True, exist_ok=True)
+    hooks_h.write_bytes(HOOKS_HEADER.read_bytes())
     for path in tree.changed:
         if path.endswith((".c", ".h")) and (pristine / path).is_file():
             stabilise_line_numbers(pristine / path, post / path, path)
