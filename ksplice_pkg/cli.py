@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -137,10 +138,41 @@ def demo(release: str | None, jobs: int | None, cache_dir: Path | None, output_d
 
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_source_argument = click.argument("kernel_source", type=click.Path(exists=True, path_type=Path))
+
+
+def _package_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The target described by distro packages, and the source package's keyring."""
+    for option in reversed(
+        [
+            click.option(
+                "--kernel-package",
+                type=_file,
+                help="linux-image-*.deb or kernel(-core) .rpm: .config, vmlinuz, release.",
+            ),
+            click.option(
+                "--headers-package",
+                type=_file,
+                help="linux-headers-*.deb or kernel-devel .rpm: Module.symvers.",
+            ),
+            click.option(
+                "--debug-package",
+                type=_file,
+                help="linux-image-*-dbg.deb or kernel-debuginfo .rpm: the symbol map.",
+            ),
+            click.option(
+                "--keyring",
+                type=_file,
+                help="Check the .dsc's signature against this keyring (gpgv).",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
 
 
 @click.command("create", cls=_Command)
-@click.argument("kernel_source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_source_argument
 @click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
 @click.option("--diffext", help="Files named FILE<EXT> in the tree are new versions of FILE.")
 @click.option("--git", "git_commit", help="Take the patch from this commit of the source tree.")
@@ -163,6 +195,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--patch-opt", default="-p1", show_default=True, help="Option passed to patch.")
 @click.option("-v", "--verbose", count=True, help="Say why each function is included.")
+@_package_options
 @_cache_option
 def create_cmd(
     kernel_source: Path,
@@ -182,18 +215,36 @@ def create_cmd(
     output_dir: Path,
     patch_opt: str,
     verbose: int,
+    kernel_package: Path | None,
+    headers_package: Path | None,
+    debug_package: Path | None,
+    keyring: Path | None,
     cache_dir: Path | None,
 ) -> None:
-    """Build a livepatch update of KERNEL_SOURCE's kernel from a patch."""
+    """Build a livepatch update of KERNEL_SOURCE's kernel from a patch.
+
+    KERNEL_SOURCE is a kernel tree, a Debian source package (linux_*.dsc), a linux-source-X.Y
+    .deb or its tarball, or a kernel .src.rpm.
+    """
     from ksplice_pkg.config import create_config
     from ksplice_pkg.create import create
     from ksplice_pkg.target.files import TargetSpec
 
     if verbose:
         setup_logging(verbose)
-    if config_dir is None and (kernel_source / "ksplice").is_dir():
+    if config_dir is None and (kernel_source / "ksplice").is_dir() and not kernel_package:
         config_dir = kernel_source / "ksplice"
-    target = TargetSpec(config_dir, system_map, kconfig, symvers, vmlinux, kernel_release)
+    target = TargetSpec(
+        config_dir,
+        system_map,
+        kconfig,
+        symvers,
+        vmlinux,
+        kernel_release,
+        kernel_package,
+        headers_package,
+        debug_package,
+    )
     cfg = create_config(
         kernel_source,
         target,
@@ -207,11 +258,89 @@ def create_cmd(
         jobs=jobs,
         output_dir=output_dir,
         patch_opt=patch_opt,
+        keyring=keyring,
     )
     click.echo(create(cfg))
 
 
 main.add_command(create_cmd)
+
+
+@main.command()
+@_source_argument
+@click.option("--patch", "patch_file", type=_file, required=True, help="The patch to ship.")
+@click.option("--system-map", type=_file, help="System.map or a copy of /proc/kallsyms.")
+@click.option("--kconfig", type=_file, help="The target kernel's .config.")
+@click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
+@click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz.")
+@_package_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["deb", "rpm", "tarball"]),
+    default="deb",
+    show_default=True,
+    help="What to make: a hotpatch package, or only the update tarball.",
+)
+@click.option("--id", "update_id", help="Update id (default: 8 random [a-z0-9]).")
+@click.option("--description", help="What the update fixes (default: the patch's first line).")
+@click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@_cache_option
+def build(
+    kernel_source: Path,
+    patch_file: Path,
+    system_map: Path | None,
+    kconfig: Path | None,
+    symvers: Path | None,
+    vmlinux: Path | None,
+    kernel_package: Path | None,
+    headers_package: Path | None,
+    debug_package: Path | None,
+    keyring: Path | None,
+    fmt: str,
+    update_id: str | None,
+    description: str | None,
+    jobs: int | None,
+    output_dir: Path,
+    cache_dir: Path | None,
+) -> None:
+    """Source package + kernel packages + patch -> a verified hotpatch package.
+
+    e.g. ksplice-pkg build linux_6.1.187-1.dsc --kernel-package linux-image-...deb
+    --headers-package linux-headers-...deb --system-map kallsyms --patch fix.patch
+    """
+    from ksplice_pkg.distro.hotpatch import OutputFormat, build_hotpatch
+    from ksplice_pkg.target.files import TargetSpec
+
+    target = TargetSpec(
+        None,
+        system_map,
+        kconfig,
+        symvers,
+        vmlinux,
+        None,
+        kernel_package,
+        headers_package,
+        debug_package,
+    )
+    result = build_hotpatch(
+        kernel_source,
+        target,
+        patch_file,
+        cache=cache_dir or default_cache_dir(),
+        output_dir=output_dir,
+        fmt=OutputFormat(fmt),
+        update_id=update_id,
+        description=description,
+        jobs=jobs,
+        keyring=keyring,
+    )
+    for name, seconds in result.timings:
+        click.echo(f"{seconds:7.1f} s  {name}")
+    click.echo(f"{sum(s for _, s in result.timings):7.1f} s  total")
+    for path in [result.tarball, *result.packages]:
+        click.echo(path)
 
 
 def create_main() -> None:

@@ -95,13 +95,18 @@ def create_config(
     jobs: int | None = None,
     output_dir: Path = Path("."),
     patch_opt: str = "-p1",
+    keyring: Path | None = None,
 ) -> CreateConfig:
     """Check the options against each other, then find the target's files and load the patch.
 
     `patch` is the diff text itself (the demo's and the tests' way); the others are
     ksplice-create's options. The cheap checks come first, so a wrong option is reported as such
-    before anything is read.
+    before anything is read. `source` may be a tree or a distro source package (see
+    distro/source.py): kernel packages are checked against its version before it is unpacked.
     """
+    from ksplice_pkg.distro.source import SourceKind, identify, prepare_source
+
+    kernel_source = identify(source)
     given = [x for x in (patch_file, diffext, git_commit, patch) if x is not None]
     if len(given) + prebuild != 1:
         raise KspliceError(
@@ -114,10 +119,15 @@ def create_config(
         raise KspliceError(f"-j {jobs}: give a positive number of parallel jobs")
     if description is not None:
         check_description(description)
-    check_make_path(source.resolve(), "the kernel source tree")
-    check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
+    if kernel_source.kind is SourceKind.TREE:
+        check_make_path(source.resolve(), "the kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     if isinstance(target, TargetSpec):
-        target = target.resolve()
+        target = target.resolve(cache=cache, source=kernel_source)
+    if kernel_source.kind is not SourceKind.TREE or keyring is not None:
+        source = prepare_source(kernel_source, cache, keyring)
+        check_make_path(source.resolve(), "the unpacked kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     text = ""
     if patch is not None:
         text = patch

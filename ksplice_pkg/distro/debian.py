@@ -25,7 +25,7 @@ from pathlib import Path
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, run_text
@@ -184,6 +184,79 @@ def _unpack_source(source_deb: Path, dest: Path) -> None:
             raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
         run(["tar", "-C", tmp, "-xf", tarballs[0]])
         shutil.rmtree(tmp / "deb")
+
+
+_DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+
+
+def _source_apt_options(cache: Path) -> list[str]:
+    """apt options for a private deb-src view of the system's Debian sources.
+
+    The system's apt configuration is left alone: the deb-src entries (a `Types: deb-src` copy
+    of its sources) and their package lists live under the cache, fetched with the same
+    archive keys, so apt checks the .dsc and its tarballs against the signed Sources index.
+    """
+    state = cache / "apt-src"
+    parts = state / "sources.list.d"
+    lists = state / "lists"
+    options = {
+        "APT::Sandbox::User": "root",
+        "Dir::Etc::SourceList": "/dev/null",
+        "Dir::Etc::SourceParts": str(parts),
+        "Dir::State::Lists": str(lists),
+        "Dir::Cache": str(state / "cache"),
+    }
+    argv = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    if not (lists / "lock").exists() or not (parts / "debian-src.sources").is_file():
+        if not _DEBIAN_SOURCES.is_file():
+            raise KspliceError(
+                f"{_DEBIAN_SOURCES} does not exist: no Debian archive to take sources from",
+                hint="give the .dsc and its files yourself (apt-get source --download-only)",
+            )
+        text = re.sub(r"(?m)^Types:.*$", "Types: deb-src", _DEBIAN_SOURCES.read_text())
+        atomic_write(parts / "debian-src.sources", text)
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        with step("reading the archive's source package lists (deb-src)"):
+            run(["apt-get", "-q", *argv, "update"])
+    return argv
+
+
+def fetch_source_package(cache: Path, release: str) -> Path:
+    """Download the Debian source package (.dsc and tarballs) that `release` was built from;
+    returns the .dsc. The version is the headers package's: the image comes from
+    linux-signed-*, whose own version is not the source's."""
+    m = _RELEASE_RE.match(release)
+    if not m:
+        raise KspliceError(f"{release!r} is not a Debian kernel release")
+    headers = _apt_record(f"linux-headers-{release}")
+    if headers is None:
+        raise _not_found(f"package linux-headers-{release}", release, m["flavour"])
+    name = str(headers.get("Source", headers["Package"])).split()[0]
+    version = str(headers["Version"])
+    dest = cache / "kernels" / release / "dsc"
+    dsc = dest / f"{name}_{version.rsplit(':', maxsplit=1)[-1]}.dsc"
+    if dsc.is_file() and (dest / "complete").is_file():
+        return dsc
+    argv = _source_apt_options(cache)
+    dest.mkdir(parents=True, exist_ok=True)
+    with step(f"downloading the source package {name} {version}"):
+        try:
+            # apt checks every file against the signed Sources index as it downloads it.
+            run(
+                ["apt-get", "-q", *argv, "source", "--download-only", f"{name}={version}"], cwd=dest
+            )
+        except CommandError as e:
+            raise KspliceError(
+                f"the archive does not serve the source package {name} {version} of {release}: "
+                f"{e.message.splitlines()[-1].strip()}",
+                hint="mirrors keep only some versions; pick a release whose source is served "
+                "(`apt-cache showsrc linux` with a deb-src entry), or give the .dsc yourself",
+            ) from e
+    if not dsc.is_file():
+        raise KspliceError(f"apt-get source did not produce {dsc}")
+    atomic_write(dest / "complete", version + "\n")
+    return dsc
 
 
 def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
