@@ -174,12 +174,14 @@ def _decompressed(path: Path) -> Path:
 
 
 def is_real_symbol_map(path: Path) -> bool:
-    """Debian's image ships a one-line stub System.map pointing at the -dbg package."""
+    """Debian's image ships a one-line stub System.map ("ffffffffffffffff B The real System.map
+    is in the linux-image-<version>-dbg package"): a real map has many `address type name`
+    lines."""
     if not path.is_file():
         return False
     with path.open("rb") as f:
-        first = f.readline()
-    return re.match(rb"^[0-9a-fA-F]+ \S \S", first) is not None
+        head = [f.readline() for _ in range(3)]
+    return all(re.fullmatch(rb"[0-9a-fA-F]+ [A-Za-z] \S+\n", line) for line in head)
 
 
 def _headers_pieces(root: Path, release: str | None) -> Path | None:

@@ -109,8 +109,7 @@ def _config_against_map(config: KernelConfig, symbols: SymbolMap) -> None:
             )
     if problems:
         raise KspliceError(
-            f"{config.path} does not match the symbol map {symbols.source}: "
-            + "; ".join(problems),
+            f"{config.path} does not match the symbol map {symbols.source}: " + "; ".join(problems),
             hint="take both from the same kernel build: the .config from its image package "
             "(/boot/config-<release>), the map from its System.map or /proc/kallsyms",
         )

@@ -36,7 +36,7 @@ def dsc(where: Path, version: str = DEB_VERSION) -> Path:
     """linux_<version>.dsc (3.0 quilt): an orig tarball and a debian tarball whose
     debian/patches/series changes fs/a.c."""
     where.mkdir(parents=True, exist_ok=True)
-    upstream = version.split("-")[0]
+    upstream = version.split("-", maxsplit=1)[0]
     tree = kernel_tree(where, f"linux-{upstream}")
     run(["tar", "-C", where, "-cJf", where / f"linux_{upstream}.orig.tar.xz", tree.name])
     debian = tree / "debian"
