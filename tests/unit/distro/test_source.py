@@ -65,7 +65,16 @@ def test_dsc_with_a_wrong_checksum_is_refused_naming_the_file(tmp_path: Path) ->
 
 def _gpg_key(home: Path, name: str) -> Path:
     home.mkdir(mode=0o700)
-    gpg = ["gpg", "--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""]
+    gpg: list[str | Path] = [
+        "gpg",
+        "--batch",
+        "--homedir",
+        home,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]
     run([*gpg, "--quick-gen-key", f"{name} <{name}@example.org>", "ed25519", "sign", "never"])
     keyring = home.parent / f"{name}.gpg"
     keyring.write_bytes(run([*gpg, "--export"]).stdout)
