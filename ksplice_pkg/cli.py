@@ -106,15 +106,25 @@ def main(verbose: int, debug: bool) -> None:
     is_flag=True,
     help="Also boot the kernel in qemu and save its /proc/kallsyms (the real symbol map).",
 )
-def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
+@click.option(
+    "--source-package",
+    is_flag=True,
+    help="Also download the Debian source package (.dsc and tarballs) the kernel was built from.",
+)
+def fetch(
+    release: str | None, kallsyms: bool, source_package: bool, cache_dir: Path | None
+) -> None:
     """Download a Debian kernel's image, headers and source (default: Debian's current one).
 
     RELEASE is the kernel release as `uname -r` prints it, e.g. 6.1.0-56-cloud-amd64.
     The last line printed is the directory holding it all.
     """
     from ksplice_pkg.distro.debian import fetch as do_fetch
+    from ksplice_pkg.distro.debian import fetch_source_package
 
-    artifacts = do_fetch(cache_dir or default_cache_dir(), release)
+    cache = cache_dir or default_cache_dir()
+    artifacts = do_fetch(cache, release)
+    dsc = fetch_source_package(cache, artifacts.release) if source_package else None
     if kallsyms and not artifacts.kallsyms.is_file():
         from ksplice_pkg.vm.capture import capture_kallsyms
 
@@ -122,6 +132,8 @@ def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
     click.echo(f"release:  {artifacts.release} ({artifacts.version})")
     click.echo(f"source:   {artifacts.source_tree}")
     click.echo(f"target:   {artifacts.target_dir}")
+    if dsc is not None:
+        click.echo(f"package:  {dsc}")
     click.echo(artifacts.root)
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
+from ksplice_pkg.distro.archive import unpack_deb
+from ksplice_pkg.distro.source import unpack_source_deb
 from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step
@@ -172,18 +174,13 @@ def _download(record: Packages, debs: Path) -> Path:
 
 def _unpack_deb(deb: Path, dest: Path) -> None:
     with atomic_directory(dest) as tmp:
-        run(["dpkg-deb", "-x", deb, tmp])
+        unpack_deb(deb, tmp)
 
 
 def _unpack_source(source_deb: Path, dest: Path) -> None:
     """Unpack the linux-source tarball that the linux-source-X.Y package carries."""
     with atomic_directory(dest) as tmp:
-        run(["dpkg-deb", "-x", source_deb, tmp / "deb"])
-        tarballs = sorted((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
-        if len(tarballs) != 1:
-            raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
-        run(["tar", "-C", tmp, "-xf", tarballs[0]])
-        shutil.rmtree(tmp / "deb")
+        unpack_source_deb(source_deb, tmp)
 
 
 _DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -257,6 +254,30 @@ def fetch_source_package(cache: Path, release: str) -> Path:
         raise KspliceError(f"apt-get source did not produce {dsc}")
     atomic_write(dest / "complete", version + "\n")
     return dsc
+
+
+def release_with_source(cache: Path, flavour: str = DEFAULT_FLAVOUR) -> tuple[str, Path]:
+    """The newest release of the default release's series whose source package the archive
+    serves, and its downloaded .dsc.
+
+    Mirrors may keep the source of only some versions (the newest security upload's .dsc can
+    be missing while its binaries are served), so versions are tried newest first.
+    """
+    series = default_release(flavour).split(".")[:2]
+    tried = []
+    for release in reversed(available_releases(flavour)):
+        if release.split(".")[:2] != series:
+            continue
+        try:
+            return release, fetch_source_package(cache, release)
+        except KspliceError as e:
+            logger.info("no source package for %s: %s", release, e.message)
+            tried.append(release)
+    raise KspliceError(
+        f"the archive serves the source package of no {'.'.join(series)} {flavour} release "
+        f"(tried {', '.join(tried) or 'none'})",
+        hint=_APT_HINT,
+    )
 
 
 def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:

@@ -144,7 +144,7 @@ def prepare_source(source: KernelSource, cache: Path, keyring: Path | None = Non
         elif source.kind is SourceKind.SRPM:
             _prepare_srpm(source.path, tmp)
         elif source.kind is SourceKind.SOURCE_DEB:
-            _unpack_source_deb(source.path, tmp)
+            unpack_source_deb(source.path, tmp)
         else:
             _unpack_tarball(source.path, tmp)
         _only_tree(tmp, source.path)
@@ -259,7 +259,8 @@ def _unpack_dsc(dsc_path: Path, dest: Path) -> None:
 # --- linux-source packages and tarballs ---------------------------------------------------------
 
 
-def _unpack_source_deb(deb: Path, dest: Path) -> None:
+def unpack_source_deb(deb: Path, dest: Path) -> None:
+    """The linux-source-X.Y tree of a linux-source .deb, unpacked into dest."""
     inner = dest / "deb"
     unpack_deb(deb, inner, wanted=lambda name: name.startswith("usr/src/"))
     tarballs = sorted((inner / "usr" / "src").glob("linux-source-*.tar*"))

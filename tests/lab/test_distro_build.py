@@ -19,45 +19,27 @@ from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
 from ksplice_pkg.distro.debian import (
-    DEFAULT_FLAVOUR,
     KernelArtifacts,
-    available_releases,
-    default_release,
     fetch,
     fetch_source_package,
+    release_with_source,
 )
 from ksplice_pkg.distro.source import identify, prepare_source
-from ksplice_pkg.errors import KspliceError, RunPreMismatchError
+from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.run import run
 from ksplice_pkg.vm.trial import try_update
 
 EXAMPLE = Path(__file__).parents[2] / "ksplice_pkg" / "examples" / "proc-cmdline.patch"
 
 
-def _release_with_source(cache: Path) -> tuple[str, Path]:
-    """The newest release of the default series whose source package the archive serves.
-
-    Mirrors keep the source of only some versions (here the newest security upload's .dsc may
-    be missing while its binaries are served), so the versions are discovered, not pinned.
-    """
-    if pinned := os.environ.get("KSPLICE_PKG_DSC_RELEASE"):
-        return pinned, fetch_source_package(cache, pinned)
-    series = default_release().split(".")[:2]
-    errors = []
-    for release in reversed(available_releases(DEFAULT_FLAVOUR)):
-        if release.split(".")[:2] != series:
-            continue
-        try:
-            return release, fetch_source_package(cache, release)
-        except KspliceError as e:
-            errors.append(f"{release}: {e.message}")
-    pytest.fail("no release's source package is served:\n" + "\n".join(errors))
-
-
 @pytest.fixture(scope="module")
 def distro(cache: Path) -> tuple[KernelArtifacts, Path, Path]:
     """The kernel's artifacts (image, headers, booted kallsyms), its .dsc, its symbol map."""
-    release, dsc = _release_with_source(cache)
+    # Pinned with KSPLICE_PKG_DSC_RELEASE; else the newest whose source the archive serves.
+    if pinned := os.environ.get("KSPLICE_PKG_DSC_RELEASE"):
+        release, dsc = pinned, fetch_source_package(cache, pinned)
+    else:
+        release, dsc = release_with_source(cache)
     artifacts = fetch(cache, release)
     if not artifacts.kallsyms.is_file():
         from ksplice_pkg.vm.capture import capture_kallsyms
