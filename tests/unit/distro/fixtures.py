@@ -125,7 +125,7 @@ def srpm(where: Path, name: str = "kernel") -> Path:
     (sources / "fix.patch").write_text(FIX)
     spec = sources / f"{name}.spec"
     spec.write_text(
-        f"Name: {name}\nVersion: {VERSION}\nRelease: 1\nSummary: stand-in\n"
+        f"Name: {name}\nVersion: {VERSION}\nRelease: 1.fc39\nSummary: stand-in\n"
         "License: GPL-2.0-only\nBuildArch: noarch\n"
         f"Source0: linux-{VERSION}.tar.xz\nPatch1: fix.patch\n\n"
         "%description\nstand-in\n\n"
@@ -189,3 +189,73 @@ def deb_with_data(where: Path, package: str, data_tar: Path) -> Path:
     (where / "data.tar.gz").write_bytes(data_tar.read_bytes())
     run(["ar", "rc", out, "debian-binary", "control.tar.gz", "data.tar.gz"], cwd=where)
     return out
+
+
+RPM_RELEASE = "6.1.187-1.fc39.x86_64"
+
+
+def binary_rpm(
+    where: Path,
+    name: str,
+    files: dict[str, bytes],
+    target: str = "x86_64",
+    symlinks: dict[str, str] | None = None,
+) -> Path:
+    """A binary RPM (rpmbuild -bb) holding these files and symlinks, for `target`."""
+    where.mkdir(parents=True, exist_ok=True)
+    payload = where / f"{name}-payload"
+    for path, data in files.items():
+        (payload / path).parent.mkdir(parents=True, exist_ok=True)
+        (payload / path).write_bytes(data)
+    install = [f"cp -a {payload}/. %{{buildroot}}/"]
+    for link, points_to in (symlinks or {}).items():
+        install.append(f"mkdir -p %{{buildroot}}/{Path(link).parent}")
+        install.append(f"ln -s {points_to} %{{buildroot}}/{link}")
+    listed = [f"/{p}" for p in files] + [f"/{p}" for p in symlinks or {}]
+    spec = where / f"{name}.spec"
+    spec.write_text(
+        f"Name: {name}\nVersion: {VERSION}\nRelease: 1.fc39\nSummary: stand-in\n"
+        "License: GPL-2.0-only\n\n%description\nstand-in\n\n"
+        "%install\n" + "\n".join(install) + "\n\n%files\n" + "\n".join(listed) + "\n"
+    )
+    run(
+        [
+            "rpmbuild",
+            "-bb",
+            "--target",
+            target,
+            "--define",
+            f"_topdir {where / 'top'}",
+            "--define",
+            f"_rpmdir {where}",
+            "--define",
+            "_build_id_links none",
+            "--define",
+            "__os_install_post %{nil}",
+            "--define",
+            "debug_package %{nil}",
+            spec,
+        ]
+    )
+    (found,) = where.rglob(f"{name}-{VERSION}-*.rpm")
+    return found
+
+
+def kernel_core_rpm(where: Path, target: str = "x86_64") -> Path:
+    import lzma
+
+    base = f"lib/modules/{RPM_RELEASE}"
+    return binary_rpm(
+        where,
+        "kernel-core",
+        {
+            f"{base}/vmlinuz": fake_bzimage(RPM_RELEASE),
+            f"{base}/config": CONFIG,
+            f"{base}/System.map": REAL_MAP,
+            f"{base}/symvers.xz": lzma.compress(SYMVERS),
+        },
+        target,
+    )
+
+
+REAL_MAP = b"ffffffff81000000 T _text\nffffffff81000100 T a\nffffffff82000000 r __ksymtab_a\n"

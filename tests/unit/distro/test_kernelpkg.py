@@ -145,3 +145,56 @@ def test_config_that_does_not_match_the_symbol_map_is_refused(tmp_path: Path) ->
     assert "CONFIG_LIVEPATCH" in e.value.message and "klp_enable_patch" in e.value.message
     assert "CONFIG_KPROBES" in e.value.message  # off in the config, present in the map
     assert str(config) in e.value.message and str(kallsyms) in e.value.message
+
+
+def test_kernel_core_rpm_gives_every_piece(tmp_path: Path) -> None:
+    """Fedora's kernel-core ships its System.map and symvers.xz beside vmlinuz."""
+    rpm = fixtures.kernel_core_rpm(tmp_path / "rpm")
+    source = identify(fixtures.srpm(tmp_path / "srpm"))
+    target = TargetSpec(kernel_package=rpm).resolve(cache=tmp_path / "cache", source=source)
+    assert target.release == fixtures.RPM_RELEASE
+    assert target.symvers.read_bytes() == fixtures.SYMVERS
+    assert target.system_map.read_bytes() == fixtures.REAL_MAP
+    assert target.kconfig.read_bytes() == fixtures.CONFIG
+
+
+def test_kernel_rpm_of_another_architecture_is_refused_naming_both(tmp_path: Path) -> None:
+    other = "aarch64" if host_arch() == "x86_64" else "x86_64"
+    rpm = fixtures.kernel_core_rpm(tmp_path / "rpm", target=other)
+    _refused(
+        _create(tmp_path, fixtures.kernel_tree(tmp_path / "t"), f"--kernel-package={rpm}"),
+        other,
+        host_arch(),
+        rpm.name,
+    )
+    _nothing_written(tmp_path)
+
+
+def test_rpm_with_a_symlink_out_of_the_unpack_directory_is_refused(tmp_path: Path) -> None:
+    rpm = fixtures.binary_rpm(
+        tmp_path / "rpm",
+        "kernel-core",
+        {f"lib/modules/{fixtures.RPM_RELEASE}/config": fixtures.CONFIG},
+        symlinks={f"lib/modules/{fixtures.RPM_RELEASE}/escape": "../../../../../../etc"},
+    )
+    output = _refused(
+        _create(tmp_path, fixtures.kernel_tree(tmp_path / "t"), f"--kernel-package={rpm}"),
+        "escape",
+        rpm.name,
+    )
+    assert "outside" in output or "out of" in output
+    _nothing_written(tmp_path)
+
+
+def test_symbol_map_from_the_debug_package(tmp_path: Path) -> None:
+    image = fixtures.image_deb(tmp_path)
+    headers = fixtures.headers_deb(tmp_path)
+    dbg = fixtures.deb(
+        tmp_path,
+        f"linux-image-{fixtures.RELEASE}-dbg",
+        {f"usr/lib/debug/boot/System.map-{fixtures.RELEASE}": fixtures.REAL_MAP},
+    )
+    target = TargetSpec(kernel_package=image, headers_package=headers, debug_package=dbg).resolve(
+        cache=tmp_path / "cache"
+    )
+    assert target.system_map.read_bytes() == fixtures.REAL_MAP
