@@ -26,7 +26,12 @@ from ksplice_pkg.distro.archive import (
     unpack_deb,
     unpack_rpm,
 )
-from ksplice_pkg.distro.source import KernelSource, SourceKind, upstream_version
+from ksplice_pkg.distro.source import (
+    KernelSource,
+    SourceKind,
+    cache_entry_lock,
+    upstream_version,
+)
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write, sha256_file
 from ksplice_pkg.log import step
@@ -106,14 +111,15 @@ def check_version(info: PackageInfo, source: KernelSource | None) -> None:
 def _unpacked(package: Path, cache: Path, wanted: Wanted | None = None, tag: str = "all") -> Path:
     """The package's files, unpacked once per content (and per selection of members)."""
     entry = cache / "packages" / f"{sha256_file(package)[:40]}-{tag}"
-    if (entry / ".complete").is_file():
-        return entry
-    with step(f"unpacking {package.name}"), atomic_directory(entry) as tmp:
-        if package.name.endswith(".rpm"):
-            unpack_rpm(package, tmp, wanted)
-        else:
-            unpack_deb(package, tmp, wanted)
-        (tmp / ".complete").write_text(str(package) + "\n")
+    with cache_entry_lock(entry):
+        if (entry / ".complete").is_file():
+            return entry
+        with step(f"unpacking {package.name}"), atomic_directory(entry) as tmp:
+            if package.name.endswith(".rpm"):
+                unpack_rpm(package, tmp, wanted)
+            else:
+                unpack_deb(package, tmp, wanted)
+            (tmp / ".complete").write_text(str(package) + "\n")
     return entry
 
 

@@ -13,9 +13,12 @@ prepared work directory (create keys it by the tree's path).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -132,9 +135,17 @@ def prepare_source(source: KernelSource, cache: Path, keyring: Path | None = Non
             )
         files, key = [source.path], sha256_file(source.path)
     entry = cache / "sources" / key
-    if (tree := _cached_tree(entry)) is not None:
-        logger.info("%s is unpacked already: %s", source.path.name, tree)
-        return tree
+    with cache_entry_lock(entry):
+        if (tree := _cached_tree(entry)) is not None:
+            logger.info("%s is unpacked already: %s", source.path.name, tree)
+            return tree
+        _unpack_source(source, entry, files)
+    found = _cached_tree(entry)
+    assert found is not None, entry  # _only_tree just proved it
+    return found
+
+
+def _unpack_source(source: KernelSource, entry: Path, files: list[Path]) -> None:
     with (
         step(f"unpacking the {source.kind.value} {source.path.name}"),
         atomic_directory(entry) as tmp,
@@ -149,9 +160,16 @@ def prepare_source(source: KernelSource, cache: Path, keyring: Path | None = Non
             _unpack_tarball(source.path, tmp)
         _only_tree(tmp, source.path)
         logger.debug("kernel tree of %s (from %s)", source.path, ", ".join(map(str, files)))
-    found = _cached_tree(entry)
-    assert found is not None, entry  # _only_tree just proved it
-    return found
+
+
+@contextmanager
+def cache_entry_lock(entry: Path) -> Iterator[None]:
+    """One unpacker per cache entry: two builds of the same source wait for each other rather
+    than fill the same `.partial` directory."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with entry.with_name(entry.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _cached_tree(entry: Path) -> Path | None:
@@ -297,6 +315,7 @@ def _prepare_srpm(srpm: Path, dest: Path) -> None:
         raise KspliceError(f"{srpm} holds {len(specs)} spec files, not one")
     build = top / "BUILD"
     build.mkdir(parents=True)
+    (top / "tmp").mkdir()
     try:
         run(
             [
@@ -309,6 +328,10 @@ def _prepare_srpm(srpm: Path, dest: Path) -> None:
                 f"_sourcedir {sources}",
                 "--define",
                 f"_builddir {build}",
+                # rpmbuild writes each section's script under _tmppath (/var/tmp by default):
+                # nothing goes outside the cache.
+                "--define",
+                f"_tmppath {top / 'tmp'}",
                 specs[0],
             ]
         )
