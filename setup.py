@@ -13,7 +13,15 @@ setup(
     license="GPL-2.0-only",
     python_requires=">=3.11",
     packages=find_packages(include=["ksplice_pkg", "ksplice_pkg.*"]),
-    package_data={"ksplice_pkg": ["py.typed", "vm/guest/*", "examples/*"]},
+    package_data={
+        "ksplice_pkg": [
+            "py.typed",
+            "vm/guest/*",
+            "examples/*",
+            "package/scripts/*",
+            "package/*.rpmlintrc",
+        ]
+    },
     install_requires=[
         "click>=8.1",
         "pyelftools>=0.29",
