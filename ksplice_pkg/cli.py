@@ -192,6 +192,42 @@ def create_cmd(
 main.add_command(create_cmd)
 
 
+@main.command("package")
+@click.argument("updates", nargs=-1, required=True, type=_file)
+@click.option("--format", "fmt", type=click.Choice(["deb", "rpm"]), required=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option(
+    "--maintainer",
+    help="Maintainer/Packager field (default: $DEBFULLNAME <$DEBEMAIL>, as dch uses).",
+)
+def package_cmd(
+    updates: tuple[Path, ...], fmt: str, output_dir: Path, maintainer: str | None
+) -> None:
+    """Turn update tarballs (ksplice-<id>.tar.gz) into .deb or .rpm packages, one each.
+
+    SOURCE_DATE_EPOCH, when set, is the time stamped in them (default: the update's creation
+    time). Prints the path of each package.
+    """
+    import os
+
+    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+
+    if maintainer is None and os.environ.get("DEBEMAIL"):
+        name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
+        maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise KspliceError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
+    for path in build_packages(
+        updates,
+        PackageFormat(fmt),
+        output_dir,
+        source_date_epoch=int(epoch) if epoch is not None else None,
+        maintainer=maintainer or DEFAULT_MAINTAINER,
+    ):
+        click.echo(path)
+
+
 def create_main() -> None:
     """ksplice-create: the create command under its classic name."""
     setup_logging(0)
