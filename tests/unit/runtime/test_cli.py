@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from ksplice_pkg.cli import main
@@ -27,3 +29,12 @@ def test_unknown_update_exits_with_not_found(store: Store) -> None:
 
 def test_undo_needs_an_id_or_all(store: Store) -> None:
     assert CliRunner().invoke(main, ["undo"]).exit_code == 1
+
+
+def test_man_pages_document_the_exit_codes() -> None:
+    pages = sorted((Path(__file__).resolve().parents[3] / "man").glob("*.8"))
+    assert len(pages) >= 5
+    for page in pages:
+        text = page.read_text().replace("\\-", "-")
+        for code, meaning in EXIT_CODES:
+            assert f".B {code}\n{meaning}\n" in text, (page.name, code)
