@@ -35,6 +35,9 @@ setup(
         "console_scripts": [
             "ksplice-pkg=ksplice_pkg.cli:main",
             "ksplice-create=ksplice_pkg.cli:create_main",
+            "ksplice-apply=ksplice_pkg.runtime.cli:apply_main",
+            "ksplice-undo=ksplice_pkg.runtime.cli:undo_main",
+            "ksplice-view=ksplice_pkg.runtime.cli:view_main",
         ],
     },
 )

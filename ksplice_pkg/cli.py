@@ -238,5 +238,11 @@ def create_main() -> None:
         sys.exit(e.exit_code)
 
 
+# The runtime (apply, undo, view, reapply, install, uninstall, confirm): imports no build side.
+from ksplice_pkg.runtime.cli import RUNTIME_COMMANDS  # noqa: E402
+
+for _command in RUNTIME_COMMANDS:
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()
