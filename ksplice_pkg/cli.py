@@ -24,6 +24,22 @@ class _Group(click.Group):
                 raise
             click.echo(f"ksplice-pkg: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except ModuleNotFoundError as e:
+            # The distro packages split the tool: ksplice-pkg-runtime alone has no build side
+            # (create, fetch, demo, package) nor its libraries.
+            if (e.name or "").split(".")[0] not in _BUILD_SIDE_ROOTS:
+                raise
+            click.echo(
+                f"ksplice-pkg: error: `{ctx.invoked_subcommand}` is part of the build side, "
+                f"which is not installed (no module {e.name})\n"
+                "  hint: install the ksplice-pkg package (apt install ksplice-pkg, "
+                "dnf install ksplice-pkg)",
+                err=True,
+            )
+            sys.exit(KspliceError.exit_code)
+
+
+_BUILD_SIDE_ROOTS = {"ksplice_pkg", "elftools", "debian"}
 
 
 _cache_option = click.option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -34,3 +36,19 @@ def test_a_bad_epoch_is_an_error(make_update: MakeUpdate, tmp_path: Path) -> Non
     )
     assert result.exit_code == 1
     assert "SOURCE_DATE_EPOCH" in result.output
+
+
+def test_build_side_command_without_the_build_side_says_what_to_install() -> None:
+    """What ksplice-pkg-runtime alone gives: `create` names the package to install."""
+    probe = (
+        "import sys\n"
+        "sys.modules['ksplice_pkg.create'] = None  # as if the module were not installed\n"
+        "from ksplice_pkg.cli import main\n"
+        "main(['create', '--patch', '/dev/null', '/'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "install the ksplice-pkg package" in proc.stderr
+    assert "Traceback" not in proc.stderr
