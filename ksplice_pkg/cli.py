@@ -61,6 +61,20 @@ class _Boundary:
             if debug:
                 raise
             _report(prog, _os_error(e))
+        except ModuleNotFoundError as e:
+            # The distro packages split the tool: ksplice-pkg-runtime alone has no build side
+            # (create, fetch, demo, package, build) nor its libraries.
+            if debug or (e.name or "").split(".")[0] not in _BUILD_SIDE_ROOTS:
+                raise
+            _report(
+                prog,
+                KspliceError(
+                    f"`{ctx.invoked_subcommand}` is part of the build side, which is not "
+                    f"installed (no module {e.name})",
+                    hint="install the ksplice-pkg package (apt install ksplice-pkg, "
+                    "dnf install ksplice-pkg)",
+                ),
+            )
         except KeyboardInterrupt:
             terminate_children()
             click.echo(f"{prog}: interrupted", err=True)
@@ -79,6 +93,9 @@ class _Group(_Boundary, click.Group):
 
 class _Command(_Boundary, click.Command):
     pass
+
+
+_BUILD_SIDE_ROOTS = {"ksplice_pkg", "elftools", "debian"}
 
 
 _cache_option = click.option(
@@ -355,11 +372,53 @@ def build(
         click.echo(path)
 
 
+@main.command("package")
+@click.argument("updates", nargs=-1, required=True, type=_file)
+@click.option("--format", "fmt", type=click.Choice(["deb", "rpm"]), required=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option(
+    "--maintainer",
+    help="Maintainer/Packager field (default: $DEBFULLNAME <$DEBEMAIL>, as dch uses).",
+)
+def package_cmd(
+    updates: tuple[Path, ...], fmt: str, output_dir: Path, maintainer: str | None
+) -> None:
+    """Turn update tarballs (ksplice-<id>.tar.gz) into .deb or .rpm packages, one each.
+
+    SOURCE_DATE_EPOCH, when set, is the time stamped in them (default: the update's creation
+    time). Prints the path of each package.
+    """
+    import os
+
+    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+
+    if maintainer is None and os.environ.get("DEBEMAIL"):
+        name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
+        maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise KspliceError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
+    for path in build_packages(
+        updates,
+        PackageFormat(fmt),
+        output_dir,
+        source_date_epoch=int(epoch) if epoch is not None else None,
+        maintainer=maintainer or DEFAULT_MAINTAINER,
+    ):
+        click.echo(path)
+
+
 def create_main() -> None:
     """ksplice-create: the create command under its classic name, behind the same boundary."""
     setup_logging(0)
     create_cmd()
 
+
+# The runtime (apply, undo, view, reapply, install, uninstall, confirm): imports no build side.
+from ksplice_pkg.runtime.cli import RUNTIME_COMMANDS  # noqa: E402
+
+for _command in RUNTIME_COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
