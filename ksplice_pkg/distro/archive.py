@@ -177,4 +177,8 @@ def unpack_rpm(rpm: Path, dest: Path, wanted: Wanted | None = None) -> None:
     except KspliceError:
         raise
     except Exception as e:  # rpmfile's and its decompressors' errors have no common base
-        raise KspliceError(f"cannot unpack {rpm}: {e}") from e
+        hint = None
+        if "zstandard" in str(e):
+            # Fedora and RHEL 9+ compress payloads with zstd, which rpmfile reads through it.
+            hint = "install the zstandard Python module (pip install zstandard)"
+        raise KspliceError(f"cannot unpack {rpm}: {e}", hint=hint) from e

@@ -56,7 +56,11 @@ def _debs(artifacts: KernelArtifacts) -> list[str]:
 
 
 def _build(
-    source: Path, distro: tuple[KernelArtifacts, Path, Path], out: Path, update_id: str
+    source: Path,
+    distro: tuple[KernelArtifacts, Path, Path],
+    out: Path,
+    update_id: str,
+    fmt: str = "tarball",
 ) -> Result:
     artifacts, _, kallsyms = distro
     return CliRunner().invoke(
@@ -67,7 +71,7 @@ def _build(
             *_debs(artifacts),
             f"--system-map={kallsyms}",
             f"--patch={EXAMPLE}",
-            "--format=tarball",
+            f"--format={fmt}",
             f"--id={update_id}",
             f"-o{out}",
         ],
@@ -99,10 +103,26 @@ def test_update_from_debian_source_package_loads(
     distro: tuple[KernelArtifacts, Path, Path], tmp_path: Path
 ) -> None:
     artifacts, dsc, _ = distro
-    result = _build(dsc, distro, tmp_path, "dsc")
+    result = _build(dsc, distro, tmp_path, "dsc", fmt="deb")
     _loads(artifacts, result, tmp_path, "dsc")
-    # The timings of each phase are printed, then the tarball.
+    # The timings of each phase are printed, then the tarball and the hotpatch package.
     assert re.search(r"s  total\n", result.output)
+    _package_holds_module(result, tmp_path, "dsc", ".deb")
+
+
+def _package_holds_module(result: Result, out: Path, update_id: str, suffix: str) -> None:
+    """The hotpatch package printed last carries the very module that loaded."""
+    package = Path(result.output.strip().splitlines()[-1])
+    assert package.suffix == suffix and package.parent == out, result.output
+    unpacked = out / "package"
+    if suffix == ".deb":
+        run(["dpkg-deb", "-x", package, unpacked])
+    else:
+        unpacked.mkdir()
+        cpio = run(["rpm2cpio", package]).stdout
+        run(["cpio", "-idm", "--quiet", "--no-absolute-filenames", "-D", unpacked], input=cpio)
+    (ko,) = unpacked.rglob(f"ksplice_{update_id}.ko")
+    assert ko.read_bytes() == (out / f"ksplice-{update_id}" / ko.name).read_bytes()
 
 
 def _srpm_from_debian(dsc: Path, where: Path) -> tuple[Path, list[str]]:
@@ -182,8 +202,9 @@ def test_update_from_source_rpm_with_patch_series_loads(
     srpm, patches = _srpm_from_debian(dsc, tmp_path / "rpm")
     assert len(patches) > 50  # Debian's series: the %prep has real work to do
     out = tmp_path / "out"
-    result = _build(srpm, distro, out, "srpm")
+    result = _build(srpm, distro, out, "srpm", fmt="rpm")
     _loads(artifacts, result, out, "srpm")
+    _package_holds_module(result, out, "srpm", ".rpm")
     # %prep applied the series: every file the patches touch is as in Debian's own tree
     # (dpkg-source -x of the .dsc), not as in the upstream tarball.
     srpm_tree = prepare_source(identify(srpm), cache)
