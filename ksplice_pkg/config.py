@@ -122,6 +122,12 @@ def create_config(
     if kernel_source.kind is SourceKind.TREE:
         check_make_path(source.resolve(), "the kernel source tree")
         check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
+    if kernel_source.kind is SourceKind.TARBALL and keyring is None:
+        # A bare tarball's name says no version: unpack it first, then its Makefile does.
+        source = prepare_source(kernel_source, cache)
+        kernel_source = identify(source)
+        check_make_path(source.resolve(), "the unpacked kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     if isinstance(target, TargetSpec):
         target = target.resolve(cache=cache, source=kernel_source)
     if kernel_source.kind is not SourceKind.TREE or keyring is not None:

@@ -11,6 +11,11 @@ The layout under `<cache>/kernels/<release>/`:
     target/          the target kernel's description, as `ksplice-pkg create --config` expects it:
                      .config, Module.symvers, vmlinuz, kernel.release
     artifacts.json   written last: its presence means the layout is complete
+    dsc/             with `fetch --source-package`: the Debian source package (linux_*.dsc and
+                     its tarballs) the kernel was built from, for `create`/`build`
+
+The packages are unpacked by distro/archive.py (member names checked) like any other input;
+the source package is downloaded through a private deb-src view kept in `<cache>/apt-src/`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from ksplice_pkg.cli import main
 from ksplice_pkg.distro.kernelpkg import host_arch
 from ksplice_pkg.distro.source import identify
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.run import run
 from ksplice_pkg.target.consistency import check_target
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
 from ksplice_pkg.target.symbols import SymbolMap
@@ -198,3 +199,14 @@ def test_symbol_map_from_the_debug_package(tmp_path: Path) -> None:
         cache=tmp_path / "cache"
     )
     assert target.system_map.read_bytes() == fixtures.REAL_MAP
+
+
+def test_tarball_source_is_checked_against_the_kernel_package_once_unpacked(
+    tmp_path: Path,
+) -> None:
+    """A linux-source tarball's name carries no version: its Makefile does."""
+    tree = fixtures.kernel_tree(tmp_path / "src", "linux-source-6.1")
+    tarball = tmp_path / "linux-source-6.1.tar.xz"
+    run(["tar", "-C", tree.parent, "-cJf", tarball, tree.name])
+    image = fixtures.image_deb(tmp_path, version="6.2.9-1")
+    _refused(_create(tmp_path, tarball, f"--kernel-package={image}"), "6.2.9-1", fixtures.VERSION)
