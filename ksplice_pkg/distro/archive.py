@@ -67,7 +67,12 @@ def unpack_tar(
             ) from e
 
     try:
-        with tarfile.open(archive if data is None else None, fileobj=data) as tar:
+        # A stream is read once, in order ("r|*"): it may be a window onto a .deb.
+        with tarfile.open(
+            archive if data is None else None,
+            mode="r:*" if data is None else "r|*",
+            fileobj=data,
+        ) as tar:
             tar.extractall(dest, filter=check)
     except tarfile.TarError as e:
         raise KspliceError(f"{archive} is not a readable tarball: {e}") from e
@@ -87,13 +92,73 @@ def deb_fields(deb: Path) -> dict[str, str]:
     return fields
 
 
+_AR_MAGIC = b"!<arch>\n"
+_AR_HEADER = 60
+
+
+def _deb_data_member(deb: Path) -> tuple[str, int, int] | None:
+    """Name, offset and size of a .deb's data.tar.* member, read from the ar archive."""
+    with deb.open("rb") as f:
+        if f.read(len(_AR_MAGIC)) != _AR_MAGIC:
+            return None
+        offset = len(_AR_MAGIC)
+        while header := f.read(_AR_HEADER):
+            if len(header) < _AR_HEADER:
+                return None
+            name = header[:16].decode(errors="replace").strip().rstrip("/")
+            size = int(header[48:58].decode().strip() or 0)
+            offset += _AR_HEADER
+            if name.startswith("data.tar"):
+                return name, offset, size
+            offset += size + (size & 1)  # members are 2-byte aligned
+            f.seek(offset)
+    return None
+
+
 def unpack_deb(deb: Path, dest: Path, wanted: Wanted | None = None) -> None:
-    """Unpack a .deb's files: dpkg-deb hands over its data tarball, which is checked here."""
+    """Unpack a .deb's files; its data tarball is checked member by member here.
+
+    The tarball is streamed straight from the .deb when tarfile reads its compression (gzip,
+    xz, bzip2: a -dbg package is a gigabyte unpacked), else (zstd, as Ubuntu uses) dpkg-deb
+    decompresses it.
+    """
+    member = _deb_data_member(deb)
+    if member is not None and member[0] in (
+        "data.tar",
+        "data.tar.gz",
+        "data.tar.xz",
+        "data.tar.bz2",
+    ):
+        _, offset, size = member
+        with deb.open("rb") as f:
+            f.seek(offset)
+            unpack_tar(deb, dest, data=io.BufferedReader(_Window(f, size)), wanted=wanted)
+        return
     try:
         data = run(["dpkg-deb", "--fsys-tarfile", deb]).stdout
     except CommandError as e:
         raise KspliceError(f"{deb} is not a Debian package: {e.message}") from e
     unpack_tar(deb, dest, data=io.BytesIO(data), wanted=wanted)
+
+
+class _Window(io.RawIOBase):
+    """`size` bytes of a file from its current position, as a stream of their own."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self._f = f
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._left)
+        if n <= 0:
+            return 0
+        data = self._f.read(n)
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
 
 
 @dataclass(frozen=True)
