@@ -190,12 +190,22 @@ def is_real_symbol_map(path: Path) -> bool:
     return all(re.fullmatch(rb"[0-9a-fA-F]+ [A-Za-z] \S+\n", line) for line in head)
 
 
-def _headers_pieces(root: Path, release: str | None) -> Path | None:
+def _headers_pieces(root: Path, release: str | None, package: Path) -> Path | None:
+    """Module.symvers of usr/src/linux-headers-<release> (.deb) or usr/src/kernels/<release>
+    (kernel-devel); the headers of another release than the image's are refused."""
     candidates = sorted(root.glob("usr/src/linux-headers-*/Module.symvers")) + sorted(
         root.glob("usr/src/kernels/*/Module.symvers")
     )
-    if release is not None:
-        candidates = [c for c in candidates if c.parent.name.endswith(release)] or candidates
+    if release is not None and candidates:
+        ours = [c for c in candidates if c.parent.name.removeprefix("linux-headers-") == release]
+        if not ours:
+            theirs = ", ".join(c.parent.name for c in candidates)
+            raise KspliceError(
+                f"{package.name} holds the headers of {theirs}, not of the kernel package's "
+                f"release {release}",
+                hint=f"give linux-headers-{release} (.deb) or the kernel-devel of {release}",
+            )
+        candidates = ours
     return candidates[0] if candidates else None
 
 
@@ -261,7 +271,8 @@ def target_from_packages(
                 modules = base / found.release
     if headers is not None:
         found.symvers = (
-            _headers_pieces(_unpacked(headers, cache, tag="all"), found.release) or found.symvers
+            _headers_pieces(_unpacked(headers, cache, tag="all"), found.release, headers)
+            or found.symvers
         )
         if found.symvers is None:
             raise KspliceError(f"{headers.name} holds no Module.symvers")

@@ -210,3 +210,24 @@ def test_tarball_source_is_checked_against_the_kernel_package_once_unpacked(
     run(["tar", "-C", tree.parent, "-cJf", tarball, tree.name])
     image = fixtures.image_deb(tmp_path, version="6.2.9-1")
     _refused(_create(tmp_path, tarball, f"--kernel-package={image}"), "6.2.9-1", fixtures.VERSION)
+
+
+def test_headers_of_another_release_are_refused_naming_both(tmp_path: Path) -> None:
+    image = fixtures.image_deb(tmp_path)
+    other = "6.1.0-52-cloud-amd64"
+    headers = fixtures.deb(
+        tmp_path,
+        f"linux-headers-{other}",
+        {f"usr/src/linux-headers-{other}/Module.symvers": fixtures.SYMVERS},
+    )
+    _refused(
+        _create(
+            tmp_path,
+            fixtures.dsc(tmp_path / "pkg"),
+            f"--kernel-package={image}",
+            f"--headers-package={headers}",
+        ),
+        other,
+        fixtures.RELEASE,
+    )
+    _nothing_written(tmp_path)
