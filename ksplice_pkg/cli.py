@@ -336,8 +336,13 @@ def build(
 ) -> None:
     """Source package + kernel packages + patch -> a verified hotpatch package.
 
-    e.g. ksplice-pkg build linux_6.1.187-1.dsc --kernel-package linux-image-...deb
-    --headers-package linux-headers-...deb --system-map kallsyms --patch fix.patch
+    KERNEL_SOURCE is a kernel tree, a linux_*.dsc, a linux-source-X.Y .deb or its tarball, or a
+    kernel .src.rpm. Run-pre verification is required. For example:
+
+    \b
+        ksplice-pkg build linux_6.1.187-1.dsc --patch fix.patch --system-map kallsyms \\
+            --kernel-package linux-image-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb \\
+            --headers-package linux-headers-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb
     """
     from ksplice_pkg.distro.hotpatch import OutputFormat, build_hotpatch
     from ksplice_pkg.target.files import TargetSpec

@@ -231,3 +231,34 @@ def test_headers_of_another_release_are_refused_naming_both(tmp_path: Path) -> N
         fixtures.RELEASE,
     )
     _nothing_written(tmp_path)
+
+
+def test_build_refuses_a_dsc_with_a_missing_file_and_writes_nothing(tmp_path: Path) -> None:
+    """`build` goes through the same checks as `create`, before any unpacking."""
+    dsc = fixtures.dsc(tmp_path / "pkg")
+    (orig,) = dsc.parent.glob("*.orig.tar.*")
+    orig.unlink()
+    image = fixtures.image_deb(tmp_path)
+    headers = fixtures.headers_deb(tmp_path)
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text(KALLSYMS)
+    patch = tmp_path / "fix.patch"
+    patch.write_text(fixtures.FIX)
+    result = CliRunner().invoke(
+        main,
+        [
+            "build",
+            str(dsc),
+            f"--patch={patch}",
+            f"--kernel-package={image}",
+            f"--headers-package={headers}",
+            f"--system-map={kallsyms}",
+            f"--cache-dir={tmp_path / 'cache'}",
+            f"-o{tmp_path / 'out'}",
+        ],
+    )
+    _refused(result, orig.name, "apt-get source")
+    _nothing_written(tmp_path)
+    assert not (tmp_path / "cache" / "sources").exists() or not [
+        p for p in (tmp_path / "cache" / "sources").iterdir() if p.is_dir()
+    ]
