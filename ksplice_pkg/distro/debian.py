@@ -189,6 +189,8 @@ def _unpack_source(source_deb: Path, dest: Path) -> None:
 
 
 _DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+_ONE_LINE_SOURCES = Path("/etc/apt/sources.list")
+_SYSTEM_LISTS = Path("/var/lib/apt/lists")
 
 
 def _source_apt_options(cache: Path) -> list[str]:
@@ -209,18 +211,30 @@ def _source_apt_options(cache: Path) -> list[str]:
         "Dir::Cache": str(state / "cache"),
     }
     argv = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
-    if not (lists / "lock").exists() or not (parts / "debian-src.sources").is_file():
-        if not _DEBIAN_SOURCES.is_file():
+    stamp = lists / "updated"
+    # The view is refreshed whenever the system's own lists are newer (`apt-get update`, as
+    # scripts/setup runs it): a new security upload's source is then seen too.
+    system = [p.stat().st_mtime for p in _SYSTEM_LISTS.glob("*Release")]
+    stale = not stamp.is_file() or (bool(system) and max(system) > stamp.stat().st_mtime)
+    if stale or not any(parts.glob("debian-src.*")):
+        if _DEBIAN_SOURCES.is_file():  # Debian 12's deb822 sources
+            text = re.sub(r"(?m)^Types:.*$", "Types: deb-src", _DEBIAN_SOURCES.read_text())
+            atomic_write(parts / "debian-src.sources", text)
+        elif _ONE_LINE_SOURCES.is_file():  # the older one-line format
+            lines = _ONE_LINE_SOURCES.read_text().splitlines()
+            text = "".join(f"deb-src{ln[3:]}\n" for ln in lines if ln.startswith("deb "))
+            atomic_write(parts / "debian-src.list", text)
+        else:
             raise KspliceError(
-                f"{_DEBIAN_SOURCES} does not exist: no Debian archive to take sources from",
+                f"neither {_DEBIAN_SOURCES} nor {_ONE_LINE_SOURCES} exists: no Debian archive "
+                "to take sources from",
                 hint="give the .dsc and its files yourself (apt-get source --download-only)",
             )
-        text = re.sub(r"(?m)^Types:.*$", "Types: deb-src", _DEBIAN_SOURCES.read_text())
-        atomic_write(parts / "debian-src.sources", text)
         (lists / "partial").mkdir(parents=True, exist_ok=True)
         (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         with step("reading the archive's source package lists (deb-src)"):
             run(["apt-get", "-q", *argv, "update"])
+        atomic_write(stamp, "")
     return argv
 
 
