@@ -246,3 +246,40 @@ def test_source_that_differs_from_binary_is_refused_by_run_pre(
     assert result.exit_code == RunPreMismatchError.exit_code, result.output
     assert "cmdline_proc_show" in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_real_kernel_package_of_another_version_is_refused_naming_both(
+    distro: tuple[KernelArtifacts, Path, Path], cache: Path, tmp_path: Path
+) -> None:
+    """The .dsc of one upload with the image of another (the lab's default kernel, when the
+    archive's newest source is not served): refused before anything is unpacked or built."""
+    artifacts, dsc, kallsyms = distro
+    other = next(
+        (
+            deb
+            for deb in (cache / "kernels").glob("*/debs/linux-image-*.deb")
+            if artifacts.release not in deb.name
+        ),
+        None,
+    )
+    if other is None:
+        other_artifacts = fetch(cache)  # Debian's current kernel
+        if other_artifacts.release == artifacts.release:
+            pytest.skip("the archive serves the source of its current kernel: no other to mix")
+        (other,) = (other_artifacts.root / "debs").glob("linux-image-*.deb")
+    version = other.name.split("_")[1]
+    result = CliRunner().invoke(
+        main,
+        [
+            "build",
+            str(dsc),
+            f"--kernel-package={other}",
+            f"--system-map={kallsyms}",
+            f"--patch={EXAMPLE}",
+            f"-o{tmp_path / 'out'}",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert version in result.output and dsc.stem.split("_")[1] in result.output
+    assert other.name in result.output and dsc.name in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
