@@ -13,7 +13,16 @@ setup(
     license="GPL-2.0-only",
     python_requires=">=3.11",
     packages=find_packages(include=["ksplice_pkg", "ksplice_pkg.*"]),
-    package_data={"ksplice_pkg": ["py.typed", "vm/guest/*", "examples/*", "include/ksplice/*"]},
+    package_data={
+        "ksplice_pkg": [
+            "py.typed",
+            "vm/guest/*",
+            "examples/*",
+            "package/scripts/*",
+            "package/*.rpmlintrc",
+            "include/ksplice/*",
+        ]
+    },
     install_requires=[
         "click>=8.1",
         "pyelftools>=0.29",
@@ -27,6 +36,9 @@ setup(
         "console_scripts": [
             "ksplice-pkg=ksplice_pkg.cli:main",
             "ksplice-create=ksplice_pkg.cli:create_main",
+            "ksplice-apply=ksplice_pkg.runtime.cli:apply_main",
+            "ksplice-undo=ksplice_pkg.runtime.cli:undo_main",
+            "ksplice-view=ksplice_pkg.runtime.cli:view_main",
         ],
     },
 )

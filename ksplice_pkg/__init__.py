@@ -11,7 +11,8 @@ The build side (a maintainer's machine), one subpackage per stage, in pipeline o
 
 `create.py` runs them in that order; `config.py` turns options into its configuration.
 Supporting layers: `elf/` (our ELF model, reader, writer, object queries, the vmlinux image),
-`target/` (the target kernel's files and symbol map), `distro/` (fetching Debian's kernel),
+`target/` (the target kernel's files and symbol map), `distro/` (distro inputs: Debian's
+kernel fetched, source and kernel packages unpacked, `ksplice-pkg build`),
 `vm/` (the lab: the real kernel in qemu).
 
 `manifest.py` is the contract with the runtime side (apply, undo, view, reapply), which runs on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,6 +61,20 @@ class _Boundary:
             if debug:
                 raise
             _report(prog, _os_error(e))
+        except ModuleNotFoundError as e:
+            # The distro packages split the tool: ksplice-pkg-runtime alone has no build side
+            # (create, fetch, demo, package, build) nor its libraries.
+            if debug or (e.name or "").split(".")[0] not in _BUILD_SIDE_ROOTS:
+                raise
+            _report(
+                prog,
+                KspliceError(
+                    f"`{ctx.invoked_subcommand}` is part of the build side, which is not "
+                    f"installed (no module {e.name})",
+                    hint="install the ksplice-pkg package (apt install ksplice-pkg, "
+                    "dnf install ksplice-pkg)",
+                ),
+            )
         except KeyboardInterrupt:
             terminate_children()
             click.echo(f"{prog}: interrupted", err=True)
@@ -78,6 +93,9 @@ class _Group(_Boundary, click.Group):
 
 class _Command(_Boundary, click.Command):
     pass
+
+
+_BUILD_SIDE_ROOTS = {"ksplice_pkg", "elftools", "debian"}
 
 
 _cache_option = click.option(
@@ -105,15 +123,25 @@ def main(verbose: int, debug: bool) -> None:
     is_flag=True,
     help="Also boot the kernel in qemu and save its /proc/kallsyms (the real symbol map).",
 )
-def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
+@click.option(
+    "--source-package",
+    is_flag=True,
+    help="Also download the Debian source package (.dsc and tarballs) the kernel was built from.",
+)
+def fetch(
+    release: str | None, kallsyms: bool, source_package: bool, cache_dir: Path | None
+) -> None:
     """Download a Debian kernel's image, headers and source (default: Debian's current one).
 
     RELEASE is the kernel release as `uname -r` prints it, e.g. 6.1.0-56-cloud-amd64.
     The last line printed is the directory holding it all.
     """
     from ksplice_pkg.distro.debian import fetch as do_fetch
+    from ksplice_pkg.distro.debian import fetch_source_package
 
-    artifacts = do_fetch(cache_dir or default_cache_dir(), release)
+    cache = cache_dir or default_cache_dir()
+    artifacts = do_fetch(cache, release)
+    dsc = fetch_source_package(cache, artifacts.release) if source_package else None
     if kallsyms and not artifacts.kallsyms.is_file():
         from ksplice_pkg.vm.capture import capture_kallsyms
 
@@ -121,6 +149,8 @@ def fetch(release: str | None, kallsyms: bool, cache_dir: Path | None) -> None:
     click.echo(f"release:  {artifacts.release} ({artifacts.version})")
     click.echo(f"source:   {artifacts.source_tree}")
     click.echo(f"target:   {artifacts.target_dir}")
+    if dsc is not None:
+        click.echo(f"package:  {dsc}")
     click.echo(artifacts.root)
 
 
@@ -137,10 +167,41 @@ def demo(release: str | None, jobs: int | None, cache_dir: Path | None, output_d
 
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_source_argument = click.argument("kernel_source", type=click.Path(exists=True, path_type=Path))
+
+
+def _package_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The target described by distro packages, and the source package's keyring."""
+    for option in reversed(
+        [
+            click.option(
+                "--kernel-package",
+                type=_file,
+                help="linux-image-*.deb or kernel(-core) .rpm: .config, vmlinuz, release.",
+            ),
+            click.option(
+                "--headers-package",
+                type=_file,
+                help="linux-headers-*.deb or kernel-devel .rpm: Module.symvers.",
+            ),
+            click.option(
+                "--debug-package",
+                type=_file,
+                help="linux-image-*-dbg.deb or kernel-debuginfo .rpm: the symbol map.",
+            ),
+            click.option(
+                "--keyring",
+                type=_file,
+                help="Check the .dsc's signature against this keyring (gpgv).",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
 
 
 @click.command("create", cls=_Command)
-@click.argument("kernel_source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_source_argument
 @click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
 @click.option("--diffext", help="Files named FILE<EXT> in the tree are new versions of FILE.")
 @click.option("--git", "git_commit", help="Take the patch from this commit of the source tree.")
@@ -182,6 +243,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--patch-opt", default="-p1", show_default=True, help="Option passed to patch.")
 @click.option("-v", "--verbose", count=True, help="Say why each function is included.")
+@_package_options
 @_cache_option
 def create_cmd(
     kernel_source: Path,
@@ -204,18 +266,36 @@ def create_cmd(
     output_dir: Path,
     patch_opt: str,
     verbose: int,
+    kernel_package: Path | None,
+    headers_package: Path | None,
+    debug_package: Path | None,
+    keyring: Path | None,
     cache_dir: Path | None,
 ) -> None:
-    """Build a livepatch update of KERNEL_SOURCE's kernel from a patch."""
+    """Build a livepatch update of KERNEL_SOURCE's kernel from a patch.
+
+    KERNEL_SOURCE is a kernel tree, a Debian source package (linux_*.dsc), a linux-source-X.Y
+    .deb or its tarball, or a kernel .src.rpm.
+    """
     from ksplice_pkg.config import create_config
     from ksplice_pkg.create import create
     from ksplice_pkg.target.files import TargetSpec
 
     if verbose:
         setup_logging(verbose)
-    if config_dir is None and (kernel_source / "ksplice").is_dir():
+    if config_dir is None and (kernel_source / "ksplice").is_dir() and not kernel_package:
         config_dir = kernel_source / "ksplice"
-    target = TargetSpec(config_dir, system_map, kconfig, symvers, vmlinux, kernel_release)
+    target = TargetSpec(
+        config_dir,
+        system_map,
+        kconfig,
+        symvers,
+        vmlinux,
+        kernel_release,
+        kernel_package,
+        headers_package,
+        debug_package,
+    )
     cfg = create_config(
         kernel_source,
         target,
@@ -232,6 +312,7 @@ def create_cmd(
         series=series,
         replace=replace,
         runtime_only=runtime_only,
+        keyring=keyring,
     )
     click.echo(create(cfg))
 
@@ -239,11 +320,135 @@ def create_cmd(
 main.add_command(create_cmd)
 
 
+@main.command()
+@_source_argument
+@click.option("--patch", "patch_file", type=_file, required=True, help="The patch to ship.")
+@click.option("--system-map", type=_file, help="System.map or a copy of /proc/kallsyms.")
+@click.option("--kconfig", type=_file, help="The target kernel's .config.")
+@click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
+@click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz.")
+@_package_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["deb", "rpm", "tarball"]),
+    default="deb",
+    show_default=True,
+    help="What to make: a hotpatch package, or only the update tarball.",
+)
+@click.option("--id", "update_id", help="Update id (default: 8 random [a-z0-9]).")
+@click.option("--description", help="What the update fixes (default: the patch's first line).")
+@click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@_cache_option
+def build(
+    kernel_source: Path,
+    patch_file: Path,
+    system_map: Path | None,
+    kconfig: Path | None,
+    symvers: Path | None,
+    vmlinux: Path | None,
+    kernel_package: Path | None,
+    headers_package: Path | None,
+    debug_package: Path | None,
+    keyring: Path | None,
+    fmt: str,
+    update_id: str | None,
+    description: str | None,
+    jobs: int | None,
+    output_dir: Path,
+    cache_dir: Path | None,
+) -> None:
+    """Source package + kernel packages + patch -> a verified hotpatch package.
+
+    KERNEL_SOURCE is a kernel tree, a linux_*.dsc, a linux-source-X.Y .deb or its tarball, or a
+    kernel .src.rpm. Run-pre verification is required. For example:
+
+    \b
+        ksplice-pkg build linux_6.1.187-1.dsc --patch fix.patch --system-map kallsyms \\
+            --kernel-package linux-image-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb \\
+            --headers-package linux-headers-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb
+    """
+    from ksplice_pkg.distro.hotpatch import OutputFormat, build_hotpatch
+    from ksplice_pkg.target.files import TargetSpec
+
+    target = TargetSpec(
+        None,
+        system_map,
+        kconfig,
+        symvers,
+        vmlinux,
+        None,
+        kernel_package,
+        headers_package,
+        debug_package,
+    )
+    result = build_hotpatch(
+        kernel_source,
+        target,
+        patch_file,
+        cache=cache_dir or default_cache_dir(),
+        output_dir=output_dir,
+        fmt=OutputFormat(fmt),
+        update_id=update_id,
+        description=description,
+        jobs=jobs,
+        keyring=keyring,
+    )
+    for name, seconds in result.timings:
+        click.echo(f"{seconds:7.1f} s  {name}")
+    click.echo(f"{sum(s for _, s in result.timings):7.1f} s  total")
+    for path in [result.tarball, *result.packages]:
+        click.echo(path)
+
+
+@main.command("package")
+@click.argument("updates", nargs=-1, required=True, type=_file)
+@click.option("--format", "fmt", type=click.Choice(["deb", "rpm"]), required=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option(
+    "--maintainer",
+    help="Maintainer/Packager field (default: $DEBFULLNAME <$DEBEMAIL>, as dch uses).",
+)
+def package_cmd(
+    updates: tuple[Path, ...], fmt: str, output_dir: Path, maintainer: str | None
+) -> None:
+    """Turn update tarballs (ksplice-<id>.tar.gz) into .deb or .rpm packages, one each.
+
+    SOURCE_DATE_EPOCH, when set, is the time stamped in them (default: the update's creation
+    time). Prints the path of each package.
+    """
+    import os
+
+    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+
+    if maintainer is None and os.environ.get("DEBEMAIL"):
+        name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
+        maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise KspliceError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
+    for path in build_packages(
+        updates,
+        PackageFormat(fmt),
+        output_dir,
+        source_date_epoch=int(epoch) if epoch is not None else None,
+        maintainer=maintainer or DEFAULT_MAINTAINER,
+    ):
+        click.echo(path)
+
+
 def create_main() -> None:
     """ksplice-create: the create command under its classic name, behind the same boundary."""
     setup_logging(0)
     create_cmd()
 
+
+# The runtime (apply, undo, view, reapply, install, uninstall, confirm): imports no build side.
+from ksplice_pkg.runtime.cli import RUNTIME_COMMANDS  # noqa: E402
+
+for _command in RUNTIME_COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

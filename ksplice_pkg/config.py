@@ -103,13 +103,18 @@ def create_config(
     series: Sequence[Path] = (),
     replace: bool = False,
     runtime_only: bool = False,
+    keyring: Path | None = None,
 ) -> CreateConfig:
     """Check the options against each other, then find the target's files and load the patch.
 
     `patch` is the diff text itself (the demo's and the tests' way); the others are
     ksplice-create's options. The cheap checks come first, so a wrong option is reported as such
-    before anything is read.
+    before anything is read. `source` may be a tree or a distro source package (see
+    distro/source.py): kernel packages are checked against its version before it is unpacked.
     """
+    from ksplice_pkg.distro.source import SourceKind, identify, prepare_source
+
+    kernel_source = identify(source)
     given = [x for x in (patch_file, diffext, git_commit, patch) if x is not None]
     if len(given) + prebuild != 1:
         raise KspliceError(
@@ -122,10 +127,17 @@ def create_config(
         raise KspliceError(f"-j {jobs}: give a positive number of parallel jobs")
     if description is not None:
         check_description(description)
-    check_make_path(source.resolve(), "the kernel source tree")
-    check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
+    if kernel_source.kind is SourceKind.TREE:
+        check_make_path(source.resolve(), "the kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
+    if kernel_source.kind is SourceKind.TARBALL and keyring is None:
+        # A bare tarball's name says no version: unpack it first, then its Makefile does.
+        source = prepare_source(kernel_source, cache)
+        kernel_source = identify(source)
+        check_make_path(source.resolve(), "the unpacked kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     if isinstance(target, TargetSpec):
-        target = target.resolve()
+        target = target.resolve(cache=cache, source=kernel_source)
     if series and replace:
         raise KspliceError(
             "--series and --replace do not go together: a cumulative update stands alone",
@@ -135,6 +147,10 @@ def create_config(
     ids = [p.manifest.id for p in previous]
     if len(set(ids)) != len(ids) or (update_id is not None and update_id in ids):
         raise KspliceError(f"--series: update ids repeat ({', '.join(ids)})")
+    if kernel_source.kind is not SourceKind.TREE or keyring is not None:
+        source = prepare_source(kernel_source, cache, keyring)
+        check_make_path(source.resolve(), "the unpacked kernel source tree")
+        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
     text = ""
     if patch is not None:
         text = patch

@@ -11,6 +11,11 @@ The layout under `<cache>/kernels/<release>/`:
     target/          the target kernel's description, as `ksplice-pkg create --config` expects it:
                      .config, Module.symvers, vmlinuz, kernel.release
     artifacts.json   written last: its presence means the layout is complete
+    dsc/             with `fetch --source-package`: the Debian source package (linux_*.dsc and
+                     its tarballs) the kernel was built from, for `create`/`build`
+
+The packages are unpacked by distro/archive.py (member names checked) like any other input;
+the source package is downloaded through a private deb-src view kept in `<cache>/apt-src/`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from pathlib import Path
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.distro.archive import unpack_deb
+from ksplice_pkg.distro.source import unpack_source_deb
+from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, run_text
@@ -172,18 +179,124 @@ def _download(record: Packages, debs: Path) -> Path:
 
 def _unpack_deb(deb: Path, dest: Path) -> None:
     with atomic_directory(dest) as tmp:
-        run(["dpkg-deb", "-x", deb, tmp])
+        unpack_deb(deb, tmp)
 
 
 def _unpack_source(source_deb: Path, dest: Path) -> None:
     """Unpack the linux-source tarball that the linux-source-X.Y package carries."""
     with atomic_directory(dest) as tmp:
-        run(["dpkg-deb", "-x", source_deb, tmp / "deb"])
-        tarballs = sorted((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
-        if len(tarballs) != 1:
-            raise KspliceError(f"{source_deb.name} does not hold one linux-source tarball")
-        run(["tar", "-C", tmp, "-xf", tarballs[0]])
-        shutil.rmtree(tmp / "deb")
+        unpack_source_deb(source_deb, tmp)
+
+
+_DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+_ONE_LINE_SOURCES = Path("/etc/apt/sources.list")
+_SYSTEM_LISTS = Path("/var/lib/apt/lists")
+
+
+def _source_apt_options(cache: Path) -> list[str]:
+    """apt options for a private deb-src view of the system's Debian sources.
+
+    The system's apt configuration is left alone: the deb-src entries (a `Types: deb-src` copy
+    of its sources) and their package lists live under the cache, fetched with the same
+    archive keys, so apt checks the .dsc and its tarballs against the signed Sources index.
+    """
+    state = cache / "apt-src"
+    parts = state / "sources.list.d"
+    lists = state / "lists"
+    options = {
+        "APT::Sandbox::User": "root",
+        "Dir::Etc::SourceList": "/dev/null",
+        "Dir::Etc::SourceParts": str(parts),
+        "Dir::State::Lists": str(lists),
+        "Dir::Cache": str(state / "cache"),
+    }
+    argv = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    stamp = lists / "updated"
+    # The view is refreshed whenever the system's own lists are newer (`apt-get update`, as
+    # scripts/setup runs it): a new security upload's source is then seen too.
+    system = [p.stat().st_mtime for p in _SYSTEM_LISTS.glob("*Release")]
+    stale = not stamp.is_file() or (bool(system) and max(system) > stamp.stat().st_mtime)
+    if stale or not any(parts.glob("debian-src.*")):
+        if _DEBIAN_SOURCES.is_file():  # Debian 12's deb822 sources
+            text = re.sub(r"(?m)^Types:.*$", "Types: deb-src", _DEBIAN_SOURCES.read_text())
+            atomic_write(parts / "debian-src.sources", text)
+        elif _ONE_LINE_SOURCES.is_file():  # the older one-line format
+            lines = _ONE_LINE_SOURCES.read_text().splitlines()
+            text = "".join(f"deb-src{ln[3:]}\n" for ln in lines if ln.startswith("deb "))
+            atomic_write(parts / "debian-src.list", text)
+        else:
+            raise KspliceError(
+                f"neither {_DEBIAN_SOURCES} nor {_ONE_LINE_SOURCES} exists: no Debian archive "
+                "to take sources from",
+                hint="give the .dsc and its files yourself (apt-get source --download-only)",
+            )
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        with step("reading the archive's source package lists (deb-src)"):
+            run(["apt-get", "-q", *argv, "update"])
+        atomic_write(stamp, "")
+    return argv
+
+
+def fetch_source_package(cache: Path, release: str) -> Path:
+    """Download the Debian source package (.dsc and tarballs) that `release` was built from;
+    returns the .dsc. The version is the headers package's: the image comes from
+    linux-signed-*, whose own version is not the source's."""
+    m = _RELEASE_RE.match(release)
+    if not m:
+        raise KspliceError(f"{release!r} is not a Debian kernel release")
+    headers = _apt_record(f"linux-headers-{release}")
+    if headers is None:
+        raise _not_found(f"package linux-headers-{release}", release, m["flavour"])
+    name = str(headers.get("Source", headers["Package"])).split()[0]
+    version = str(headers["Version"])
+    dest = cache / "kernels" / release / "dsc"
+    dsc = dest / f"{name}_{version.rsplit(':', maxsplit=1)[-1]}.dsc"
+    if dsc.is_file() and (dest / "complete").is_file():
+        return dsc
+    argv = _source_apt_options(cache)
+    dest.mkdir(parents=True, exist_ok=True)
+    with step(f"downloading the source package {name} {version}"):
+        try:
+            # apt checks every file against the signed Sources index as it downloads it.
+            run(
+                ["apt-get", "-q", *argv, "source", "--download-only", f"{name}={version}"], cwd=dest
+            )
+        except CommandError as e:
+            raise KspliceError(
+                f"the archive does not serve the source package {name} {version} of {release}: "
+                f"{e.message.splitlines()[-1].strip()}",
+                hint="mirrors keep only some versions; pick a release whose source is served "
+                "(`apt-cache showsrc linux` with a deb-src entry), or give the .dsc yourself",
+            ) from e
+    if not dsc.is_file():
+        raise KspliceError(f"apt-get source did not produce {dsc}")
+    atomic_write(dest / "complete", version + "\n")
+    return dsc
+
+
+def release_with_source(cache: Path, flavour: str = DEFAULT_FLAVOUR) -> tuple[str, Path]:
+    """The newest release of the default release's series whose source package the archive
+    serves, and its downloaded .dsc.
+
+    Mirrors may keep the source of only some versions (the newest security upload's .dsc can
+    be missing while its binaries are served), so versions are tried newest first.
+    """
+    series = default_release(flavour).split(".")[:2]
+    tried = []
+    for release in reversed(available_releases(flavour)):
+        if release.split(".")[:2] != series:
+            continue
+        try:
+            return release, fetch_source_package(cache, release)
+        except KspliceError as e:
+            logger.info("no source package for %s: %s", release, e.message)
+            tried.append(release)
+    raise KspliceError(
+        f"the archive serves the source package of no {'.'.join(series)} {flavour} release "
+        f"(tried {', '.join(tried) or 'none'})",
+        hint=_APT_HINT,
+    )
 
 
 def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:

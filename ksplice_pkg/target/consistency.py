@@ -66,6 +66,7 @@ def check_target(target: TargetFiles, symbols: SymbolMap, vmlinux: Vmlinux | Non
             "livepatch updates",
             hint="check that it is the target kernel's .config",
         )
+    _config_against_map(config, symbols)
     symvers = Symvers.load(target.symvers)
     _symvers_against_map(symvers, symbols)
     if vmlinux is None:
@@ -81,6 +82,45 @@ def check_target(target: TargetFiles, symbols: SymbolMap, vmlinux: Vmlinux | Non
     _config_against_banner(config, banner, image)
     _symvers_against_binary(symvers, symbols, vmlinux, shift, image)
     return CheckedTarget(config, symvers)
+
+
+# Options whose code is in vmlinux exactly when they are =y, each with a function that has had
+# that name since long before 5.4 (the oldest kernel with the klp relocations we write). With a
+# kernel package, the .config comes from it and the map from the user (kallsyms of a running
+# machine): this catches a map of another flavour or build before the binary is even read.
+_CONFIG_SYMBOLS = {
+    "CONFIG_LIVEPATCH": "klp_enable_patch",
+    "CONFIG_KPROBES": "register_kprobe",
+    "CONFIG_KASAN": "kasan_report",
+    "CONFIG_KCOV": "__sanitizer_cov_trace_pc",
+    "CONFIG_DEBUG_KMEMLEAK": "kmemleak_alloc",
+    "CONFIG_LOCKDEP": "lock_acquire",
+}
+
+
+# A whole kernel's map has tens of thousands of symbols; a smaller one was cut down (by hand, or
+# an nm of a stripped image) and the absence of a name in it proves nothing.
+_WHOLE_MAP = 10_000
+
+
+def _config_against_map(config: KernelConfig, symbols: SymbolMap) -> None:
+    if len(symbols) < _WHOLE_MAP:
+        return
+    problems = []
+    for option, function in _CONFIG_SYMBOLS.items():
+        enabled = config.values.get(option) == "y"
+        present = bool(symbols.vmlinux_symbols_named(function))
+        if enabled != present:
+            problems.append(
+                f"{option} is {'on' if enabled else 'off'} in it but the map "
+                f"{'lacks' if enabled else 'has'} {function}"
+            )
+    if problems:
+        raise KspliceError(
+            f"{config.path} does not match the symbol map {symbols.source}: " + "; ".join(problems),
+            hint="take both from the same kernel build: the .config from its image package "
+            "(/boot/config-<release>), the map from its System.map or /proc/kallsyms",
+        )
 
 
 def _symvers_against_map(symvers: Symvers, symbols: SymbolMap) -> None:

@@ -142,8 +142,10 @@ def run_userland(
     files: Mapping[str, Path] | None = None,
     overlay: Path | None = None,
     timeout: float = 600,
+    append: str = "",
 ) -> GuestResult:
-    """Boot the Debian image on the target kernel; run script (sh, root) once systemd is up."""
+    """Boot the Debian image on the target kernel; run script (sh, root) once systemd is up.
+    `append`: more words for the kernel command line (e.g. a switch a test boots with)."""
     image = image_for(artifacts, cache)
     modules = module_load_order(artifacts.modules_dir, DISK_MODULES)
     with tempfile.TemporaryDirectory(prefix="ksplice-lab-") as tmp:
@@ -163,7 +165,7 @@ def run_userland(
         result = boot(
             artifacts.vmlinuz,
             work / "initrd.gz",
-            "ksplice.lab=userland quiet loglevel=4",
+            f"ksplice.lab=userland quiet loglevel=4 {append}".strip(),
             work,
             disks=(
                 root,

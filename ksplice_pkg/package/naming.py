@@ -1,0 +1,206 @@
+"""Names, versions and relations of hotpatch packages, for both formats.
+
+The scheme follows the distributions' livepatch packages (RHEL's `kpatch-patch-<kver>`, SUSE's
+`kernel-livepatch-<kver>`): one package per update, named after the kernel release it patches and
+the update id, `ksplice-update-<release>-<id>`. Its version is the update's creation stamp
+(`created`, UTC, as YYYYMMDD.HHMMSS), so that versions order updates by age.
+
+Relations:
+- the runtime package (`ksplice-pkg-runtime`), which applies and reapplies updates;
+- the exact kernel it patches: `linux-image-<release>` on Debian, `kernel-uname-r = <release>`
+  (what Fedora's and RHEL's kernel-core provide) on RPM systems, or `kernel-uname-r(<release>)`
+  for a release with more than one '-', which no RPM version can hold;
+- for a stacked update, the packages of the updates in `depends_on`;
+- every package provides `ksplice-updates-<release>` at its stamp: apt and dnf find all updates
+  of a kernel through it, and a cumulative (`replace`) update conflicts with / replaces /
+  obsoletes every provider of an older stamp, which is how it knows the updates it supersedes
+  without naming them. Updates stacked on top of it later carry a newer stamp and stay.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from dataclasses import dataclass
+
+from ksplice_pkg import __version__
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.manifest import Manifest
+
+RUNTIME_PACKAGE = "ksplice-pkg-runtime"
+UPDATES_DIR = "usr/lib/ksplice-pkg/updates"
+NAME_PREFIX = "ksplice-update-"
+VIRTUAL_PREFIX = "ksplice-updates-"
+
+_CREATED_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")
+# Debian Policy 5.6.1 for package names; RPM is laxer but forbids whitespace and comparison
+# operators, which would read as a version constraint in a dependency.
+_DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_RPM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
+
+
+class PackagingError(KspliceError):
+    """An update that cannot be turned into a package as it is."""
+
+
+class Op(enum.Enum):
+    EQ = "="
+    LT = "<"
+    GE = ">="
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str
+    op: Op | None = None
+    version: str | None = None
+
+    def deb(self) -> str:
+        if self.op is None:
+            return self.name
+        op = "<<" if self.op is Op.LT else self.op.value
+        return f"{self.name} ({op} {self.version})"
+
+    def rpm(self) -> str:
+        if self.op is None:
+            return self.name
+        return f"{self.name} {self.op.value} {self.version}"
+
+
+@dataclass(frozen=True)
+class Arch:
+    deb: str
+    rpm: str
+
+
+# ELF e_machine of the module -> the architecture names of the two package formats.
+_ARCHES = {62: Arch("amd64", "x86_64"), 183: Arch("arm64", "aarch64"), 3: Arch("i386", "i686")}
+
+
+def module_arch(module: bytes, origin: str) -> Arch:
+    if module[:4] != b"\x7fELF" or len(module) < 20:
+        raise PackagingError(f"{origin}: the module is not an ELF file")
+    endian = "<" if module[5] == 1 else ">"
+    (machine,) = struct.unpack_from(endian + "H", module, 18)
+    if machine not in _ARCHES:
+        raise PackagingError(f"{origin}: no package architecture known for ELF machine {machine}")
+    return _ARCHES[machine]
+
+
+def version_of(manifest: Manifest) -> str:
+    """The package version: the creation stamp, or 0 for an update that has none."""
+    if not manifest.created:
+        if manifest.replace:
+            # Without a stamp a cumulative update cannot tell which updates are older.
+            raise PackagingError(
+                f"update {manifest.id}: a cumulative (replace) update needs its `created` stamp"
+            )
+        return "0"
+    match = _CREATED_RE.fullmatch(manifest.created)
+    if not match:
+        raise PackagingError(
+            f"update {manifest.id}: `created` is {manifest.created!r}, "
+            "expected YYYY-MM-DDTHH:MM:SSZ"
+        )
+    y, mo, d, h, mi, s = match.groups()
+    return f"{y}{mo}{d}.{h}{mi}{s}"
+
+
+class Flavour(enum.Enum):
+    DEB = "deb"
+    RPM = "rpm"
+
+
+def _release_part(release: str, flavour: Flavour) -> str:
+    # Debian names are lower case without underscores (a RHEL release has both).
+    part = release.lower().replace("_", "-") if flavour is Flavour.DEB else release
+    pattern = _DEB_NAME_RE if flavour is Flavour.DEB else _RPM_NAME_RE
+    if not pattern.fullmatch(NAME_PREFIX + part):
+        raise PackagingError(f"kernel release {release!r} cannot be part of a package name")
+    return part
+
+
+def package_name(release: str, update_id: str, flavour: Flavour) -> str:
+    return f"{NAME_PREFIX}{_release_part(release, flavour)}-{update_id}"
+
+
+def virtual_name(release: str, flavour: Flavour) -> str:
+    return f"{VIRTUAL_PREFIX}{_release_part(release, flavour)}"
+
+
+def kernel_relation(release: str, flavour: Flavour) -> Relation:
+    if flavour is Flavour.DEB:
+        return Relation(f"linux-image-{release}")
+    if release.count("-") <= 1:
+        return Relation("kernel-uname-r", Op.EQ, release)
+    # An RPM version holds at most one '-' (it separates version and release), so a release
+    # like Debian's 6.1.0-56-cloud-amd64 cannot be compared; the name form carries it whole,
+    # and a kernel package that wants to satisfy it provides that name.
+    return Relation(f"kernel-uname-r({release})")
+
+
+@dataclass(frozen=True)
+class PackagePlan:
+    """Everything both formats say about one hotpatch package."""
+
+    name: str
+    version: str
+    arch: Arch
+    summary: str
+    description: str  # the update's description and what it patches, plain text
+    install_dir: str  # relative to /, no leading slash
+    depends: tuple[Relation, ...]
+    provides: tuple[Relation, ...]
+    supersedes: tuple[Relation, ...]  # Conflicts+Replaces on Debian, Conflicts on RPM
+    # RPM: the packages of older updates of this kernel packaged in the same run, which a
+    # cumulative update obsoletes by name (Obsoletes never match a virtual name).
+    obsoletes: tuple[Relation, ...]
+    manifest: Manifest
+
+
+def plan(
+    manifest: Manifest,
+    module: bytes,
+    flavour: Flavour,
+    origin: str,
+    known: tuple[Manifest, ...] = (),
+) -> PackagePlan:
+    """The package of `manifest`; `known` are the other updates packaged in the same run."""
+    version = version_of(manifest)
+    release = manifest.kernel_release
+    virtual = virtual_name(release, flavour)
+    depends = [
+        Relation(RUNTIME_PACKAGE, Op.GE, __version__),
+        kernel_relation(release, flavour),
+        *(Relation(package_name(release, dep, flavour)) for dep in manifest.depends_on),
+    ]
+    patched = ", ".join(
+        p.name if p.object == "vmlinux" else f"{p.object}:{p.name}" for p in manifest.patched
+    )
+    description = manifest.description.strip() or f"Update {manifest.id}."
+    description += f"\n\nPatched functions: {patched or 'none'}."
+    if manifest.depends_on:
+        description += f"\nApplied on top of: {', '.join(manifest.depends_on)}."
+    if manifest.replace:
+        description += "\nCumulative: supersedes every earlier update of this kernel."
+    return PackagePlan(
+        name=package_name(release, manifest.id, flavour),
+        version=version,
+        arch=module_arch(module, origin),
+        summary=f"Live kernel update {manifest.id} for Linux {release}",
+        description=description,
+        install_dir=f"{UPDATES_DIR}/{release}/{manifest.id}",
+        depends=tuple(depends),
+        provides=(Relation(virtual, Op.EQ, version),),
+        supersedes=(Relation(virtual, Op.LT, version),) if manifest.replace else (),
+        obsoletes=tuple(
+            Relation(package_name(release, other.id, flavour), Op.LT, version)
+            for other in sorted(known, key=lambda o: o.id)
+            if manifest.replace
+            and other.kernel_release == release
+            and other.id != manifest.id
+            and version_of(other) < version
+        ),
+        manifest=manifest,
+    )

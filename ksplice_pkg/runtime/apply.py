@@ -1,0 +1,136 @@
+"""Loading an update into the running kernel and waiting for its patching transition."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from ksplice_pkg.errors import CommandError
+from ksplice_pkg.log import logger
+from ksplice_pkg.run import run
+from ksplice_pkg.runtime import guard, kernel, sysfs
+from ksplice_pkg.runtime.bundle import Bundle, check_kernel, check_module
+from ksplice_pkg.runtime.errors import DependencyError, LoadError, TransitionError
+from ksplice_pkg.runtime.store import Store
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a transition may take, and when its blockers are signalled."""
+
+    timeout: float = 60.0
+    signal_after: float = 3.0
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    ALREADY = "already applied"
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: Outcome
+    seconds: float  # from the start of the load to the end of the transition
+    superseded: list[str]
+
+
+def check(bundle: Bundle) -> None:
+    """Everything that refuses an update before anything is loaded."""
+    check_kernel(bundle.manifest, kernel.release(), kernel.build_id())
+    check_module(bundle)
+
+
+def _kernel_says(name: str) -> str:
+    """The kernel log lines about the module: why insmod failed, in the kernel's words."""
+    log = run(["dmesg"], check=False).stdout.decode(errors="replace").splitlines()
+    lines = [ln for ln in log if name in ln or "livepatch" in ln][-5:]
+    return "\n".join("    " + ln for ln in lines)
+
+
+def wait_patched(name: str, timing: Timing) -> None:
+    """Wait for an enabling transition; on timeout reverse it, unload, raise TransitionError."""
+    blockers = sysfs.wait_for(
+        name,
+        sysfs.settled(name),
+        sysfs.PATCHED,
+        timing.timeout,
+        timing.signal_after,
+    )
+    if not blockers:
+        return
+    logger.info("%s: transition not done after %.0f s; reversing it", name, timing.timeout)
+    sysfs.set_enabled(name, False)
+    stuck = sysfs.wait_for(name, sysfs.gone(name), sysfs.UNPATCHED, timing.timeout, 0)
+    if stuck:
+        raise TransitionError(
+            f"{name}: the transition did not complete within {timing.timeout:.0f} s and "
+            "reversing it did not complete either; tasks blocking it:\n"
+            + sysfs.describe_tasks(stuck),
+            hint=f"the reversal goes on in the kernel; undo {name} once it is done",
+        )
+    sysfs.rmmod(name)
+    raise TransitionError(
+        f"{name}: the transition did not complete within {timing.timeout:.0f} s (the blocking "
+        f"tasks were signalled); it was reversed and the module unloaded, the kernel is as it "
+        f"was. Tasks blocking it:\n{sysfs.describe_tasks(blockers)}",
+        hint="retry when the named tasks have left the patched functions, or raise --timeout",
+    )
+
+
+def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
+    """Check, load and wait for the transition; the caller holds the lock."""
+    manifest = bundle.manifest
+    name = manifest.module_name
+    check(bundle)
+    if sysfs.present(name) and sysfs.enabled(name) and not sysfs.in_transition(name):
+        if not store.applied_dir(manifest.id).is_dir():
+            store.record_applied(manifest, bundle.source, time.time())
+        return Applied(Outcome.ALREADY, 0.0, [])
+    missing = [d for d in manifest.depends_on if not sysfs.present(f"ksplice_{d}")]
+    if missing:
+        raise DependencyError(
+            f"update {manifest.id} is built on {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not applied",
+            hint=f"apply {' and '.join(missing)} first",
+        )
+    if busy := sysfs.transition_in_progress():
+        # The kernel runs one transition at a time and would refuse the load with EBUSY.
+        logger.info("waiting for the transition of %s to end", busy)
+        sysfs.wait_for(
+            busy, lambda: sysfs.transition_in_progress() is None, 1, timing.timeout, math.inf
+        )
+    guard.note_loading(store, manifest.id)
+    before = set(sysfs.patches())
+    start = time.monotonic()
+    try:
+        sysfs.insmod(bundle.module_path)
+    except CommandError as e:
+        raise LoadError(
+            f"the kernel refused {bundle.module_path.name}: {e.message}\n{_kernel_says(name)}"
+        ) from e
+    if not sysfs.present(name):
+        raise LoadError(f"{name} loaded but /sys/kernel/livepatch/{name} did not appear")
+    wait_patched(name, timing)
+    seconds = time.monotonic() - start
+    store.record_applied(manifest, bundle.source, time.time())
+    guard.clear(store, manifest.id)
+    store.clear_superseded(manifest.id)
+    superseded = _unload_replaced(store, manifest.id, before) if manifest.replace else []
+    return Applied(Outcome.APPLIED, seconds, superseded)
+
+
+def _unload_replaced(store: Store, by: str, before: set[str]) -> list[str]:
+    """After a cumulative update's transition the kernel has disabled every older patch and
+    removes their sysfs directories: unload those modules and record them as superseded."""
+    replaced = sorted(p for p in before if p.startswith("ksplice_") and p != f"ksplice_{by}")
+    for name in replaced:
+        sysfs.wait_for(name, sysfs.gone(name), sysfs.UNPATCHED, 60, math.inf)
+        if sysfs.module_loaded(name):
+            sysfs.rmmod(name)
+        update_id = name.removeprefix("ksplice_")
+        store.forget_applied(update_id)
+        store.record_superseded(update_id, by)
+        logger.info("%s: superseded by the cumulative update %s, unloaded", update_id, by)
+    return [n.removeprefix("ksplice_") for n in replaced]

@@ -1,0 +1,269 @@
+"""The runtime's commands. ksplice_pkg.cli adds them to `ksplice-pkg`; ksplice-apply,
+ksplice-undo and ksplice-view are the classic names of three of them.
+
+Each command takes the lock, calls the library, prints; the error boundary (a KspliceError
+becomes its message and exit status) is the group's, or _classic's for the classic names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.log import logger, setup_logging
+from ksplice_pkg.run import run
+from ksplice_pkg.runtime import guard, kernel
+from ksplice_pkg.runtime.apply import Outcome, Timing, apply_bundle
+from ksplice_pkg.runtime.bundle import open_update
+from ksplice_pkg.runtime.errors import NotFoundError, exit_codes_help
+from ksplice_pkg.runtime.install import install, uninstall
+from ksplice_pkg.runtime.lock import locked
+from ksplice_pkg.runtime.reapply import reapply
+from ksplice_pkg.runtime.store import Store
+from ksplice_pkg.runtime.undo import undo, undo_all
+from ksplice_pkg.runtime.view import collect, describe_bundle, format_update, format_view
+
+F = TypeVar("F", bound=Callable[..., Any])
+STABLE_UNIT = "ksplice-pkg-stable.service"
+EPILOG = exit_codes_help()
+
+
+def _timing_options(f: F) -> F:
+    f = click.option(
+        "--signal-after",
+        type=float,
+        default=Timing.signal_after,
+        show_default=True,
+        help="Seconds before the tasks holding up a transition are signalled.",
+    )(f)
+    return click.option(
+        "--timeout",
+        type=float,
+        default=Timing.timeout,
+        show_default=True,
+        help="Seconds a transition may take before it is reversed.",
+    )(f)
+
+
+_lock_option = click.option(
+    "--lock-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for another ksplice-pkg command to finish.",
+)
+
+
+def _start_stability_watch() -> None:
+    """Have the crash-loop guard's window watched after a manual apply (systemd only)."""
+    if Path("/run/systemd/system").is_dir():
+        run(["systemctl", "start", "--no-block", STABLE_UNIT], check=False)
+
+
+@click.command("apply", epilog=EPILOG)
+@click.argument("update")
+@_timing_options
+@_lock_option
+def apply_cmd(update: str, timeout: float, signal_after: float, lock_timeout: float) -> None:
+    """Apply UPDATE to the running kernel: a tarball, its unpacked directory, or the id of an
+    update installed for this kernel.
+
+    Refuses an update for another kernel (release or build-id), a module that does not match
+    its sha256, and an update whose dependencies are not applied. Waits for the livepatch
+    transition; tasks holding it up are signalled, and after --timeout it is reversed and the
+    module unloaded. Applying an applied update does nothing. Clears a quarantine.
+    """
+    store = Store.default()
+    with locked(store.lock_file, lock_timeout), open_update(update, store, kernel.release()) as b:
+        done = apply_bundle(store, b, Timing(timeout, signal_after))
+    m = b.manifest
+    if done.outcome is Outcome.ALREADY:
+        click.echo(f"{m.id} is already applied: {m.description}")
+        return
+    click.echo(f"applied {m.id} in {done.seconds:.2f} s: {m.description}")
+    for old in done.superseded:
+        click.echo(f"{old}: superseded by {m.id}, unloaded")
+    _start_stability_watch()
+
+
+@click.command("undo", epilog=EPILOG)
+@click.argument("update_id", required=False)
+@click.option("--all", "undo_everything", is_flag=True, help="Undo every applied update.")
+@_timing_options
+@_lock_option
+def undo_cmd(
+    update_id: str | None,
+    undo_everything: bool,
+    timeout: float,
+    signal_after: float,
+    lock_timeout: float,
+) -> None:
+    """Undo an applied update: disable it, wait for the transition, unload it.
+
+    Refused while an applied update is built on it. --all undoes everything, dependents first,
+    newest first. Undoing an update that is not applied does nothing.
+    """
+    if bool(update_id) == undo_everything:
+        raise KspliceError("give an update id or --all", hint="ksplice-pkg view lists them")
+    store = Store.default()
+    timing = Timing(timeout, signal_after)
+    with locked(store.lock_file, lock_timeout):
+        if update_id is None:
+            undone = undo_all(store, timing)
+            click.echo(f"undone: {', '.join(undone)}" if undone else "nothing was applied")
+        elif undo(store, update_id, timing):
+            click.echo(f"undone {update_id}")
+        else:
+            click.echo(f"{update_id} is not applied")
+
+
+@click.command("view", epilog=EPILOG)
+@click.argument("update_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--file", "update_file", help="Describe this tarball or directory instead.")
+def view_cmd(update_id: str | None, as_json: bool, update_file: str | None) -> None:
+    """Show applied and installed updates, their state and the effective kernel version
+    (the release plus the newest applied update, like uptrack-uname)."""
+    store = Store.default()
+    if update_file:
+        with open_update(update_file, store, kernel.release()) as bundle:
+            info = describe_bundle(bundle)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+        else:
+            for key, value in info.items():
+                click.echo(f"{key}: {value}")
+        return
+    view = collect(store)
+    if update_id is not None:
+        found = [u for u in view.updates if u.id == update_id]
+        if not found:
+            raise NotFoundError(f"{update_id}: no such update applied or installed")
+        click.echo(json.dumps(found[0].__dict__, indent=2) if as_json else format_update(found[0]))
+        return
+    click.echo(json.dumps(view.to_dict(), indent=2) if as_json else format_view(view))
+
+
+@click.command("reapply", epilog=EPILOG)
+@click.option("--clear", is_flag=True, help="Forget every quarantine first.")
+@_timing_options
+@_lock_option
+def reapply_cmd(clear: bool, timeout: float, signal_after: float, lock_timeout: float) -> None:
+    """Apply every update installed for the running kernel, in dependency order (run at boot
+    by ksplice-pkg.service). A failing update skips only those built on it; quarantined and
+    superseded updates are skipped. Exits 0 whatever happened to single updates: the report
+    names each one's fate."""
+    store = Store.default()
+    with locked(store.lock_file, lock_timeout):
+        if clear:
+            for update_id in guard.clear(store):
+                click.echo(f"{update_id}: quarantine cleared")
+        results = reapply(store, Timing(timeout, signal_after))
+    for r in results:
+        timing = f" in {r.seconds:.2f} s" if r.seconds else ""
+        click.echo(f"{r.id}: {r.state}{timing}" + (f": {r.reason}" if r.reason else ""))
+    if not results:
+        click.echo(f"no updates installed for {kernel.release()}")
+
+
+@click.command("install", epilog=EPILOG)
+@click.argument("update")
+def install_cmd(update: str) -> None:
+    """Install UPDATE (a tarball or directory) where boot reapplies it from, without applying
+    it: /usr/lib/ksplice-pkg/updates/<kernel-release>/<id>/."""
+    store = Store.default()
+    with locked(store.lock_file, 60), open_update(update, store, kernel.release()) as bundle:
+        outcome, where = install(store, bundle)
+    click.echo(f"{bundle.manifest.id}: {outcome.value} in {where}")
+
+
+@click.command("uninstall", epilog=EPILOG)
+@click.argument("update_id")
+@click.option("--kernel-release", help="The release it is installed for (default: running).")
+@_timing_options
+@_lock_option
+def uninstall_cmd(
+    update_id: str,
+    kernel_release: str | None,
+    timeout: float,
+    signal_after: float,
+    lock_timeout: float,
+) -> None:
+    """Remove an installed update, undoing it first if it is applied."""
+    store = Store.default()
+    with locked(store.lock_file, lock_timeout):
+        where = uninstall(
+            store, update_id, kernel_release or kernel.release(), Timing(timeout, signal_after)
+        )
+    click.echo(f"{update_id}: removed {where}")
+
+
+@click.command("confirm", epilog=EPILOG)
+@click.option(
+    "--after",
+    type=float,
+    default=guard.DEFAULT_WINDOW,
+    show_default=True,
+    help="Seconds the last load of this boot must be old; waits for them.",
+)
+def confirm_cmd(after: float) -> None:
+    """Mark this boot's loads stable once they are --after seconds old (the crash-loop guard;
+    run by ksplice-pkg-stable.service, and at shutdown with --after 0)."""
+    store = Store.default()
+    while True:
+        while (wait := guard.remaining(store, after)) > 0:
+            time.sleep(wait)
+        with locked(store.lock_file, 60):
+            if guard.remaining(store, after) > 0:  # a load came in meanwhile: wait again
+                continue
+            proven = guard.mark_stable(store)
+            break
+    if proven:
+        logger.info("stable after %.0f s: %s", after, ", ".join(proven))
+
+
+RUNTIME_COMMANDS = (
+    apply_cmd,
+    undo_cmd,
+    view_cmd,
+    reapply_cmd,
+    install_cmd,
+    uninstall_cmd,
+    confirm_cmd,
+)
+
+
+def _classic(command: click.Command, prog: str) -> None:
+    setup_logging(0)
+    try:
+        command.main(prog_name=prog, standalone_mode=False)
+    except KspliceError as e:
+        click.echo(f"{prog}: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+def apply_main() -> None:
+    """ksplice-apply."""
+    _classic(apply_cmd, "ksplice-apply")
+
+
+def undo_main() -> None:
+    """ksplice-undo."""
+    _classic(undo_cmd, "ksplice-undo")
+
+
+def view_main() -> None:
+    """ksplice-view."""
+    _classic(view_cmd, "ksplice-view")

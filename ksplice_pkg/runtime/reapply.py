@@ -1,0 +1,96 @@
+"""Boot: load every update installed for the running kernel, in dependency order.
+
+A failing update does not stop the others; only those built on it are skipped. The outcome of
+each update goes to the log (the journal, under the unit) and to report.json for `view`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.log import logger
+from ksplice_pkg.manifest import Manifest
+from ksplice_pkg.runtime import guard, kernel, order
+from ksplice_pkg.runtime.apply import Outcome, Timing, apply_bundle
+from ksplice_pkg.runtime.bundle import load_dir
+from ksplice_pkg.runtime.store import Store, read_json, write_json
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    state: str  # applied, already applied, failed, skipped, quarantined, superseded
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def reapply(store: Store, timing: Timing) -> list[Result]:
+    """Apply what is installed for this kernel; the caller holds the lock."""
+    release = kernel.release()
+    results: dict[str, Result] = {}
+    for update_id, reason in guard.judge_previous_boot(store, kernel.boot_id()).items():
+        logger.warning("%s: quarantined: %s", update_id, reason)
+    manifests: dict[str, Manifest] = {}
+    bundles = {}
+    for update_id in store.installed_ids(release):
+        try:
+            bundle = load_dir(store.installed_dir(release, update_id), "installed")
+        except KspliceError as e:
+            results[update_id] = Result(update_id, "failed", str(e))
+            continue
+        manifests[update_id] = bundle.manifest
+        bundles[update_id] = bundle
+    quarantined = store.quarantined()
+    superseded = order.superseded_at_boot(manifests)
+    for update_id in order.dependency_order(manifests):
+        manifest = manifests[update_id]
+        if update_id in superseded:
+            results[update_id] = Result(
+                update_id,
+                "superseded",
+                f"replaced by the cumulative update {superseded[update_id]}",
+            )
+            continue
+        if update_id in quarantined:
+            results[update_id] = Result(update_id, "quarantined", quarantined[update_id])
+            continue
+        if blocker := next((d for d in manifest.depends_on if _not_ok(results, d)), None):
+            why = results[blocker].state if blocker in results else "not installed"
+            results[update_id] = Result(
+                update_id, "skipped", f"it is built on {blocker}, which is {why}"
+            )
+            continue
+        try:
+            applied = apply_bundle(store, bundles[update_id], timing)
+        except KspliceError as e:
+            results[update_id] = Result(update_id, "failed", e.message, 0.0)
+            continue
+        state = "already applied" if applied.outcome is Outcome.ALREADY else "applied"
+        results[update_id] = Result(update_id, state, "", applied.seconds)
+    ordered = list(results.values())
+    write_json(
+        store.report_file,
+        {"time": time.time(), "release": release, "results": [asdict(r) for r in ordered]},
+    )
+    return ordered
+
+
+def _not_ok(results: dict[str, Result], dependency: str) -> bool:
+    return results.get(dependency, Result(dependency, "missing")).state not in (
+        "applied",
+        "already applied",
+    )
+
+
+def last_report(store: Store) -> dict[str, Result]:
+    data = read_json(store.report_file)
+    out: dict[str, Result] = {}
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        for r in data["results"]:
+            try:
+                out[str(r["id"])] = Result(**r)
+            except (TypeError, KeyError):
+                continue
+    return out

@@ -1,0 +1,164 @@
+"""What the machine has: applied and installed updates, their state, the effective version."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.manifest import Manifest
+from ksplice_pkg.runtime import guard, kernel, sysfs
+from ksplice_pkg.runtime.bundle import Bundle, check_kernel, load_dir
+from ksplice_pkg.runtime.errors import WrongKernelError
+from ksplice_pkg.runtime.reapply import last_report
+from ksplice_pkg.runtime.store import Store
+
+APPLIED = "applied"
+IN_TRANSITION = "in transition"
+INSTALLED = "installed"
+SUPERSEDED = "superseded"
+QUARANTINED = "quarantined"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass
+class UpdateState:
+    id: str
+    state: str
+    reason: str = ""
+    description: str = ""
+    patched: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    replace: bool = False
+    installed: bool = False
+    applied_at: float | None = None
+    source: str = ""
+
+
+@dataclass
+class View:
+    kernel_release: str
+    build_id: str | None
+    effective_version: str
+    boot_stable: bool
+    updates: list[UpdateState]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _from_manifest(m: Manifest, state: str, **kw: Any) -> UpdateState:
+    return UpdateState(
+        id=m.id,
+        state=state,
+        description=m.description,
+        patched=[f"{p.object}:{p.name}" + (f",{p.sympos}" if p.sympos else "") for p in m.patched],
+        depends_on=list(m.depends_on),
+        replace=m.replace,
+        **kw,
+    )
+
+
+def collect(store: Store) -> View:
+    release = kernel.release()
+    records = store.applied_records()
+    report = last_report(store)
+    quarantined = store.quarantined()
+    superseded = store.superseded()
+    states: dict[str, UpdateState] = {}
+    installed: dict[str, Manifest | KspliceError] = {}
+    for update_id in store.installed_ids(release):
+        try:
+            installed[update_id] = load_dir(store.installed_dir(release, update_id), "").manifest
+        except KspliceError as e:
+            installed[update_id] = e
+    # Applied: what the kernel holds under a ksplice_ name, described by our record.
+    for name in sysfs.patches():
+        if not name.startswith("ksplice_"):
+            continue
+        update_id = name.removeprefix("ksplice_")
+        state = IN_TRANSITION if sysfs.in_transition(name) else APPLIED
+        known = records.get(update_id)
+        manifest = known[0] if known else installed.get(update_id)
+        applied_at = known[1].get("applied_at") if known else None
+        source = str(known[1].get("source", "")) if known else "not applied by ksplice-pkg"
+        if isinstance(manifest, Manifest):
+            states[update_id] = _from_manifest(
+                manifest,
+                state,
+                installed=update_id in installed,
+                applied_at=applied_at if isinstance(applied_at, float) else None,
+                source=source,
+            )
+        else:
+            states[update_id] = UpdateState(update_id, state, source=source)
+    for update_id, found in installed.items():
+        if update_id in states:
+            continue
+        if isinstance(found, KspliceError):
+            states[update_id] = UpdateState(update_id, FAILED, found.message, installed=True)
+            continue
+        state, reason = INSTALLED, ""
+        if update_id in quarantined:
+            state, reason = QUARANTINED, quarantined[update_id]
+        elif update_id in superseded:
+            state, reason = SUPERSEDED, f"replaced by the cumulative update {superseded[update_id]}"
+        elif update_id in report and report[update_id].state in (FAILED, SKIPPED, SUPERSEDED):
+            state, reason = report[update_id].state, report[update_id].reason
+        states[update_id] = _from_manifest(found, state, reason=reason, installed=True)
+    applied = sorted(
+        (s for s in states.values() if s.state == APPLIED and s.applied_at is not None),
+        key=lambda s: s.applied_at or 0.0,
+    )
+    effective = f"{release}+{applied[-1].id}" if applied else release
+    return View(
+        kernel_release=release,
+        build_id=kernel.build_id(),
+        effective_version=effective,
+        boot_stable=guard.remaining(store, 0.0) == 0.0,
+        updates=sorted(states.values(), key=lambda s: (s.applied_at is None, s.applied_at, s.id)),
+    )
+
+
+def format_update(s: UpdateState) -> str:
+    lines = [f"{s.id}: {s.state}" + (f" ({s.reason})" if s.reason else "")]
+    if s.description:
+        lines.append(f"  {s.description}")
+    if s.patched:
+        lines.append(f"  patches: {', '.join(s.patched)}")
+    if s.depends_on:
+        lines.append(f"  built on: {', '.join(s.depends_on)}")
+    if s.replace:
+        lines.append("  cumulative: replaces every earlier update")
+    return "\n".join(lines)
+
+
+def format_view(view: View) -> str:
+    build = f" (build-id {view.build_id})" if view.build_id else ""
+    head = [f"kernel: {view.kernel_release}{build}", f"effective version: {view.effective_version}"]
+    body = [format_update(s) for s in view.updates] or ["no updates applied or installed"]
+    return "\n".join([*head, "", *body])
+
+
+def describe_bundle(bundle: Bundle) -> dict[str, Any]:
+    """view --file: what an update is, and whether this kernel could take it."""
+    m = bundle.manifest
+    info: dict[str, Any] = asdict(_from_manifest(m, "not applied"))
+    info.update(
+        kernel_release=m.kernel_release,
+        target_build_id=m.target_build_id,
+        module=m.module,
+        module_sha256=m.module_sha256,
+        verification=m.verification,
+        for_this_kernel=_for_this_kernel(m),
+    )
+    return info
+
+
+def _for_this_kernel(m: Manifest) -> bool:
+    try:
+        check_kernel(m, kernel.release(), kernel.build_id())
+    except WrongKernelError:
+        return False
+    return True

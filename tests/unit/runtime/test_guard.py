@@ -1,0 +1,67 @@
+"""The crash-loop guard's bookkeeping across boots (boots simulated by their boot ids)."""
+
+from __future__ import annotations
+
+from ksplice_pkg.runtime import guard, kernel
+from ksplice_pkg.runtime.guard import GuardState, judge_previous_boot
+from ksplice_pkg.runtime.store import Store
+
+
+def previous_boot(store: Store, loaded: list[str], proven: list[str], stable: bool) -> None:
+    GuardState(boot_id="old", loaded=loaded, stable=stable, proven=proven).write(store)
+
+
+def test_new_update_of_a_crashed_boot_is_quarantined_proven_ones_are_not(store: Store) -> None:
+    previous_boot(store, ["good", "new"], proven=["good"], stable=False)
+    assert list(judge_previous_boot(store, "now")) == ["new"]
+    assert list(store.quarantined()) == ["new"]
+    assert "went down" in store.quarantined()["new"]
+
+
+def test_stable_previous_boot_quarantines_nothing(store: Store) -> None:
+    previous_boot(store, ["a"], proven=[], stable=True)
+    assert judge_previous_boot(store, "now") == {}
+    assert store.quarantined() == {}
+
+
+def test_two_crashed_boots_in_a_row_with_proven_updates_quarantine_them(store: Store) -> None:
+    previous_boot(store, ["a", "b"], proven=["a", "b"], stable=False)
+    assert judge_previous_boot(store, "boot2") == {}  # one could be a power cut
+    state = GuardState.read(store)
+    state.loaded, state.stable = ["a", "b"], False
+    state.write(store)
+    assert sorted(judge_previous_boot(store, "boot3")) == ["a", "b"]
+
+
+def test_same_boot_is_not_judged_twice(store: Store) -> None:
+    previous_boot(store, ["x"], proven=[], stable=False)
+    judge_previous_boot(store, "now")
+    guard.clear(store)
+    assert judge_previous_boot(store, "now") == {}
+
+
+def test_loads_of_this_boot_become_proven_once_stable(store: Store) -> None:
+    guard.note_loading(store, "u1")
+    state = GuardState.read(store)
+    assert state.boot_id == kernel.boot_id() and state.loaded == ["u1"] and not state.stable
+    assert guard.remaining(store, 3600) > 0
+    assert guard.remaining(store, 0) == 0
+    assert guard.mark_stable(store) == ["u1"]
+    assert GuardState.read(store).proven == ["u1"]
+    assert guard.mark_stable(store) == []
+
+
+def test_clear_one_or_all(store: Store) -> None:
+    guard.quarantine(store, "a", "r")
+    guard.quarantine(store, "b", "r")
+    assert guard.clear(store, "a") == ["a"]
+    assert list(store.quarantined()) == ["b"]
+    assert guard.clear(store) == ["b"]
+    assert store.quarantined() == {}
+
+
+def test_torn_guard_file_does_not_break_the_next_run(store: Store) -> None:
+    store.guard_file.parent.mkdir(parents=True)
+    store.guard_file.write_text('{"boot_id": "old", "loaded": ["a"')
+    assert judge_previous_boot(store, "now") == {}
+    assert GuardState.read(store).boot_id == "now"
