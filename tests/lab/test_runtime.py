@@ -343,7 +343,6 @@ dmesg > "$OUT/dmesg.out"
 journalctl -b -o cat -u ksplice-pkg.service > "$OUT/journal.out" 2>&1
 systemctl is-active ksplice-pkg.service > "$OUT/active" 2>&1
 systemctl show -p ConditionResult --value ksplice-pkg.service > "$OUT/condition"
-systemctl is-system-running > "$OUT/system" 2>&1
 """
 
 
