@@ -368,7 +368,9 @@ def test_reboot_reapply(
         {},
         overlay,
     )
-    assert states(view_json(second, "view")) == dict.fromkeys(("rta", "rtb", "rtc"), "applied")
+    assert states(view_json(second, "view")) == dict.fromkeys(("rta", "rtb", "rtc"), "applied"), (
+        output(second, "view") + output(second, "journal")
+    )
     assert second["livepatch"].decode().split() == ["ksplice_rta", "ksplice_rtb", "ksplice_rtc"]
     assert second["cmdline"].decode().startswith("ksplice: ")
     assert second["version"].decode().startswith("ksplice-c ")
@@ -379,7 +381,9 @@ def test_reboot_reapply(
     # Boot 3: A fails its integrity check, B is skipped because of it, C is applied.
     third = boot(artifacts, cache, AFTER_BOOT, {}, overlay)
     view = view_json(third, "view")
-    assert states(view) == {"rta": "failed", "rtb": "skipped", "rtc": "applied"}
+    assert states(view) == {"rta": "failed", "rtb": "skipped", "rtc": "applied"}, output(
+        third, "view"
+    )
     assert "sha256" in reasons(view)["rta"]
     assert "rta" in reasons(view)["rtb"]
     assert third["livepatch"].decode().split() == ["ksplice_rtc"]
@@ -446,7 +450,7 @@ def test_crash_loop_guard(
     # Boot 3: it is quarantined and skipped, C is applied, the boot completes.
     third = boot(artifacts, cache, CRASH_THIRD_BOOT, {}, overlay)
     view = view_json(third, "view")
-    assert states(view) == {"rtc": "applied", "rtcrash": "quarantined"}
+    assert states(view) == {"rtc": "applied", "rtcrash": "quarantined"}, output(third, "view")
     assert "went down" in reasons(view)["rtcrash"]
     assert third["livepatch"].decode().split() == ["ksplice_rtc"]
     assert float(third["uptime"].decode().split()[0]) > 0
