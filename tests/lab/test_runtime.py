@@ -36,42 +36,15 @@ from tests.lab.runtime_guest import (
     tool_files,
     view_json,
 )
+from tests.lab.test_create import LOADAVG_PID_MAX_PATCH
 from tests.lab.updates import Update
 
-A_PATCH = """\
---- a/fs/proc/cmdline.c
-+++ b/fs/proc/cmdline.c
-@@ -6,6 +6,7 @@
- 
- static int cmdline_proc_show(struct seq_file *m, void *v)
- {
-+	seq_puts(m, "ksplice: ");
- 	seq_puts(m, saved_command_line);
- 	seq_putc(m, '\\n');
- 	return 0;
-"""
-
+# A: the built-in example (/proc/cmdline gains a "ksplice: " prefix).
+A_PATCH = (
+    Path(__file__).resolve().parents[2] / "ksplice_pkg/examples/proc-cmdline.patch"
+).read_text()
 # B: /proc/loadavg also shows pid_max (declared as built on A, see the module docstring).
-B_PATCH = """\
---- a/fs/proc/loadavg.c
-+++ b/fs/proc/loadavg.c
-@@ -17,12 +17,13 @@
- 
- 	get_avenrun(avnrun, FIXED_1/200, 0);
- 
--	seq_printf(m, "%lu.%02lu %lu.%02lu %lu.%02lu %u/%d %d\\n",
-+	seq_printf(m, "%lu.%02lu %lu.%02lu %lu.%02lu %u/%d %d/%d\\n",
- 		LOAD_INT(avnrun[0]), LOAD_FRAC(avnrun[0]),
- 		LOAD_INT(avnrun[1]), LOAD_FRAC(avnrun[1]),
- 		LOAD_INT(avnrun[2]), LOAD_FRAC(avnrun[2]),
- 		nr_running(), nr_threads,
--		idr_get_cursor(&task_active_pid_ns(current)->idr) - 1);
-+		idr_get_cursor(&task_active_pid_ns(current)->idr) - 1,
-+		pid_max);
- 	return 0;
- }
- 
-"""
+B_PATCH = LOADAVG_PID_MAX_PATCH
 
 # C, independent: /proc/version starts with a marker.
 C_PATCH = """\
