@@ -18,7 +18,7 @@ from pathlib import Path
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.target.files import TargetFiles
+from ksplice_pkg.target.files import TargetFiles, read_text_input
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.symvers import Symvers
 
@@ -33,12 +33,7 @@ class KernelConfig:
     @classmethod
     def load(cls, path: Path) -> KernelConfig:
         hint = "give the target kernel's .config (Debian: /boot/config-<release>)"
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except OSError as e:
-            raise KspliceError(f"cannot read {path}: {e.strerror}", hint=hint) from e
-        except UnicodeDecodeError as e:
-            raise KspliceError(f"{path} is not a kernel .config: it is not text", hint=hint) from e
+        text = read_text_input(path, "a kernel .config", hint)
         values = {}
         for line in text.splitlines():
             name, eq, value = line.partition("=")

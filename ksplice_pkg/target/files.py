@@ -43,6 +43,17 @@ def _first(directory: Path | None, names: tuple[str, ...]) -> Path | None:
 _RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}")
 
 
+def read_text_input(path: Path, what: str, hint: str) -> str:
+    """A text input file of the target (a .config, a Module.symvers): unreadable or binary
+    content is one clear error naming the file and what it should have been."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise KspliceError(f"cannot read {path}: {e.strerror}", hint=hint) from e
+    except UnicodeDecodeError as e:
+        raise KspliceError(f"{path} is not {what}: it is not text", hint=hint) from e
+
+
 def check_release(release: str, origin: str) -> str:
     if not _RELEASE_RE.fullmatch(release):
         raise KspliceError(

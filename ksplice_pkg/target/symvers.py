@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.target.files import read_text_input
 
 _LINE = re.compile(
     r"0x(?P<crc>[0-9a-fA-F]{1,8})\t(?P<name>[^\t\s]+)\t(?P<module>[^\t\s]+)"
@@ -37,12 +38,7 @@ class Symvers:
             "give the Module.symvers of the target kernel (Debian: the "
             "linux-headers-<release> package, /usr/src/linux-headers-<release>/Module.symvers)"
         )
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except OSError as e:
-            raise KspliceError(f"cannot read {path}: {e.strerror}", hint=hint) from e
-        except UnicodeDecodeError as e:
-            raise KspliceError(f"{path} is not a Module.symvers: it is not text", hint=hint) from e
+        text = read_text_input(path, "a Module.symvers", hint)
         exports = []
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
