@@ -158,6 +158,12 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz (run-pre).")
 @click.option("--kernel-release", help="The target's `uname -r` (default: from the vmlinuz).")
 @click.option(
+    "--modules-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The target's lib/modules/<release>: the .ko files that run-pre checks module code "
+    "against (default: `modules` in the --config dir).",
+)
+@click.option(
     "--series",
     "series",
     multiple=True,
@@ -195,6 +201,7 @@ def create_cmd(
     symvers: Path | None,
     vmlinux: Path | None,
     kernel_release: str | None,
+    modules_dir: Path | None,
     series: tuple[Path, ...],
     replace: bool,
     runtime_only: bool,
@@ -215,7 +222,9 @@ def create_cmd(
         setup_logging(verbose)
     if config_dir is None and (kernel_source / "ksplice").is_dir():
         config_dir = kernel_source / "ksplice"
-    target = TargetSpec(config_dir, system_map, kconfig, symvers, vmlinux, kernel_release)
+    target = TargetSpec(
+        config_dir, system_map, kconfig, symvers, vmlinux, kernel_release, modules_dir
+    )
     cfg = create_config(
         kernel_source,
         target,

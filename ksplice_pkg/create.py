@@ -18,15 +18,17 @@ from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import diff_pairs
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.fsutil import ensure_writable_dir
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import write_part
-from ksplice_pkg.module.resolve import make_resolver
+from ksplice_pkg.module.resolve import make_module_resolver, make_resolver, module_exports
 from ksplice_pkg.module.special import entry_sizes
-from ksplice_pkg.runpre.changed import verify_changed
-from ksplice_pkg.runpre.evidence import Evidence
+from ksplice_pkg.runpre.changed import verify_changed, verify_changed_in_module
+from ksplice_pkg.runpre.evidence import Evidence, ModuleEvidence
+from ksplice_pkg.runpre.module import ModuleBinary, module_ko
 from ksplice_pkg.source.tree import patched_tree
 from ksplice_pkg.target.consistency import check_target
 from ksplice_pkg.target.symbols import SymbolMap
@@ -70,12 +72,28 @@ def _create(cfg: CreateConfig) -> Path:
     exports = checked.symvers.vmlinux_exports()
     sizes = entry_sizes(tree, cfg.jobs)
     parts = []
+    kos: dict[str, ModuleBinary] = {}
     for n, change in enumerate(changes):
-        evidence = Evidence(change.unit, change.pre, symbols, vmlinux)
-        sympos = verify_changed(change.diff, evidence, _earlier_sympos(cfg))
-        resolver = make_resolver(
-            set(exports), symbols, evidence.lookup, change.unit, change.diff.static_map
-        )
+        if change.module is None:
+            evidence = Evidence(change.unit, change.pre, symbols, vmlinux)
+            sympos = verify_changed(change.diff, evidence, _earlier_sympos(cfg))
+            resolver = make_resolver(
+                set(exports), symbols, evidence.lookup, change.unit, change.diff.static_map
+            )
+        else:
+            ko = kos.get(change.module) or _module_binary(cfg, change.unit, change.module)
+            kos[change.module] = ko
+            in_module = ModuleEvidence(change.unit, change.pre, ko)
+            sympos = verify_changed_in_module(change.diff, in_module, _earlier_sympos(cfg))
+            resolver = make_module_resolver(
+                set(exports),
+                module_exports(checked.symvers.exports),
+                symbols,
+                ko,
+                in_module.lookup,
+                change.unit,
+                change.diff.static_map,
+            )
         parts.append(write_part(change, resolver, n, sizes, sympos, cfg.work_dir / "parts"))
     module = link_update(
         tree,
@@ -102,6 +120,20 @@ def _create(cfg: CreateConfig) -> Path:
     tarball = write_tarball(cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description)
     shutil.rmtree(post.post, ignore_errors=True)
     return tarball
+
+
+def _module_binary(cfg: CreateConfig, unit: str, module: str) -> ModuleBinary:
+    """The target's .ko of the module a changed unit belongs to: run-pre compares the unit's
+    code with it, and its symbol table gives the sympos of every module symbol."""
+    if cfg.target.modules_dir is None:
+        raise KspliceError(
+            f"{unit} is part of the loadable module {module}: patching it needs the target's "
+            f"{module}.ko",
+            hint="give --modules-dir with the target's lib/modules/<release> (from its image "
+            "package), or a `modules` link to it in the --config dir (`ksplice-pkg fetch` "
+            "lays one out)",
+        )
+    return ModuleBinary(module, module_ko(cfg.target.modules_dir, module))
 
 
 def series_ids(cfg: CreateConfig) -> list[str]:

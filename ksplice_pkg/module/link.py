@@ -136,9 +136,13 @@ def link_update(
     replace: bool = False,
 ) -> LinkedModule:
     """The update's module: every part linked with a generated klp_patch, klp relocations
-    written. All units of vmlinux make one klp_object: livepatch names its kobject after the
-    object, so a second "vmlinux" object would not register."""
+    written. All units of vmlinux make one klp_object, and all units of one loadable module
+    another: livepatch names its kobject after the object, so a second object of the same
+    name would not register."""
     funcs = [f for part in parts for f in part.functions]
+    objects: dict[str | None, list[tuple[PatchedFunction, int]]] = {}
+    for part in parts:
+        objects.setdefault(part.objname, []).extend(part.functions)
     if not funcs:
         new = [name for part in parts for name in part.new_functions]
         raise RefusedError(
@@ -151,7 +155,11 @@ def link_update(
     module = f"ksplice_{update_id}"
     with step(f"linking {module}.ko"):
         main_c = main_source(
-            module, description, [ObjectPatch(None, funcs)], namespaces, replace=replace
+            module,
+            description,
+            [ObjectPatch(objname, fs) for objname, fs in objects.items() if fs],
+            namespaces,
+            replace=replace,
         )
         ko = link_module(
             tree,

@@ -1,0 +1,273 @@
+"""Updates to loadable modules, built by create from the real source against the real .ko files
+of Debian's image package, and loaded in the real kernel with the modules loaded before the
+update and after it.
+
+One update patches two modules and vmlinux at once: loop (a sysfs attribute of a loop device)
+and fat (the mount options vfat shows in /proc/mounts), each change referring to static
+symbols of its own module and fat's to one fat exports, plus /proc/cmdline in vmlinux.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ksplice_pkg.cli import main
+from ksplice_pkg.config import create_config
+from ksplice_pkg.create import create
+from ksplice_pkg.distro.debian import KernelArtifacts
+from ksplice_pkg.errors import RunPreMismatchError
+from ksplice_pkg.paths import cache_dir
+from ksplice_pkg.run import run_text
+from ksplice_pkg.target.files import TargetSpec
+from ksplice_pkg.vm.guest import GuestResult, module_load_order, run_script
+
+LOOP_PATCH = """\
+--- a/drivers/block/loop.c
++++ b/drivers/block/loop.c
+@@ -686,7 +686,7 @@
+ 
+ static ssize_t loop_attr_offset_show(struct loop_device *lo, char *buf)
+ {
+-	return sysfs_emit(buf, "%llu\\n", (unsigned long long)lo->lo_offset);
++	return sysfs_emit(buf, "%llu %ps\\n", (unsigned long long)lo->lo_offset, &part_shift);
+ }
+ 
+ static ssize_t loop_attr_sizelimit_show(struct loop_device *lo, char *buf)
+"""
+FAT_PATCH = """\
+--- a/fs/fat/inode.c
++++ b/fs/fat/inode.c
+@@ -947,6 +947,7 @@
+ 	struct fat_mount_options *opts = &sbi->options;
+ 	int isvfat = opts->isvfat;
+ 
++	seq_printf(m, ",ksplice=%ps/%ps", fat_sops.statfs, fat_getattr);
+ 	if (!uid_eq(opts->fs_uid, GLOBAL_ROOT_UID))
+ 		seq_printf(m, ",uid=%u",
+ 				from_kuid_munged(&init_user_ns, opts->fs_uid));
+"""
+CMDLINE_PATCH = """\
+--- a/fs/proc/cmdline.c
++++ b/fs/proc/cmdline.c
+@@ -6,6 +6,7 @@
+ 
+ static int cmdline_proc_show(struct seq_file *m, void *v)
+ {
++	seq_puts(m, "patched: ");
+ 	seq_puts(m, saved_command_line);
+ 	seq_putc(m, '\\n');
+ 	return 0;
+"""
+MODULES_PATCH = LOOP_PATCH + FAT_PATCH + CMDLINE_PATCH
+
+# The modules the guest loads from the image (dependencies first); nls_* are what vfat's
+# default codepage and iocharset need, since the busybox guest has no modprobe.
+GUEST_MODULES = ("loop", "vfat", "nls_cp437", "nls_ascii")
+
+# Shell: a vfat file system on /dev/loop0, mounted on /mnt.
+SET_UP = """
+insmod_all() { for ko in $(cat modules.list); do insmod "$ko"; done; }
+mount_fat() {
+    dd if=/dev/zero of=/tmp/fat.img bs=1024 count=2048 2>/dev/null
+    losetup /dev/loop0 /tmp/fat.img
+    mkdosfs /dev/loop0 >/dev/null
+    mkdir -p /mnt
+    mount -t vfat /dev/loop0 /mnt
+}
+check() {
+    echo "loop: $(cat /sys/block/loop0/loop/offset)"
+    echo "fat: $(grep ' /mnt ' /proc/mounts)"
+    echo "cmdline: $(cat /proc/cmdline)"
+}
+"""
+
+
+def _build(
+    artifacts: KernelArtifacts, kallsyms: Path, out: Path, update_id: str, patch: str
+) -> tuple[dict[str, object], Path]:
+    cfg = create_config(
+        artifacts.source_tree,
+        TargetSpec(
+            artifacts.target_dir,
+            system_map=kallsyms,
+            binary=artifacts.vmlinuz,
+            modules_dir=artifacts.modules_dir,
+        ),
+        cache=cache_dir(),
+        patch=patch,
+        update_id=update_id,
+        description=f"modules test {update_id}",
+        output_dir=out,
+    )
+    tarball = create(cfg)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(out, filter="data")
+    top = out / f"ksplice-{update_id}"
+    manifest = json.loads((top / "manifest.json").read_text())
+    return manifest, top / str(manifest["module"])
+
+
+@pytest.fixture(scope="module")
+def update(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, object], Path]:
+    return _build(artifacts, kallsyms, tmp_path_factory.mktemp("modules"), "modules", MODULES_PATCH)
+
+
+def _run(artifacts: KernelArtifacts, ko: Path, script: str) -> GuestResult:
+    modules = module_load_order(artifacts.modules_dir, GUEST_MODULES)
+    files = {ko.name: ko, **{m.name: m for m in modules}}
+    listing = Path(ko.parent / "modules.list")
+    listing.write_text("".join(f"{m.name}\n" for m in modules))
+    files["modules.list"] = listing
+    result = run_script(artifacts.vmlinuz, artifacts.modules_dir, SET_UP + script, files=files)
+    assert result.status == 0, result.console[-4000:]
+    assert result.crash_lines() == [], result.crash_lines()
+    return result
+
+
+def _lines(text: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def _assert_patched(text: str) -> None:
+    seen = _lines(text)
+    # %ps of part_shift and of fat's own functions: the klp relocations against each module
+    # bound the symbols of that module, whichever was loaded first.
+    assert seen["loop"] == "0 part_shift [loop]", text
+    assert ",ksplice=fat_statfs [fat]/fat_getattr [fat]," in seen["fat"], text
+    assert seen["cmdline"].startswith("patched: "), text
+
+
+def _assert_unpatched(text: str) -> None:
+    seen = _lines(text)
+    assert seen["loop"] == "0", text
+    assert "ksplice" not in seen["fat"] and "vfat" in seen["fat"], text
+    assert not seen["cmdline"].startswith("patched"), text
+
+
+def test_manifest_and_klp_relocations_name_each_module(
+    update: tuple[dict[str, object], Path],
+) -> None:
+    manifest, ko = update
+    patched = manifest["patched"]
+    assert isinstance(patched, list)
+    objects = {(p["object"], p["name"]) for p in patched}
+    assert {("loop", "loop_attr_do_show_offset"), ("fat", "fat_show_options")} <= objects
+    assert ("vmlinux", "cmdline_proc_show") in objects
+    symbols = run_text(["readelf", "-sW", ko])
+    # The module's statics and its export alike are klp symbols of that module: an ordinary
+    # relocation against fat_getattr would keep the update from loading without fat.
+    for name in (".klp.sym.loop.part_shift,0", ".klp.sym.fat.fat_getattr,0"):
+        assert re.search(rf"\[0xff20\]\s+{re.escape(name)}$", symbols, re.MULTILINE), name
+    assert not re.search(r"UND\s+fat_getattr$", symbols, re.MULTILINE)
+    sections = run_text(["readelf", "-SW", ko])
+    assert ".klp.rela.fat.text" in sections and ".klp.rela.loop.text" in sections
+    # modpost recorded no dependency on the patched modules.
+    assert run_text(["modinfo", "-F", "depends", ko]).strip() == ""
+
+
+def test_modules_loaded_before_the_update(
+    artifacts: KernelArtifacts, update: tuple[dict[str, object], Path]
+) -> None:
+    manifest, ko = update
+    name = manifest["module_name"]
+    result = _run(
+        artifacts,
+        ko,
+        f"""
+set -e
+insmod_all
+mount_fat
+check > "$OUT/before" 2>&1
+insmod {ko.name}
+klp_wait_transition {name}
+check > "$OUT/patched" 2>&1
+klp_disable {name}
+rmmod {name}
+check > "$OUT/restored" 2>&1
+""",
+    )
+    _assert_unpatched(result.output_text("before"))
+    _assert_patched(result.output_text("patched"))
+    _assert_unpatched(result.output_text("restored"))
+
+
+def test_modules_loaded_after_the_update(
+    artifacts: KernelArtifacts, update: tuple[dict[str, object], Path]
+) -> None:
+    manifest, ko = update
+    name = manifest["module_name"]
+    result = _run(
+        artifacts,
+        ko,
+        f"""
+set -e
+insmod {ko.name}
+klp_wait_transition {name}
+ls /sys/kernel/livepatch/{name} > "$OUT/objects"
+insmod_all
+mount_fat
+check > "$OUT/patched" 2>&1
+cat /sys/kernel/livepatch/{name}/fat/patched /sys/kernel/livepatch/{name}/loop/patched \\
+    > "$OUT/objects_patched"
+klp_disable {name}
+rmmod {name}
+check > "$OUT/restored" 2>&1
+""",
+    )
+    assert {"fat", "loop", "vmlinux"} <= set(result.output_text("objects").split())
+    assert result.output_text("objects_patched").split() == ["1", "1"]
+    _assert_patched(result.output_text("patched"))
+    _assert_unpatched(result.output_text("restored"))
+
+
+def _create_cli(artifacts: KernelArtifacts, kallsyms: Path, tmp: Path, modules: Path) -> Result:
+    patch = tmp / "fat.patch"
+    patch.write_text(FAT_PATCH)
+    return CliRunner().invoke(
+        main,
+        [
+            "create",
+            f"--config={artifacts.target_dir}",
+            f"--system-map={kallsyms}",
+            f"--modules-dir={modules}",
+            f"--patch={patch}",
+            f"-o{tmp / 'out'}",
+            f"--cache-dir={cache_dir()}",
+            str(artifacts.source_tree),
+        ],
+    )
+
+
+def test_module_missing_from_the_modules_dir_is_a_run_pre_mismatch(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    order = (artifacts.modules_dir / "modules.order").read_text().splitlines()
+    (modules / "modules.order").write_text("".join(f"{m}\n" for m in order if "/fat/" not in m))
+    result = _create_cli(artifacts, kallsyms, tmp_path, modules)
+    assert result.exit_code == RunPreMismatchError.exit_code, result.output
+    assert "module fat" in result.output and "modules.order" in result.output, result.output
+
+
+def test_another_ko_in_place_of_the_module_is_a_run_pre_mismatch(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    # vfat.ko where fat.ko should be: fat_show_options is not there to compare with.
+    modules = tmp_path / "modules"
+    (modules / "kernel/fs/fat").mkdir(parents=True)
+    shutil.copy2(artifacts.modules_dir / "kernel/fs/fat/vfat.ko", modules / "kernel/fs/fat/fat.ko")
+    (modules / "modules.order").write_text("kernel/fs/fat/fat.ko\n")
+    result = _create_cli(artifacts, kallsyms, tmp_path, modules)
+    assert result.exit_code == RunPreMismatchError.exit_code, result.output
+    assert "module fat" in result.output and "fat_show_options" in result.output, result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
