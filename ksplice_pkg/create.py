@@ -8,6 +8,7 @@ relocations) -> update (manifest and tarball).
 from __future__ import annotations
 
 import fcntl
+import functools
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,12 @@ def _create(cfg: CreateConfig) -> Path:
     sizes = entry_sizes(tree, cfg.jobs)
     parts = []
     kos: dict[str, ModuleBinary] = {}
+
+    def binary(module: str, unit: str) -> ModuleBinary:
+        if module not in kos:
+            kos[module] = _module_binary(cfg, unit, module)
+        return kos[module]
+
     for n, change in enumerate(changes):
         if change.module is None:
             evidence = Evidence(change.unit, change.pre, symbols, vmlinux)
@@ -81,8 +88,7 @@ def _create(cfg: CreateConfig) -> Path:
                 set(exports), symbols, evidence.lookup, change.unit, change.diff.static_map
             )
         else:
-            ko = kos.get(change.module) or _module_binary(cfg, change.unit, change.module)
-            kos[change.module] = ko
+            ko = binary(change.module, change.unit)
             in_module = ModuleEvidence(change.unit, change.pre, ko)
             sympos = verify_changed_in_module(change.diff, in_module, _earlier_sympos(cfg))
             resolver = make_module_resolver(
@@ -93,6 +99,7 @@ def _create(cfg: CreateConfig) -> Path:
                 in_module.lookup,
                 change.unit,
                 change.diff.static_map,
+                functools.partial(binary, unit=change.unit),
             )
         parts.append(write_part(change, resolver, n, sizes, sympos, cfg.work_dir / "parts"))
     module = link_update(

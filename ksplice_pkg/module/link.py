@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.elf.model import SHF_ALLOC
+from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import step
 from ksplice_pkg.module import klp
@@ -169,5 +171,22 @@ def link_update(
             objects=[part.obj for part in parts],
             jobs=jobs,
         )
-        relocations = klp.convert(ko)
+        patched = {objname or "vmlinux" for objname, fs in objects.items() if fs}
+        relocations = klp.convert(ko, _module_sections(parts), patched | {"vmlinux"})
     return LinkedModule(module, ko, relocations)
+
+
+def _module_sections(parts: list[Part]) -> dict[str, str]:
+    """Section name -> module, for the sections of the parts that patch loadable modules (the
+    module link keeps each part's section names)."""
+    owners: dict[str, str] = {}
+    shared: set[str] = set()
+    for part in parts:
+        names = {s.name for s in read_object(part.obj).sections if s.flags & SHF_ALLOC}
+        for name in names:
+            if part.objname is None or owners.get(name, part.objname) != part.objname:
+                shared.add(name)
+            else:
+                owners[name] = part.objname
+    # A section several objects' code shares (a merged table) belongs to none of them.
+    return {name: module for name, module in owners.items() if name not in shared}

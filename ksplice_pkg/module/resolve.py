@@ -61,6 +61,7 @@ def make_module_resolver(
     evidence: Callable[[str], int | None],
     unit: str,
     static_map: Mapping[str, str],
+    binary: Callable[[str], ModuleBinary],
 ) -> Resolver:
     """How a unit of module ko.name reaches what it references.
 
@@ -68,7 +69,9 @@ def make_module_resolver(
     module is loaded, so even the module's own exports are klp relocations against it, which
     livepatch writes when the module comes (klp_module_coming). evidence maps pre-object names
     to the .ko symbol run-pre saw them refer to; module_exports maps the names other modules
-    export to their module.
+    export to their module, and binary gives a module's .ko by name. The globals of the
+    modules ko depends on are klp relocations against those modules (counted in their .ko);
+    klp.convert puts them in ko.name's own klp relocation sections.
     """
 
     def vmlinux_ref(name: str) -> ExternalRef:
@@ -80,6 +83,27 @@ def make_module_resolver(
             f"({ko.path}) nor vmlinux defines " + ("once" if found else "at all"),
             hint="check that --modules-dir and --system-map belong to the target kernel",
         )
+
+    def dependency_ref(name: str) -> ExternalRef | None:
+        # klp_resolve_symbols (6.1) lets a module's klp relocations name symbols of the
+        # modules it depends on: those are loaded whenever it is, so they resolve when it
+        # comes. Only their globals can be meant: the unit refers to them by an extern.
+        found = [
+            (dep, i)
+            for dep in sorted(ko.depends())
+            for i in binary(dep).defined_named(name)
+            if not binary(dep).obj.symbols[i].is_local
+        ]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise KspliceError(
+                f"{unit}: {name} is defined by several modules {ko.name} depends on "
+                f"({', '.join(dep for dep, _ in found)})",
+                hint="check that --modules-dir belongs to the target kernel",
+            )
+        ((dep, index),) = found
+        return ExternalRef(klp_symbol_name(dep, name, binary(dep).sympos(index)), exported=False)
 
     def resolve(obj: ElfObject, sym: Symbol) -> ExternalRef:
         if not sym.is_local and sym.name in exported:
@@ -97,13 +121,16 @@ def make_module_resolver(
             index = defined[0] if defined else None
         if index is not None and ko.obj.symbols[index].shndx != SHN_UNDEF:
             return ExternalRef(klp_symbol_name(ko.name, name, ko.sympos(index)), exported=False)
+        in_dependency = dependency_ref(name)
+        if in_dependency is not None:
+            return in_dependency
         owner = module_exports.get(name)
-        if owner is not None and owner != ko.name:
+        if owner is not None:
             raise RefusedError(
-                f"{unit}: the update refers to {name}, which module {owner} exports: an update "
-                f"to module {ko.name} can only reach vmlinux and {ko.name} itself",
-                hint="the other module may not be loaded when the update is; patch code that "
-                "does not call into it",
+                f"{unit}: the update refers to {name}, which module {owner} exports, but module "
+                f"{ko.name} does not depend on {owner}",
+                hint=f"{owner} may not be loaded when {ko.name} is; patch code that does not "
+                "call into it",
             )
         return vmlinux_ref(name)
 

@@ -99,6 +99,15 @@ class ModuleBinary:
         self.obj = read_object(path)
         self._indexes = {id(s): i for i, s in enumerate(self.obj.symbols)}
 
+    def depends(self) -> set[str]:
+        """The modules this one needs loaded first (modpost's `depends=` in .modinfo)."""
+        index = self.obj.section_index(".modinfo")
+        info = self.obj.sections[index].data if index is not None else b""
+        for entry in info.split(b"\0"):
+            if entry.startswith(b"depends="):
+                return {m for m in entry[8:].decode().split(",") if m}
+        return set()
+
     def defined_named(self, name: str) -> list[int]:
         """Symtab indexes of the defined symbols called name (sections and files aside)."""
         return [

@@ -53,6 +53,18 @@ FAT_PATCH = """\
  		seq_printf(m, ",uid=%u",
  				from_kuid_munged(&init_user_ns, opts->fs_uid));
 """
+VFAT_PATCH = """\
+--- a/fs/fat/namei_vfat.c
++++ b/fs/fat/namei_vfat.c
+@@ -859,6 +859,7 @@
+ 	int err, cluster;
+ 
+ 	mutex_lock(&MSDOS_SB(sb)->s_lock);
++	fat_msg(sb, KERN_INFO, "ksplice: mkdir %pd", dentry);
+ 
+ 	ts = current_time(dir);
+ 	cluster = fat_alloc_new_dir(dir, &ts);
+"""
 CMDLINE_PATCH = """\
 --- a/fs/proc/cmdline.c
 +++ b/fs/proc/cmdline.c
@@ -65,14 +77,14 @@ CMDLINE_PATCH = """\
  	seq_putc(m, '\\n');
  	return 0;
 """
-MODULES_PATCH = LOOP_PATCH + FAT_PATCH + CMDLINE_PATCH
+MODULES_PATCH = LOOP_PATCH + FAT_PATCH + VFAT_PATCH + CMDLINE_PATCH
 
 # The modules the guest loads from the image (dependencies first); nls_* are what vfat's
 # default codepage and iocharset need, since the busybox guest has no modprobe.
 GUEST_MODULES = ("loop", "vfat", "nls_cp437", "nls_ascii")
 
 # Shell: a vfat file system on /dev/loop0, mounted on /mnt.
-SET_UP = """
+SET_UP = r"""
 insmod_all() { for ko in $(cat modules.list); do insmod "$ko"; done; }
 mount_fat() {
     dd if=/dev/zero of=/tmp/fat.img bs=1024 count=2048 2>/dev/null
@@ -82,6 +94,8 @@ mount_fat() {
     mount -t vfat /dev/loop0 /mnt
 }
 check() {
+    mkdir "/mnt/$1"
+    echo "vfat: $(dmesg | grep -o "ksplice: mkdir $1\$")"
     echo "loop: $(cat /sys/block/loop0/loop/offset)"
     echo "fat: $(grep ' /mnt ' /proc/mounts)"
     echo "cmdline: $(cat /proc/cmdline)"
@@ -137,8 +151,11 @@ def _lines(text: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
-def _assert_patched(text: str) -> None:
+def _assert_patched(text: str, stage: str) -> None:
     seen = _lines(text)
+    # vfat's change calls fat's functions, one of them not exported: klp relocations against
+    # the module vfat depends on, written when vfat comes.
+    assert seen["vfat"] == f"ksplice: mkdir {stage}", text
     # %ps of part_shift and of fat's own functions: the klp relocations against each module
     # bound the symbols of that module, whichever was loaded first.
     assert seen["loop"] == "0 part_shift [loop]", text
@@ -148,6 +165,7 @@ def _assert_patched(text: str) -> None:
 
 def _assert_unpatched(text: str) -> None:
     seen = _lines(text)
+    assert seen["vfat"] == "", text
     assert seen["loop"] == "0", text
     assert "ksplice" not in seen["fat"] and "vfat" in seen["fat"], text
     assert not seen["cmdline"].startswith("patched"), text
@@ -160,7 +178,11 @@ def test_manifest_and_klp_relocations_name_each_module(
     patched = manifest["patched"]
     assert isinstance(patched, list)
     objects = {(p["object"], p["name"]) for p in patched}
-    assert {("loop", "loop_attr_do_show_offset"), ("fat", "fat_show_options")} <= objects
+    assert {
+        ("loop", "loop_attr_do_show_offset"),
+        ("fat", "fat_show_options"),
+        ("vfat", "vfat_mkdir"),
+    } <= objects
     assert ("vmlinux", "cmdline_proc_show") in objects
     symbols = run_text(["readelf", "-sW", ko])
     # The module's statics and its export alike are klp symbols of that module: an ordinary
@@ -170,6 +192,11 @@ def test_manifest_and_klp_relocations_name_each_module(
     assert not re.search(r"UND\s+fat_getattr$", symbols, re.MULTILINE)
     sections = run_text(["readelf", "-SW", ko])
     assert ".klp.rela.fat.text" in sections and ".klp.rela.loop.text" in sections
+    # vfat's reference to fat (not exported) is written when vfat comes: in vfat's section.
+    relocations = run_text(["readelf", "-rW", ko]).split("Relocation section ")
+    in_vfat = "".join(r for r in relocations if r.startswith("'.klp.rela.vfat."))
+    assert ".klp.sym.fat._fat_msg,0" in in_vfat, in_vfat
+    assert not any(".klp.sym.fat._fat_msg" in r for r in relocations if ".klp.rela.fat." in r)
     # modpost recorded no dependency on the patched modules.
     assert run_text(["modinfo", "-F", "depends", ko]).strip() == ""
 
@@ -186,17 +213,17 @@ def test_modules_loaded_before_the_update(
 set -e
 insmod_all
 mount_fat
-check > "$OUT/before" 2>&1
+check before > "$OUT/before" 2>&1
 insmod {ko.name}
 klp_wait_transition {name}
-check > "$OUT/patched" 2>&1
+check patched > "$OUT/patched" 2>&1
 klp_disable {name}
 rmmod {name}
-check > "$OUT/restored" 2>&1
+check restored > "$OUT/restored" 2>&1
 """,
     )
     _assert_unpatched(result.output_text("before"))
-    _assert_patched(result.output_text("patched"))
+    _assert_patched(result.output_text("patched"), "patched")
     _assert_unpatched(result.output_text("restored"))
 
 
@@ -215,17 +242,17 @@ klp_wait_transition {name}
 ls /sys/kernel/livepatch/{name} > "$OUT/objects"
 insmod_all
 mount_fat
-check > "$OUT/patched" 2>&1
+check patched > "$OUT/patched" 2>&1
 cat /sys/kernel/livepatch/{name}/fat/patched /sys/kernel/livepatch/{name}/loop/patched \\
     > "$OUT/objects_patched"
 klp_disable {name}
 rmmod {name}
-check > "$OUT/restored" 2>&1
+check restored > "$OUT/restored" 2>&1
 """,
     )
     assert {"fat", "loop", "vmlinux"} <= set(result.output_text("objects").split())
     assert result.output_text("objects_patched").split() == ["1", "1"]
-    _assert_patched(result.output_text("patched"))
+    _assert_patched(result.output_text("patched"), "patched")
     _assert_unpatched(result.output_text("restored"))
 
 
