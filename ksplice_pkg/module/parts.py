@@ -38,7 +38,7 @@ def write_part(
     path = directory / f"part{index}.o"
     directory.mkdir(parents=True, exist_ok=True)
     if change.module is not None:
-        _check_keys(change.unit, change.module, extracted.obj)
+        check_module_keys(change.unit, change.module, extracted.obj)
     write_object(extracted.obj, path)
     # A function run-pre did not see (no target binary given) is unique by name: sympos 0.
     funcs = [(fn, sympos.get(fn.old_name, 0)) for fn in extracted.patched]
@@ -69,7 +69,7 @@ _LOAD_TIME_TABLES = (
 )
 
 
-def _check_keys(unit: str, module: str, obj: ElfObject) -> None:
+def check_module_keys(unit: str, module: str, obj: ElfObject) -> None:
     for sec in obj.sections:
         if sec.type != SHT_RELA or obj.sections[sec.info].name not in _LOAD_TIME_TABLES:
             continue
