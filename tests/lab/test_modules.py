@@ -22,7 +22,7 @@ from ksplice_pkg.cli import main
 from ksplice_pkg.config import create_config
 from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
-from ksplice_pkg.errors import RunPreMismatchError
+from ksplice_pkg.errors import RefusedError, RunPreMismatchError
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run_text
 from ksplice_pkg.target.files import TargetSpec
@@ -298,3 +298,29 @@ def test_another_ko_in_place_of_the_module_is_a_run_pre_mismatch(
     assert result.exit_code == RunPreMismatchError.exit_code, result.output
     assert "module fat" in result.output and "fat_show_options" in result.output, result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# nft_do_chain tests the static key nft_trace_enabled, which nf_tables itself defines.
+NFT_PATCH = """\
+--- a/net/netfilter/nf_tables_core.c
++++ b/net/netfilter/nf_tables_core.c
+@@ -238,6 +238,8 @@
+ 	struct nft_rule_blob *blob;
+ 	struct nft_traceinfo info;
+ 
++	if (unlikely(!pkt->skb))
++		return NF_DROP;
+ 	info.trace = false;
+ 	if (static_branch_unlikely(&nft_trace_enabled))
+ 		nft_trace_init(&info, pkt, &regs.verdict, basechain);
+"""
+
+
+def test_jump_label_on_a_key_of_the_module_is_refused_naming_it(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(RefusedError) as e:
+        _build(artifacts, kallsyms, tmp_path, "nftkey", NFT_PATCH)
+    assert "nft_trace_enabled" in e.value.message and "nf_tables" in e.value.message
+    assert "__jump_table" in e.value.message
+    assert not list(tmp_path.iterdir())
