@@ -19,7 +19,7 @@ from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import UnitChange, diff_pairs
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.fsutil import ensure_writable_dir
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
@@ -131,6 +131,13 @@ class _ModuleBinaries:
                 hint="give --modules-dir with the target's lib/modules/<release> (from its "
                 "image package), or a `modules` link to it in the --config dir (`ksplice-pkg "
                 "fetch` lays one out)",
+            )
+        if ":" in module:
+            # kbuild's KBUILD_MODNAME of an object linked into several modules joins their names.
+            raise RefusedError(
+                f"{unit} is linked into several modules ({module.replace(':', ', ')}): "
+                "patching code shared between modules is not supported",
+                hint="patch the callers in each module instead",
             )
         if module not in self.read:
             self.read[module] = ModuleBinary(module, module_ko(self.modules_dir, module))
