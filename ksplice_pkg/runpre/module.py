@@ -61,6 +61,12 @@ def module_ko(modules_dir: Path, module: str) -> Path:
         path = line.strip()
         if Path(path).name.split(".ko")[0].replace("-", "_") == module:
             ko = modules_dir / path
+            if ko.suffix != ".ko":
+                raise KspliceError(
+                    f"module {module}: {ko} is compressed; run-pre reads the plain .ko",
+                    hint="give a copy of the modules dir with the module decompressed "
+                    "(xz -dk / zstd -d) and modules.order naming the .ko",
+                )
             if not ko.is_file():
                 raise RunPreMismatchError(
                     f"module {module}: {ko} is listed in {order} but missing",

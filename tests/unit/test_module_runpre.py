@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ksplice_pkg.elf.reader import read_object
-from ksplice_pkg.errors import RefusedError, RunPreMismatchError
+from ksplice_pkg.errors import KspliceError, RefusedError, RunPreMismatchError
 from ksplice_pkg.runpre.evidence import ModuleEvidence, pre_function
 from ksplice_pkg.runpre.module import ModuleBinary, module_ko
 from tests.unit.kernel_cc import KERNEL_CFLAGS
@@ -156,3 +156,12 @@ def test_module_ko_is_found_by_kbuild_name_in_modules_order(tmp_path: Path) -> N
     with pytest.raises(RunPreMismatchError) as e:
         module_ko(tmp_path, "other")
     assert "other" in e.value.message
+
+
+def test_compressed_module_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "kernel/fs").mkdir(parents=True)
+    (tmp_path / "kernel/fs/zmod.ko.xz").write_bytes(b"")
+    (tmp_path / "modules.order").write_text("kernel/fs/zmod.ko.xz\n")
+    with pytest.raises(KspliceError) as e:
+        module_ko(tmp_path, "zmod")
+    assert "zmod.ko.xz" in e.value.message
