@@ -38,7 +38,7 @@ def write_part(
     path = directory / f"part{index}.o"
     directory.mkdir(parents=True, exist_ok=True)
     if change.module is not None:
-        check_module_keys(change.unit, change.module, extracted.obj)
+        check_module_keys(change.unit, extracted.obj)
     write_object(extracted.obj, path)
     # A function run-pre did not see (no target binary given) is unique by name: sympos 0.
     funcs = [(fn, sympos.get(fn.old_name, 0)) for fn in extracted.patched]
@@ -69,19 +69,21 @@ _LOAD_TIME_TABLES = (
 )
 
 
-def check_module_keys(unit: str, module: str, obj: ElfObject) -> None:
+def check_module_keys(unit: str, obj: ElfObject) -> None:
+    """Refuse a load-time table entry of an extracted module unit that names a module symbol."""
     for sec in obj.sections:
         if sec.type != SHT_RELA or obj.sections[sec.info].name not in _LOAD_TIME_TABLES:
             continue
         for r in sec.relocations:
             name = obj.symbols[r.symbol].name
-            if name.startswith(KLP_SYM_PREFIX) and objname_of(name) != "vmlinux":
+            owner = objname_of(name) if name.startswith(KLP_SYM_PREFIX) else "vmlinux"
+            if owner != "vmlinux":
                 key = name[len(KLP_SYM_PREFIX) :].split(".", 1)[1].rsplit(",", 1)[0]
                 raise RefusedError(
                     f"{unit}: the update's {obj.sections[sec.info].name} entry needs {key} of "
-                    f"module {module}: a livepatch module cannot use a key or code that lives "
+                    f"module {owner}: a livepatch module cannot use a key or code that lives "
                     "in another module",
                     hint="the kernel sets these entries up when the update loads, before "
-                    f"{module}'s symbols are resolved; change the patch so that the changed "
+                    f"{owner}'s symbols are resolved; change the patch so that the changed "
                     "code does not use it (e.g. a plain flag instead of a static key)",
                 )

@@ -91,13 +91,13 @@ l_yes:
 def test_jump_label_with_a_key_of_the_module_is_refused_naming_it(tmp_path: Path) -> None:
     obj = read_object(_object(tmp_path, JUMP_LABEL))
     with pytest.raises(RefusedError) as e:
-        check_module_keys("fs/fat/inode.o", "fat", obj)
+        check_module_keys("fs/fat/inode.o", obj)
     assert "fat_key" in e.value.message and "__jump_table" in e.value.message
 
 
 def test_jump_label_with_a_vmlinux_key_is_kept(tmp_path: Path) -> None:
     obj = read_object(_object(tmp_path, JUMP_LABEL.replace("fat__", "vmlinux__")))
-    check_module_keys("fs/fat/inode.o", "fat", obj)
+    check_module_keys("fs/fat/inode.o", obj)
 
 
 def test_module_exports_are_named_by_module_name() -> None:
