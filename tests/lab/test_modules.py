@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
-from ksplice_pkg.config import create_config
+from ksplice_pkg.config import create_config, work_dir_for
 from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import RefusedError, RunPreMismatchError
@@ -48,7 +48,7 @@ FAT_PATCH = """\
  	struct fat_mount_options *opts = &sbi->options;
  	int isvfat = opts->isvfat;
  
-+	seq_printf(m, ",ksplice=%ps/%ps", fat_sops.statfs, fat_getattr);
++	seq_printf(m, ",ksplice=%ps/%ps/%pS", fat_sops.statfs, fat_getattr, init_once);
  	if (!uid_eq(opts->fs_uid, GLOBAL_ROOT_UID))
  		seq_printf(m, ",uid=%u",
  				from_kuid_munged(&init_user_ns, opts->fs_uid));
@@ -151,15 +151,40 @@ def _lines(text: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
-def _assert_patched(text: str, stage: str) -> None:
+def _inode_init_once(artifacts: KernelArtifacts) -> tuple[int, int]:
+    """The sympos and size of inode.c's init_once in the target's fat.ko: cache.c has a
+    static init_once too. The distro .ko keeps no FILE symbols, so inode.c's is told by its
+    size in the pre object create compiled from inode.c."""
+    pre = work_dir_for(cache_dir(), artifacts.source_tree) / "pre/fs/fat/inode.o"
+    (size,) = {int(r[2]) for r in _symbol_rows(pre) if r[3] == "FUNC" and r[7] == "init_once"}
+    ko = artifacts.modules_dir / "kernel/fs/fat/fat.ko"
+    sizes = [int(r[2]) for r in _symbol_rows(ko) if r[3] == "FUNC" and r[7] == "init_once"]
+    assert len(sizes) == 2 and sizes.count(size) == 1, sizes
+    return sizes.index(size) + 1, size
+
+
+def _symbol_rows(obj: Path) -> list[list[str]]:
+    """readelf -sW rows of named symbols, in symbol table order."""
+    rows = [line.split() for line in run_text(["readelf", "-sW", obj]).splitlines()]
+    return [r for r in rows if len(r) == 8 and r[0].endswith(":")]
+
+
+def _assert_patched(text: str, stage: str, artifacts: KernelArtifacts) -> None:
     seen = _lines(text)
+    # %pS shows init_once's size: inode.c's, the one the unchanged code of fat_show_options'
+    # unit refers to, not cache.c's (sympos from the .ko's symbol table).
+    _, size = _inode_init_once(artifacts)
+    shown = re.search(r"/init_once\+0x0/(0x[0-9a-f]+) \[fat\],", seen["fat"])
+    assert shown is not None, text
+    # kallsyms' size runs to the next symbol: the function padded to its 16-byte alignment.
+    assert size <= int(shown[1], 16) < size + 16, (size, text)
     # vfat's change calls fat's functions, one of them not exported: klp relocations against
     # the module vfat depends on, written when vfat comes.
     assert seen["vfat"] == f"ksplice: mkdir {stage}", text
     # %ps of part_shift and of fat's own functions: the klp relocations against each module
     # bound the symbols of that module, whichever was loaded first.
     assert seen["loop"] == "0 part_shift [loop]", text
-    assert ",ksplice=fat_statfs [fat]/fat_getattr [fat]," in seen["fat"], text
+    assert ",ksplice=fat_statfs [fat]/fat_getattr [fat]/" in seen["fat"], text
     assert seen["cmdline"].startswith("patched: "), text
 
 
@@ -172,7 +197,7 @@ def _assert_unpatched(text: str) -> None:
 
 
 def test_manifest_and_klp_relocations_name_each_module(
-    update: tuple[dict[str, object], Path],
+    artifacts: KernelArtifacts, update: tuple[dict[str, object], Path]
 ) -> None:
     manifest, ko = update
     patched = manifest["patched"]
@@ -190,6 +215,9 @@ def test_manifest_and_klp_relocations_name_each_module(
     for name in (".klp.sym.loop.part_shift,0", ".klp.sym.fat.fat_getattr,0"):
         assert re.search(rf"\[0xff20\]\s+{re.escape(name)}$", symbols, re.MULTILINE), name
     assert not re.search(r"UND\s+fat_getattr$", symbols, re.MULTILINE)
+    sympos, _ = _inode_init_once(artifacts)
+    assert sympos > 1
+    assert f".klp.sym.fat.init_once,{sympos}" in symbols, symbols
     sections = run_text(["readelf", "-SW", ko])
     assert ".klp.rela.fat.text" in sections and ".klp.rela.loop.text" in sections
     # vfat's reference to fat (not exported) is written when vfat comes: in vfat's section.
@@ -223,7 +251,7 @@ check restored > "$OUT/restored" 2>&1
 """,
     )
     _assert_unpatched(result.output_text("before"))
-    _assert_patched(result.output_text("patched"), "patched")
+    _assert_patched(result.output_text("patched"), "patched", artifacts)
     _assert_unpatched(result.output_text("restored"))
 
 
@@ -252,7 +280,7 @@ check restored > "$OUT/restored" 2>&1
     )
     assert {"fat", "loop", "vmlinux"} <= set(result.output_text("objects").split())
     assert result.output_text("objects_patched").split() == ["1", "1"]
-    _assert_patched(result.output_text("patched"), "patched")
+    _assert_patched(result.output_text("patched"), "patched", artifacts)
     _assert_unpatched(result.output_text("restored"))
 
 
