@@ -2,9 +2,10 @@
 of Debian's image package, and loaded in the real kernel with the modules loaded before the
 update and after it.
 
-One update patches two modules and vmlinux at once: loop (a sysfs attribute of a loop device)
-and fat (the mount options vfat shows in /proc/mounts), each change referring to static
-symbols of its own module and fat's to one fat exports, plus /proc/cmdline in vmlinux.
+One update patches four modules and vmlinux at once: loop (a sysfs attribute of a loop device),
+fat (the mount options vfat shows in /proc/mounts), vfat (mkdir logs through fat) and the dummy
+network driver (the MTU of the devices it sets up), each change referring to symbols of its own
+module, fat's to one fat exports and vfat's to fat's, plus /proc/cmdline in vmlinux.
 """
 
 from __future__ import annotations
@@ -65,6 +66,19 @@ VFAT_PATCH = """\
  	ts = current_time(dir);
  	cluster = fat_alloc_new_dir(dir, &ts);
 """
+# The network driver: devices it sets up get an MTU of 1400 instead of Ethernet's 1500.
+DUMMY_PATCH = """\
+--- a/drivers/net/dummy.c
++++ b/drivers/net/dummy.c
+@@ -134,6 +134,7 @@
+ 
+ 	dev->min_mtu = 0;
+ 	dev->max_mtu = 0;
++	dev->mtu = 1400;
+ }
+ 
+ static int dummy_validate(struct nlattr *tb[], struct nlattr *data[],
+"""
 CMDLINE_PATCH = """\
 --- a/fs/proc/cmdline.c
 +++ b/fs/proc/cmdline.c
@@ -77,11 +91,11 @@ CMDLINE_PATCH = """\
  	seq_putc(m, '\\n');
  	return 0;
 """
-MODULES_PATCH = LOOP_PATCH + FAT_PATCH + VFAT_PATCH + CMDLINE_PATCH
+MODULES_PATCH = LOOP_PATCH + FAT_PATCH + VFAT_PATCH + DUMMY_PATCH + CMDLINE_PATCH
 
 # The modules the guest loads from the image (dependencies first); nls_* are what vfat's
 # default codepage and iocharset need, since the busybox guest has no modprobe.
-GUEST_MODULES = ("loop", "vfat", "nls_cp437", "nls_ascii")
+GUEST_MODULES = ("loop", "vfat", "nls_cp437", "nls_ascii", "dummy")
 
 # Shell: a vfat file system on /dev/loop0, mounted on /mnt.
 SET_UP = r"""
@@ -97,6 +111,8 @@ check() {
     mkdir "/mnt/$1"
     echo "vfat: $(dmesg | grep -o "ksplice: mkdir $1\$")"
     echo "loop: $(cat /sys/block/loop0/loop/offset)"
+    ip link add "d$1" type dummy
+    echo "dummy: $(cat "/sys/class/net/d$1/mtu") $(cat /sys/class/net/dummy0/mtu)"
     echo "fat: $(grep ' /mnt ' /proc/mounts)"
     echo "cmdline: $(cat /proc/cmdline)"
 }
@@ -184,6 +200,8 @@ def _assert_patched(text: str, stage: str, artifacts: KernelArtifacts) -> None:
     # %ps of part_shift and of fat's own functions: the klp relocations against each module
     # bound the symbols of that module, whichever was loaded first.
     assert seen["loop"] == "0 part_shift [loop]", text
+    # A dummy device created now is set up by the patched dummy_setup.
+    assert seen["dummy"].split()[0] == "1400", text
     assert ",ksplice=fat_statfs [fat]/fat_getattr [fat]/" in seen["fat"], text
     assert seen["cmdline"].startswith("patched: "), text
 
@@ -192,6 +210,7 @@ def _assert_unpatched(text: str) -> None:
     seen = _lines(text)
     assert seen["vfat"] == "", text
     assert seen["loop"] == "0", text
+    assert seen["dummy"].split()[0] == "1500", text
     assert "ksplice" not in seen["fat"] and "vfat" in seen["fat"], text
     assert not seen["cmdline"].startswith("patched"), text
 
@@ -207,6 +226,7 @@ def test_manifest_and_klp_relocations_name_each_module(
         ("loop", "loop_attr_do_show_offset"),
         ("fat", "fat_show_options"),
         ("vfat", "vfat_mkdir"),
+        ("dummy", "dummy_setup"),
     } <= objects
     assert ("vmlinux", "cmdline_proc_show") in objects
     symbols = run_text(["readelf", "-sW", ko])
@@ -252,6 +272,8 @@ check restored > "$OUT/restored" 2>&1
     )
     _assert_unpatched(result.output_text("before"))
     _assert_patched(result.output_text("patched"), "patched", artifacts)
+    # dummy0 was set up as dummy.ko loaded, before the update: it keeps Ethernet's MTU.
+    assert _lines(result.output_text("patched"))["dummy"] == "1400 1500"
     _assert_unpatched(result.output_text("restored"))
 
 
@@ -281,6 +303,8 @@ check restored > "$OUT/restored" 2>&1
     assert {"fat", "loop", "vmlinux"} <= set(result.output_text("objects").split())
     assert result.output_text("objects_patched").split() == ["1", "1"]
     _assert_patched(result.output_text("patched"), "patched", artifacts)
+    # dummy0 was set up as dummy.ko loaded, after the update: by the patched dummy_setup.
+    assert _lines(result.output_text("patched"))["dummy"] == "1400 1400"
     _assert_unpatched(result.output_text("restored"))
 
 
