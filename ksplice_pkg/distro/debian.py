@@ -251,5 +251,5 @@ def _lay_out_target(root: Path, release: str) -> None:
     if not symvers.is_file():
         raise KspliceError(f"the headers package of {release} holds no Module.symvers")
     shutil.copy2(symvers, target / "Module.symvers")
-    (target / MODULES_DIR).symlink_to(root / "image" / "lib" / "modules" / release)
+    (target / MODULES_DIR).symlink_to(Path("../image/lib/modules") / release)
     (target / FETCHED_MARK).write_text(release + "\n")
