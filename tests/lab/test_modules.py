@@ -308,22 +308,48 @@ check restored > "$OUT/restored" 2>&1
     _assert_unpatched(result.output_text("restored"))
 
 
-def _create_cli(artifacts: KernelArtifacts, kallsyms: Path, tmp: Path, modules: Path) -> Result:
+def _create_cli(
+    artifacts: KernelArtifacts,
+    kallsyms: Path,
+    tmp: Path,
+    modules: Path | None,
+    config: Path | None = None,
+) -> Result:
     patch = tmp / "fat.patch"
     patch.write_text(FAT_PATCH)
     return CliRunner().invoke(
         main,
         [
             "create",
-            f"--config={artifacts.target_dir}",
+            f"--config={config or artifacts.target_dir}",
             f"--system-map={kallsyms}",
-            f"--modules-dir={modules}",
+            *([f"--modules-dir={modules}"] if modules else []),
             f"--patch={patch}",
             f"-o{tmp / 'out'}",
             f"--cache-dir={cache_dir()}",
             str(artifacts.source_tree),
         ],
     )
+
+
+def test_modules_link_of_the_config_dir_is_the_default(
+    artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
+) -> None:
+    # A config dir as fetch lays it out: `modules` links the image's lib/modules/<release>.
+    config = tmp_path / "target"
+    config.mkdir()
+    for name in (".config", "Module.symvers", "vmlinuz"):
+        (config / name).symlink_to(artifacts.target_dir / name)
+    (config / "modules").symlink_to(artifacts.modules_dir)
+    result = _create_cli(artifacts, kallsyms, tmp_path, None, config)
+    assert result.exit_code == 0, result.output
+    (tarball,) = (tmp_path / "out").iterdir()
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+        manifest = tar.extractfile(next(n for n in names if n.endswith("manifest.json")))
+        assert manifest is not None
+        patched = json.loads(manifest.read())["patched"]
+    assert {"object": "fat", "name": "fat_show_options", "sympos": 0} in patched
 
 
 def test_module_missing_from_the_modules_dir_is_a_run_pre_mismatch(
