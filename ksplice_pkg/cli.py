@@ -219,6 +219,12 @@ def _package_options(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz (run-pre).")
 @click.option("--kernel-release", help="The target's `uname -r` (default: from the vmlinuz).")
 @click.option(
+    "--modules-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The target's lib/modules/<release>: the .ko files that run-pre checks module code "
+    "against (default: `modules` in the --config dir).",
+)
+@click.option(
     "--series",
     "series",
     multiple=True,
@@ -257,6 +263,7 @@ def create_cmd(
     symvers: Path | None,
     vmlinux: Path | None,
     kernel_release: str | None,
+    modules_dir: Path | None,
     series: tuple[Path, ...],
     replace: bool,
     runtime_only: bool,
@@ -286,15 +293,16 @@ def create_cmd(
     if config_dir is None and (kernel_source / "ksplice").is_dir() and not kernel_package:
         config_dir = kernel_source / "ksplice"
     target = TargetSpec(
-        config_dir,
-        system_map,
-        kconfig,
-        symvers,
-        vmlinux,
-        kernel_release,
-        kernel_package,
-        headers_package,
-        debug_package,
+        config_dir=config_dir,
+        system_map=system_map,
+        kconfig=kconfig,
+        symvers=symvers,
+        binary=vmlinux,
+        release=kernel_release,
+        kernel_package=kernel_package,
+        headers_package=headers_package,
+        debug_package=debug_package,
+        modules_dir=modules_dir,
     )
     cfg = create_config(
         kernel_source,

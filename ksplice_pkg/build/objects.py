@@ -11,7 +11,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ksplice_pkg.build.headers import header_users
@@ -32,6 +32,7 @@ class ObjectPair:
     unit: str  # e.g. fs/proc/cmdline.o
     pre: Path
     post: Path
+    module: str | None = None  # the loadable module kbuild links the unit into; None: vmlinux
 
 
 def objects_for(
@@ -177,15 +178,8 @@ def compile_pairs(
     clone_objdir(tree, post_objdir, units)
     with step(f"compiling {len(units)} object(s) before and after: {', '.join(units)}"):
         pairs = build_pairs(tree, post.post, post_objdir, units, jobs)
-    for unit in units:
-        module = module_of(tree.objdir, unit)
-        if module is not None:
-            raise RefusedError(
-                f"{unit} is part of the loadable module {module}: updates to modules are not "
-                "supported yet",
-                hint="for now an update can only change code built into vmlinux",
-            )
-    return pairs
+    # Each unit's klp object: vmlinux, or the module kbuild compiled it for.
+    return [replace(p, module=module_of(tree.objdir, p.unit)) for p in pairs]
 
 
 _MODNAME = re.compile(r"-DKBUILD_MODNAME='\"(?P<name>[^\"]+)\"'")

@@ -91,6 +91,7 @@ class UnitChange:
     diff: UnitDiff
     pre: ElfObject
     post: ElfObject
+    module: str | None = None  # the loadable module the unit belongs to; None: vmlinux
 
     @property
     def unit(self) -> str:
@@ -111,7 +112,7 @@ def diff_pairs(pairs: list[ObjectPair], runtime_only: bool = False) -> list[Unit
         for name in d.new_functions:
             logger.debug("%s: %s is new", pair.unit, name)
         if not d.empty:
-            changes.append(UnitChange(d, pre, post))
+            changes.append(UnitChange(d, pre, post, pair.module))
     if not changes:
         raise RefusedError(
             "the patch changes no function's object code",

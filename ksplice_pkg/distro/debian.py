@@ -36,7 +36,7 @@ from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, run_text
-from ksplice_pkg.target.files import FETCHED_MARK
+from ksplice_pkg.target.files import FETCHED_MARK, MODULES_DIR
 
 DEFAULT_FLAVOUR = "cloud-amd64"
 # 6.1.0-56-cloud-amd64 (ABI 6.1.0-56) or 6.12.115+deb12-cloud-amd64 (ABI 6.12.115+deb12).
@@ -364,4 +364,5 @@ def _lay_out_target(root: Path, release: str) -> None:
     if not symvers.is_file():
         raise KspliceError(f"the headers package of {release} holds no Module.symvers")
     shutil.copy2(symvers, target / "Module.symvers")
+    (target / MODULES_DIR).symlink_to(Path("../image/lib/modules") / release)
     (target / FETCHED_MARK).write_text(release + "\n")

@@ -8,6 +8,7 @@ livepatch (Documentation/livepatch/module-elf-format.rst). Runs before any modul
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from ksplice_pkg.elf.model import (
@@ -22,7 +23,7 @@ from ksplice_pkg.elf.model import (
 )
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import write_object
-from ksplice_pkg.errors import InternalError
+from ksplice_pkg.errors import InternalError, RefusedError
 
 KLP_SYM_PREFIX = ".klp.sym."
 
@@ -37,8 +38,20 @@ def objname_of(symbol: str) -> str:
     return symbol[len(KLP_SYM_PREFIX) :].split(".", 1)[0]
 
 
-def convert(ko: Path) -> int:
-    """Rewrite ko in place; return how many klp relocations it carries."""
+def convert(
+    ko: Path, owners: Mapping[str, str] | None = None, patched: Collection[str] | None = None
+) -> int:
+    """Rewrite ko in place; return how many klp relocations it carries.
+
+    A relocation goes to the klp relocation section of its symbol's object, except that a
+    module's code referring to a module it depends on keeps it in its own module's section:
+    livepatch only writes the sections of the objects the patch patches, when that object
+    comes (klp_apply_section_relocs), and allows them symbols of the module's dependencies
+    (klp_resolve_symbols, 6.1). owners maps the section names of module code to their module.
+    patched names the objects the update patches: a relocation for any other object would never
+    be written.
+    """
+    owners = owners or {}
     obj = read_object(ko)
     klp: set[int] = set()
     for i, sym in enumerate(obj.symbols):
@@ -62,8 +75,19 @@ def convert(ko: Path) -> int:
         if not target.startswith("."):
             target = "." + target
         by_object: dict[str, list[object]] = {}
+        owner = owners.get(obj.sections[sec.info].name)
         for r in moved:
-            by_object.setdefault(objname_of(obj.symbols[r.symbol].name), []).append(r)
+            objname = objname_of(obj.symbols[r.symbol].name)
+            if owner is not None and objname not in ("vmlinux", owner):
+                objname = owner
+            if patched is not None and objname not in patched:
+                raise RefusedError(
+                    f"the update's {obj.sections[sec.info].name} refers to "
+                    f"{obj.symbols[r.symbol].name}, a symbol of module {objname}, which the "
+                    "update does not patch: livepatch would never resolve it",
+                    hint="patch a function whose code is the only user of that symbol",
+                )
+            by_object.setdefault(objname, []).append(r)
         sec.relocations = [r for r in sec.relocations if r.symbol not in klp]
         for objname, relocs in by_object.items():
             new_sections.append(

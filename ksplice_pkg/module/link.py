@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.elf.model import SHF_ALLOC
+from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import step
 from ksplice_pkg.module import klp
@@ -179,9 +181,13 @@ def link_update(
     replace: bool = False,
 ) -> LinkedModule:
     """The update's module: every part linked with a generated klp_patch, klp relocations
-    written. All units of vmlinux make one klp_object: livepatch names its kobject after the
-    object, so a second "vmlinux" object would not register."""
+    written. All units of vmlinux make one klp_object, and all units of one loadable module
+    another: livepatch names its kobject after the object, so a second object of the same
+    name would not register."""
     funcs = [f for part in parts for f in part.functions]
+    objects: dict[str | None, list[tuple[PatchedFunction, int]]] = {}
+    for part in parts:
+        objects.setdefault(part.objname, []).extend(part.functions)
     if not funcs:
         new = [name for part in parts for name in part.new_functions]
         raise RefusedError(
@@ -197,7 +203,7 @@ def link_update(
         main_c = main_source(
             module,
             description,
-            [ObjectPatch(None, funcs)],
+            [ObjectPatch(objname, fs) for objname, fs in objects.items() if fs],
             namespaces,
             replace=replace,
             hooks=hooks,
@@ -210,5 +216,22 @@ def link_update(
             objects=[part.obj for part in parts],
             jobs=jobs,
         )
-        relocations = klp.convert(ko)
+        patched = {objname or "vmlinux" for objname, fs in objects.items() if fs}
+        relocations = klp.convert(ko, _module_sections(parts), patched | {"vmlinux"})
     return LinkedModule(module, ko, relocations)
+
+
+def _module_sections(parts: list[Part]) -> dict[str, str]:
+    """Section name -> module, for the sections of the parts that patch loadable modules (the
+    module link keeps each part's section names)."""
+    owners: dict[str, str] = {}
+    shared: set[str] = set()
+    for part in parts:
+        names = {s.name for s in read_object(part.obj).sections if s.flags & SHF_ALLOC}
+        for name in names:
+            if part.objname is None or owners.get(name, part.objname) != part.objname:
+                shared.add(name)
+            else:
+                owners[name] = part.objname
+    # A section several objects' code shares (a merged table) belongs to none of them.
+    return {name: module for name, module in owners.items() if name not in shared}

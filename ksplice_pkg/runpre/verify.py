@@ -73,7 +73,7 @@ def _form(fn: PreFunction, reloc: PreReloc) -> RelocForm:
     return form
 
 
-def _masked(fn: PreFunction) -> bytearray:
+def masked(fn: PreFunction) -> bytearray:
     """Which bytes of fn the linker fills in: 1 for a relocation site, 0 for compiled code."""
     mask = bytearray(len(fn.code))
     for reloc in fn.relocs:
@@ -189,7 +189,7 @@ def verify_function(fn: PreFunction, symbols: SymbolMap, vmlinux: Vmlinux) -> Ma
             hint="it may be inlined into its callers or named differently (a GCC clone suffix) "
             "in the target; otherwise " + _MISMATCH_HINT,
         )
-    mask = _masked(fn)
+    mask = masked(fn)
     resolver = _Resolver(symbols, vmlinux, shift)
     attempts = [_try_candidate(fn, mask, c, resolver) for c in candidates]
     matches = [a for a in attempts if a.problem is None]

@@ -18,6 +18,7 @@ _SYMBOL_MAPS = ("System.map", "kallsyms")
 # Written by `ksplice-pkg fetch` into the target directories it lays out.
 FETCHED_MARK = "kernel.release"
 _BINARIES = ("vmlinux", "vmlinuz")
+MODULES_DIR = "modules"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class TargetFiles:
     symvers: Path
     binary: Path | None  # vmlinux or vmlinuz, for run-pre verification
     release: str
+    # lib/modules/<release> of the target's image: the .ko files run-pre compares module code
+    # against. Needed only when the patch changes code of a loadable module.
+    modules_dir: Path | None = None
 
 
 def _first(directory: Path | None, names: tuple[str, ...]) -> Path | None:
@@ -93,6 +97,7 @@ class TargetSpec:
     kernel_package: Path | None = None
     headers_package: Path | None = None
     debug_package: Path | None = None
+    modules_dir: Path | None = None
 
     def resolve(
         self, *, cache: Path | None = None, source: KernelSource | None = None
@@ -128,6 +133,7 @@ class TargetSpec:
             symvers=symvers,
             binary=binary,
             release=release,
+            modules_dir=self.modules_dir,
         )
 
 
@@ -139,6 +145,7 @@ def resolve_target(
     symvers: Path | None,
     binary: Path | None,
     release: str | None,
+    modules_dir: Path | None = None,
 ) -> TargetFiles:
     hint = (
         "give --config=DIR holding System.map (or a copy of /proc/kallsyms), .config and "
@@ -186,4 +193,15 @@ def resolve_target(
             "the target kernel release is unknown",
             hint="give --kernel-release (what `uname -r` prints on the target), or a vmlinuz",
         )
-    return TargetFiles(found_map, found_config, found_symvers, found_binary, release)
+    # `fetch` links the image's lib/modules/<release> into the target dir as `modules`.
+    found_modules = modules_dir or (
+        config_dir / MODULES_DIR
+        if config_dir is not None and (config_dir / MODULES_DIR).is_dir()
+        else None
+    )
+    if found_modules is not None and not found_modules.is_dir():
+        raise KspliceError(
+            f"the modules directory {found_modules} does not exist",
+            hint="give the target's lib/modules/<release> (from its image package)",
+        )
+    return TargetFiles(found_map, found_config, found_symvers, found_binary, release, found_modules)

@@ -32,7 +32,7 @@ def assemble_manifest(
         module_name=module.name,
         module_sha256=sha256_file(module.ko),
         patched=[
-            PatchedEntry("vmlinux", fn.old_name, sympos)
+            PatchedEntry(part.objname or "vmlinux", fn.old_name, sympos)
             for part in parts
             for fn, sympos in part.functions
         ],

@@ -1,5 +1,6 @@
 """Mismatched inputs to `create` that only the real kernel's files can show: a Module.symvers,
-symbol map or .config of another build, a function of a loadable module. Each is refused
+symbol map or .config of another build, a function of a loadable module without the target's
+modules. Each is refused
 naming both sides, writes nothing outside the cache and -o, and the next valid run still makes a
 module that loads in the real kernel.
 """
@@ -10,12 +11,10 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
 from ksplice_pkg.distro.debian import KernelArtifacts
-from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.paths import cache_dir
 from tests.lab.updates import build_update, try_update
 
@@ -151,12 +150,27 @@ def test_config_of_another_compiler_is_refused(
     _refused(result, str(config), other)
 
 
-def test_function_of_a_loadable_module_is_refused_naming_it(
+def test_module_unit_without_the_target_modules_is_refused_naming_it(
     artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(RefusedError) as e:
-        build_update(artifacts, kallsyms, FAT_MODULE_PATCH, tmp_path / "out", "fatdir")
-    # The unit and the module kbuild builds it into (KBUILD_MODNAME), both named.
-    assert "fs/fat/dir.o" in e.value.message
-    assert re.search(r"\bmodule fat\b", e.value.message), e.value.message
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    # A target description without lib/modules: the .ko that run-pre and the module's sympos
+    # need is missing, so the change to fat is refused, naming the unit, the module and the
+    # option that supplies it, before anything is written.
+    target = _target_copy(artifacts, kallsyms, tmp_path / "target")
+    patch = tmp_path / "fat.patch"
+    patch.write_text(FAT_MODULE_PATCH)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "create",
+            f"--config={target}",
+            f"--patch={patch}",
+            f"-o{out}",
+            f"--cache-dir={cache_dir()}",
+            str(artifacts.source_tree),
+        ],
+    )
+    _refused(result, "fs/fat/dir.o", "fat.ko", "--modules-dir")
+    assert re.search(r"\bmodule fat\b", result.output), result.output
+    assert not out.exists() or not list(out.iterdir())
