@@ -13,7 +13,8 @@ per file); other failure. The summary counts them; --out keeps every message.
     scripts/corpus.py [--old RELEASE] [--new RELEASE] [--sample N | --all] [--seed S] [--out DIR]
 
 Defaults: the cloud-amd64 kernel Debian installs today and the upload before it in the same
-series (discovered from apt, never hard-coded), a seeded random sample of 20 files. A whole run takes hours on two cores.
+series (discovered from apt, never hard-coded), a seeded random sample of 20 files. A whole
+run takes hours on two cores.
 """
 
 from __future__ import annotations
