@@ -125,6 +125,12 @@ def remaining(store: Store, window: float) -> float:
     return max(0.0, state.last_load + window - boottime())
 
 
+def boot_stable(store: Store) -> bool:
+    """Whether what this boot loaded (if anything) has been marked stable."""
+    state = GuardState.read(store)
+    return state.boot_id != kernel.boot_id() or state.stable
+
+
 def mark_stable(store: Store) -> list[str]:
     """This boot survived its loads: they are proven. Returns what was proven now."""
     state = GuardState.read(store)

@@ -47,6 +47,13 @@ def read_json(path: Path) -> Any:
 
 def write_json(path: Path, data: object) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # The rename must reach the disk too: the crash-loop guard's record is written just before
+    # a load that may crash the machine a moment later, within the filesystem's commit interval.
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def collect(store: Store) -> View:
         kernel_release=release,
         build_id=kernel.build_id(),
         effective_version=effective,
-        boot_stable=guard.remaining(store, 0.0) == 0.0,
+        boot_stable=guard.boot_stable(store),
         updates=sorted(states.values(), key=lambda s: (s.applied_at is None, s.applied_at, s.id)),
     )
 

@@ -3,8 +3,9 @@
 - apply latency: `ksplice-pkg apply` from the command's start to its return (the transition
   done), and the load-to-transition time the tool itself reports, over several applies;
 - the time ksplice-pkg.service adds to boot with 10 installed updates: the unit's
-  ActiveEnterTimestamp minus its InactiveExitTimestamp, and systemd-analyze's figures of a
-  boot with the unit against one with `ksplice.reapply=0`.
+  ActiveEnterTimestamp minus its InactiveExitTimestamp, and when sysinit.target (which the
+  unit is ordered before) was reached, against a boot with `ksplice.reapply=0`. (systemd-analyze
+  time and blame need a finished boot; the lab's script runs as part of it.)
 
 The lab runs qemu without KVM (TCG): absolute figures are several times those of real hardware.
 Run through scripts/benchmark-runtime.
@@ -44,8 +45,7 @@ wait_stable
 UNIT_TIMES = """
 systemctl show -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic \
     ksplice-pkg.service > "$OUT/unit"
-systemd-analyze time > "$OUT/analyze" 2>&1 || true
-systemd-analyze blame 2>/dev/null | grep ksplice-pkg > "$OUT/blame" || true
+systemctl show -p ActiveEnterTimestampMonotonic --value sysinit.target > "$OUT/sysinit"
 ls /sys/kernel/livepatch | wc -l > "$OUT/loaded"
 """
 
@@ -104,11 +104,12 @@ def main() -> None:
     ) / 1e6
     print(
         f"ksplice-pkg.service with {args.updates} installed updates "
-        f"({_ms(boot.outputs, 'loaded')} loaded): {seconds:.2f} s "
-        f"(systemd-analyze blame: {_ms(boot.outputs, 'blame') or 'n/a'})"
+        f"({_ms(boot.outputs, 'loaded')} loaded): {seconds:.2f} s"
     )
-    print(f"boot with the unit:        {_ms(boot.outputs, 'analyze').splitlines()[0]}")
-    print(f"boot with ksplice.reapply=0: {_ms(off.outputs, 'analyze').splitlines()[0]}")
+    print(
+        f"sysinit.target reached {int(_ms(boot.outputs, 'sysinit')) / 1e6:.2f} s after the"
+        f" kernel started; with ksplice.reapply=0: {int(_ms(off.outputs, 'sysinit')) / 1e6:.2f} s"
+    )
 
 
 if __name__ == "__main__":

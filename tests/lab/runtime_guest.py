@@ -28,6 +28,8 @@ def tool_files() -> dict[str, Path]:
         files[f"tool/ksplice_pkg/runtime/{source.name}"] = source
     for unit in sorted((ROOT / "systemd").glob("*.service")):
         files[f"tool/systemd/{unit.name}"] = unit
+    for page in sorted((ROOT / "man").glob("*.8")):
+        files[f"tool/man/{page.name}"] = page
     return files
 
 
@@ -50,6 +52,8 @@ install_tool() {
     launcher ksplice-undo ksplice_pkg.runtime.cli undo_main
     launcher ksplice-view ksplice_pkg.runtime.cli view_main
     cp tool/systemd/*.service /etc/systemd/system/
+    mkdir -p /usr/local/share/man/man8
+    cp tool/man/*.8 /usr/local/share/man/man8/
     systemctl daemon-reload
     systemctl enable ksplice-pkg.service
 }

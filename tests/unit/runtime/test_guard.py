@@ -46,7 +46,9 @@ def test_loads_of_this_boot_become_proven_once_stable(store: Store) -> None:
     assert state.boot_id == kernel.boot_id() and state.loaded == ["u1"] and not state.stable
     assert guard.remaining(store, 3600) > 0
     assert guard.remaining(store, 0) == 0
+    assert not guard.boot_stable(store)
     assert guard.mark_stable(store) == ["u1"]
+    assert guard.boot_stable(store)
     assert GuardState.read(store).proven == ["u1"]
     assert guard.mark_stable(store) == []
 
