@@ -301,7 +301,10 @@ def provider_rpm(release: str, out: Path) -> Path:
     return rpm
 
 
-def _rpm_files(lab: Lab, release: str) -> list[Path]:
+@pytest.fixture(scope="module")
+def rpm_files(lab: Lab) -> list[Path]:
+    """The tool's RPMs, A's and B's, and the stand-in, built once for the RPM tests."""
+    release = lab.artifacts.release
     own = build_rpms(lab.work / "own-rpms")
     hotpatches = build_packages(
         [lab.a, lab.b], PackageFormat.RPM, lab.work / "hotpatch-rpms", maintainer=MAINTAINER
@@ -327,9 +330,9 @@ snapshot erased
 """
 
 
-def test_rpm_install_reboot_erase(lab: Lab) -> None:
+def test_rpm_install_reboot_erase(lab: Lab, rpm_files: list[Path]) -> None:
     release = lab.artifacts.release
-    files = {p.name: p for p in _rpm_files(lab, release)}
+    files = {p.name: p for p in rpm_files}
     overlay = rpm_tools_overlay(lab, lab.work / "rpm.qcow2")
     fmt = {"a": ID_A, "release": release}
 
@@ -366,11 +369,11 @@ rc left rpm -qa
 """
 
 
-def test_dnf_from_a_local_repository(lab: Lab) -> None:
+def test_dnf_from_a_local_repository(lab: Lab, rpm_files: list[Path]) -> None:
     release = lab.artifacts.release
     repo = lab.work / "repo"
     repo.mkdir()
-    for rpm in _rpm_files(lab, release):
+    for rpm in rpm_files:
         shutil.copy(rpm, repo)
     run(["createrepo_c", "--quiet", repo])
     files = {f"repo/{p.relative_to(repo)}": p for p in sorted(repo.rglob("*")) if p.is_file()}
