@@ -2,101 +2,16 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from ksplice_pkg import __version__
+from ksplice_pkg.boundary import BoundaryCommand, BoundaryGroup
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
-from ksplice_pkg.run import terminate_children
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that the build unwinds like on ^C."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-def _report(prog: str, error: KspliceError) -> NoReturn:
-    click.echo(f"{prog}: error: {error}", err=True)
-    sys.exit(error.exit_code)
-
-
-def _os_error(e: OSError) -> KspliceError:
-    where = f" {e.filename}" if e.filename else ""
-    return KspliceError(
-        f"cannot access{where}: {e.strerror or e}",
-        hint="check the path and its permissions (run with --debug for the traceback)",
-    )
-
-
-class _Boundary:
-    """The one error boundary of every command, `ksplice-pkg ...` and `ksplice-create` alike.
-
-    A KspliceError becomes its message, hint and exit code; an OSError a one-line message (both
-    keep their traceback under --debug). ^C exits 130 and SIGTERM 143, after stopping every
-    command the run started, so the work dir's lock is released with nothing still building.
-    Anything else is a bug and keeps its traceback.
-    """
-
-    def invoke(self, ctx: click.Context) -> object:
-        prog = ctx.find_root().info_name or "ksplice-pkg"
-        debug = bool(ctx.find_root().params.get("debug"))
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            return super().invoke(ctx)  # type: ignore[misc]
-        except KspliceError as e:
-            if debug:
-                raise
-            _report(prog, e)
-        except OSError as e:
-            if debug:
-                raise
-            _report(prog, _os_error(e))
-        except ModuleNotFoundError as e:
-            # The distro packages split the tool: ksplice-pkg-runtime alone has no build side
-            # (create, fetch, demo, package, build) nor its libraries.
-            if debug or (e.name or "").split(".")[0] not in _BUILD_SIDE_ROOTS:
-                raise
-            _report(
-                prog,
-                KspliceError(
-                    f"`{ctx.invoked_subcommand}` is part of the build side, which is not "
-                    f"installed (no module {e.name})",
-                    hint="install the ksplice-pkg package (apt install ksplice-pkg, "
-                    "dnf install ksplice-pkg)",
-                ),
-            )
-        except KeyboardInterrupt:
-            terminate_children()
-            click.echo(f"{prog}: interrupted", err=True)
-            sys.exit(130)
-        except _Terminated:
-            terminate_children()
-            click.echo(f"{prog}: terminated", err=True)
-            sys.exit(128 + signal.SIGTERM)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-class _Group(_Boundary, click.Group):
-    pass
-
-
-class _Command(_Boundary, click.Command):
-    pass
-
-
-_BUILD_SIDE_ROOTS = {"ksplice_pkg", "elftools", "debian"}
-
 
 _cache_option = click.option(
     "--cache-dir",
@@ -106,7 +21,7 @@ _cache_option = click.option(
 )
 
 
-@click.group(cls=_Group)
+@click.group(cls=BoundaryGroup)
 @click.version_option(__version__)
 @click.option("-v", "--verbose", count=True, help="Show the commands run and why (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -200,7 +115,7 @@ def _package_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
-@click.command("create", cls=_Command)
+@click.command("create", cls=BoundaryCommand)
 @_source_argument
 @click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
 @click.option("--diffext", help="Files named FILE<EXT> in the tree are new versions of FILE.")

@@ -8,7 +8,6 @@ becomes its message and exit status) is the group's, or _classic's for the class
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ksplice_pkg.boundary import BoundaryCommand
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, setup_logging
 from ksplice_pkg.run import run
@@ -67,7 +67,7 @@ def _start_stability_watch() -> None:
         run(["systemctl", "start", "--no-block", STABLE_UNIT], check=False)
 
 
-@click.command("apply", epilog=EPILOG)
+@click.command("apply", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update")
 @_timing_options
 @_lock_option
@@ -93,7 +93,7 @@ def apply_cmd(update: str, timeout: float, signal_after: float, lock_timeout: fl
     _start_stability_watch()
 
 
-@click.command("undo", epilog=EPILOG)
+@click.command("undo", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update_id", required=False)
 @click.option("--all", "undo_everything", is_flag=True, help="Undo every applied update.")
 @_timing_options
@@ -124,7 +124,7 @@ def undo_cmd(
             click.echo(f"{update_id} is not applied")
 
 
-@click.command("view", epilog=EPILOG)
+@click.command("view", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--file", "update_file", help="Describe this tarball or directory instead.")
@@ -151,7 +151,7 @@ def view_cmd(update_id: str | None, as_json: bool, update_file: str | None) -> N
     click.echo(json.dumps(view.to_dict(), indent=2) if as_json else format_view(view))
 
 
-@click.command("reapply", epilog=EPILOG)
+@click.command("reapply", cls=BoundaryCommand, epilog=EPILOG)
 @click.option("--clear", is_flag=True, help="Forget every quarantine first.")
 @_timing_options
 @_lock_option
@@ -173,7 +173,7 @@ def reapply_cmd(clear: bool, timeout: float, signal_after: float, lock_timeout: 
         click.echo(f"no updates installed for {kernel.release()}")
 
 
-@click.command("install", epilog=EPILOG)
+@click.command("install", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update")
 def install_cmd(update: str) -> None:
     """Install UPDATE (a tarball or directory) where boot reapplies it from, without applying
@@ -184,7 +184,7 @@ def install_cmd(update: str) -> None:
     click.echo(f"{bundle.manifest.id}: {outcome.value} in {where}")
 
 
-@click.command("uninstall", epilog=EPILOG)
+@click.command("uninstall", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update_id")
 @click.option("--kernel-release", help="The release it is installed for (default: running).")
 @_timing_options
@@ -205,7 +205,7 @@ def uninstall_cmd(
     click.echo(f"{update_id}: removed {where}")
 
 
-@click.command("confirm", epilog=EPILOG)
+@click.command("confirm", cls=BoundaryCommand, epilog=EPILOG)
 @click.option(
     "--after",
     type=float,
@@ -241,17 +241,9 @@ RUNTIME_COMMANDS = (
 
 
 def _classic(command: click.Command, prog: str) -> None:
+    """A runtime command under its classic name, behind the same boundary as ksplice-pkg's."""
     setup_logging(0)
-    try:
-        command.main(prog_name=prog, standalone_mode=False)
-    except KspliceError as e:
-        click.echo(f"{prog}: error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    command.main(prog_name=prog)
 
 
 def apply_main() -> None:

@@ -19,7 +19,17 @@ from tests.lab.updates import Update, build_update
 ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGE = ROOT / "ksplice_pkg"
 # What the runtime imports, and nothing else of the package.
-RUNTIME_MODULES = ("__init__", "errors", "log", "run", "paths", "manifest", "fsutil", "cli")
+RUNTIME_MODULES = (
+    "__init__",
+    "boundary",
+    "errors",
+    "log",
+    "run",
+    "paths",
+    "manifest",
+    "fsutil",
+    "cli",
+)
 
 
 def tool_files() -> dict[str, Path]:
