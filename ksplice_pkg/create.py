@@ -8,7 +8,6 @@ relocations) -> update (manifest and tarball).
 from __future__ import annotations
 
 import fcntl
-import functools
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,23 +17,17 @@ from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.config import CreateConfig, Mode
-from ksplice_pkg.diff.unit import UnitChange, diff_pairs
-from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.diff.unit import diff_pairs
 from ksplice_pkg.fsutil import ensure_writable_dir
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
-from ksplice_pkg.module.extract import Resolver
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import write_part
-from ksplice_pkg.module.resolve import make_module_resolver, make_resolver, module_exports
 from ksplice_pkg.module.special import entry_sizes
-from ksplice_pkg.runpre.changed import verify_changed, verify_changed_in_module
-from ksplice_pkg.runpre.evidence import Evidence, ModuleEvidence
-from ksplice_pkg.runpre.module import ModuleBinary, module_ko
+from ksplice_pkg.runpre.unit import UnitRunPre
 from ksplice_pkg.source.tree import patched_tree
 from ksplice_pkg.target.consistency import check_target
 from ksplice_pkg.target.symbols import SymbolMap
-from ksplice_pkg.target.symvers import Symvers
 from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
 from ksplice_pkg.update.tarball import write_tarball
@@ -65,28 +58,15 @@ def _create(cfg: CreateConfig) -> Path:
         post = patched_tree(
             cfg.source, cfg.work_dir / "post-src", cfg.patch, cfg.patch_opt, earlier
         )
-    pre = tree
-    if cfg.series:
-        with step(f"applying the series below this update: {', '.join(series_ids(cfg))}"):
-            base = patched_tree(cfg.source, cfg.work_dir / "series-src", "", cfg.patch_opt, earlier)
-        pre = derived_tree(tree, base.post, cfg.work_dir / "series-pre", post.changed)
+    pre = _series_base(cfg, tree, post.changed) if cfg.series else tree
     pairs = compile_pairs(pre, post, cfg.work_dir / "post", cfg.jobs)
     changes = diff_pairs(pairs, cfg.runtime_only)
     exports = checked.symvers.vmlinux_exports()
     sizes = entry_sizes(tree, cfg.jobs)
-    modules = _ModuleBinaries(cfg)
+    runpre = UnitRunPre(symbols, vmlinux, checked.symvers, cfg.target.modules_dir, cfg.series)
     parts = []
     for n, change in enumerate(changes):
-        if change.module is None:
-            evidence = Evidence(change.unit, change.pre, symbols, vmlinux)
-            sympos = verify_changed(change.diff, evidence, _earlier_sympos(cfg, "vmlinux"))
-            resolver = make_resolver(
-                set(exports), symbols, evidence.lookup, change.unit, change.diff.static_map
-            )
-        else:
-            sympos, resolver = _in_module(
-                cfg, change, change.module, modules, checked.symvers, symbols
-            )
+        sympos, resolver = runpre.verify(change)
         parts.append(write_part(change, resolver, n, sizes, sympos, cfg.work_dir / "parts"))
     module = link_update(
         tree,
@@ -115,69 +95,17 @@ def _create(cfg: CreateConfig) -> Path:
     return tarball
 
 
-class _ModuleBinaries:
-    """The target's .ko files, read once each: run-pre compares a module unit's code with its
-    module's, and their symbol tables give the sympos of every module symbol."""
-
-    def __init__(self, cfg: CreateConfig) -> None:
-        self.modules_dir = cfg.target.modules_dir
-        self.read: dict[str, ModuleBinary] = {}
-
-    def get(self, module: str, unit: str) -> ModuleBinary:
-        if self.modules_dir is None:
-            raise KspliceError(
-                f"{unit} is part of the loadable module {module}: patching it needs the "
-                f"target's {module}.ko",
-                hint="give --modules-dir with the target's lib/modules/<release> (from its "
-                "image package), or a `modules` link to it in the --config dir (`ksplice-pkg "
-                "fetch` lays one out)",
-            )
-        if ":" in module:
-            # kbuild's KBUILD_MODNAME of an object linked into several modules joins their names.
-            raise RefusedError(
-                f"{unit} is linked into several modules ({module.replace(':', ', ')}): "
-                "patching code shared between modules is not supported",
-                hint="patch the callers in each module instead",
-            )
-        if module not in self.read:
-            self.read[module] = ModuleBinary(module, module_ko(self.modules_dir, module))
-        return self.read[module]
-
-
-def _in_module(
-    cfg: CreateConfig,
-    change: UnitChange,
-    module: str,
-    modules: _ModuleBinaries,
-    symvers: Symvers,
-    symbols: SymbolMap,
-) -> tuple[dict[str, int], Resolver]:
-    """Run-pre of a module unit against its module's .ko; the sympos of each function it
-    replaces and how its code reaches what it references."""
-    ko = modules.get(module, change.unit)
-    evidence = ModuleEvidence(change.unit, change.pre, ko)
-    sympos = verify_changed_in_module(change.diff, evidence, _earlier_sympos(cfg, module))
-    resolver = make_module_resolver(
-        set(symvers.vmlinux_exports()),
-        module_exports(symvers.exports),
-        symbols,
-        ko,
-        evidence.lookup,
-        change.unit,
-        change.diff.static_map,
-        functools.partial(modules.get, unit=change.unit),
-    )
-    return sympos, resolver
+def _series_base(cfg: CreateConfig, tree: PreparedTree, units: tuple[str, ...]) -> PreparedTree:
+    """The pre side of a --series update: the tree with the earlier updates' patches applied,
+    prepared like `tree`."""
+    earlier = [p.patch for p in cfg.series]
+    with step(f"applying the series below this update: {', '.join(series_ids(cfg))}"):
+        base = patched_tree(cfg.source, cfg.work_dir / "series-src", "", cfg.patch_opt, earlier)
+    return derived_tree(tree, base.post, cfg.work_dir / "series-pre", units)
 
 
 def series_ids(cfg: CreateConfig) -> list[str]:
     return [p.manifest.id for p in cfg.series]
-
-
-def _earlier_sympos(cfg: CreateConfig, objname: str) -> dict[str, int]:
-    """What the updates below this one replaced (a --series) in one object (vmlinux or a
-    module), with the sympos they used."""
-    return {e.name: e.sympos for p in cfg.series for e in p.manifest.patched if e.object == objname}
 
 
 def _prepare(cfg: CreateConfig) -> PreparedTree:
