@@ -20,14 +20,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
-from ksplice_pkg.config import create_config, work_dir_for
-from ksplice_pkg.create import create
+from ksplice_pkg.config import work_dir_for
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import RefusedError, RunPreMismatchError
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run_text
-from ksplice_pkg.target.files import TargetSpec
 from ksplice_pkg.vm.guest import GuestResult, module_load_order, run_script
+from tests.lab.updates import build_update
 
 LOOP_PATCH = """\
 --- a/drivers/block/loop.c
@@ -122,26 +121,10 @@ check() {
 def _build(
     artifacts: KernelArtifacts, kallsyms: Path, out: Path, update_id: str, patch: str
 ) -> tuple[dict[str, object], Path]:
-    cfg = create_config(
-        artifacts.source_tree,
-        TargetSpec(
-            artifacts.target_dir,
-            system_map=kallsyms,
-            binary=artifacts.vmlinuz,
-            modules_dir=artifacts.modules_dir,
-        ),
-        cache=cache_dir(),
-        patch=patch,
-        update_id=update_id,
-        description=f"modules test {update_id}",
-        output_dir=out,
+    built = build_update(
+        artifacts, kallsyms, patch, out, update_id, description=f"modules test {update_id}"
     )
-    tarball = create(cfg)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(out, filter="data")
-    top = out / f"ksplice-{update_id}"
-    manifest = json.loads((top / "manifest.json").read_text())
-    return manifest, top / str(manifest["module"])
+    return built.manifest, built.ko
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,14 @@ change, says what it left out, and loads."""
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.config import create_config
-from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import RefusedError
-from ksplice_pkg.paths import cache_dir
-from ksplice_pkg.target.files import TargetSpec
 from ksplice_pkg.vm.trial import try_update
+from tests.lab.updates import build_update
 
 INIT_AND_RUNTIME_PATCH = """\
 --- a/fs/proc/cmdline.c
@@ -45,25 +41,20 @@ def test_runtime_only_leaves_the_init_change_out(
     artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
 ) -> None:
     def config(runtime_only: bool) -> Path:
-        return create(
-            create_config(
-                artifacts.source_tree,
-                TargetSpec(artifacts.target_dir, system_map=kallsyms, binary=artifacts.vmlinuz),
-                cache=cache_dir(),
-                patch=INIT_AND_RUNTIME_PATCH,
-                update_id="rtonly",
-                output_dir=tmp_path,
-                runtime_only=runtime_only,
-            )
-        )
+        return build_update(
+            artifacts,
+            kallsyms,
+            INIT_AND_RUNTIME_PATCH,
+            tmp_path,
+            "rtonly",
+            runtime_only=runtime_only,
+        ).tarball
 
     with pytest.raises(RefusedError) as e:
         config(runtime_only=False)
     assert "proc_cmdline_init" in e.value.message
     assert list(tmp_path.iterdir()) == []
-    tarball = config(runtime_only=True)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tmp_path, filter="data")
+    config(runtime_only=True)
     top = tmp_path / "ksplice-rtonly"
     manifest = json.loads((top / "manifest.json").read_text())
     assert [p["name"] for p in manifest["patched"]] == ["cmdline_proc_show"]

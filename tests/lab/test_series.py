@@ -3,20 +3,19 @@ create from the real source and loaded in the real kernel in both orders that ma
 
 from __future__ import annotations
 
-import json
-import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ksplice_pkg.config import create_config
-from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run_text
 from ksplice_pkg.target.files import TargetSpec
 from ksplice_pkg.vm.guest import run_script
+from tests.lab.updates import build_update
 
 
 def _cmdline_patch(old: str, new: str) -> str:
@@ -42,26 +41,13 @@ def _build(
     out: Path,
     update_id: str,
     patch: str,
-    *,
-    series: tuple[Path, ...] = (),
-    replace: bool = False,
+    **options: Any,
 ) -> tuple[Path, dict[str, object], Path]:
-    cfg = create_config(
-        artifacts.source_tree,
-        TargetSpec(artifacts.target_dir, system_map=kallsyms, binary=artifacts.vmlinuz),
-        cache=cache_dir(),
-        patch=patch,
-        update_id=update_id,
-        description=f"series test {update_id}",
-        output_dir=out,
-        series=series,
-        replace=replace,
-    )
-    tarball = create(cfg)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(out, filter="data")
-    manifest = json.loads((out / f"ksplice-{update_id}" / "manifest.json").read_text())
-    return tarball, manifest, out / f"ksplice-{update_id}" / str(manifest["module"])
+    built = build_update(
+        artifacts, kallsyms, patch, out, update_id, description=f"series test {update_id}",
+        **options,
+    )  # fmt: skip
+    return built.tarball, built.manifest, built.ko
 
 
 @pytest.fixture(scope="module")

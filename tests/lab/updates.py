@@ -6,13 +6,14 @@ import json
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ksplice_pkg.config import create_config
 from ksplice_pkg.create import create
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run, run_text
-from ksplice_pkg.target.files import resolve_target
+from ksplice_pkg.target.files import TargetSpec
 from ksplice_pkg.vm.guest import GuestResult, run_script
 from ksplice_pkg.vm.trial import trial_script
 
@@ -51,26 +52,30 @@ def build_update(
     update_id: str,
     *,
     with_binary: bool = True,
+    description: str | None = None,
+    **options: Any,
 ) -> Update:
-    target = resolve_target(
-        artifacts.target_dir,
-        system_map=kallsyms,
-        kconfig=None,
-        symvers=None,
-        binary=artifacts.vmlinuz,
-        release=artifacts.release,
-    )
-    if not with_binary:
-        target = replace(target, binary=None)
+    """An update made by the real pipeline for the fetched kernel (its modules included);
+    `options` are create_config's (series, replace, runtime_only...)."""
     cfg = create_config(
         artifacts.source_tree,
-        target,
+        TargetSpec(
+            artifacts.target_dir,
+            system_map=kallsyms,
+            # Without a binary given, the target dir's vmlinuz would be found: name none.
+            binary=artifacts.vmlinuz if with_binary else None,
+            release=artifacts.release,
+            modules_dir=artifacts.modules_dir,
+        ),
         cache=cache_dir(),
         patch=patch,
         update_id=update_id,
-        description=f"test update {update_id}",
+        description=description or f"test update {update_id}",
         output_dir=out,
+        **options,
     )
+    if not with_binary:
+        cfg = replace(cfg, target=replace(cfg.target, binary=None))
     tarball = create(cfg)
     with tarfile.open(tarball) as tar:
         tar.extractall(out, filter="data")
