@@ -57,9 +57,15 @@ def _target_copy(artifacts: KernelArtifacts, kallsyms: Path, where: Path) -> Pat
     return where
 
 
-def _create(artifacts: KernelArtifacts, target: Path, out: Path, *extra: str) -> Result:
-    patch = out.parent / "cmdline.patch"
-    patch.write_text(CMDLINE_PATCH)
+def _create(
+    artifacts: KernelArtifacts,
+    target: Path,
+    out: Path,
+    *extra: str,
+    patch_text: str = CMDLINE_PATCH,
+) -> Result:
+    patch = out.parent / "input.patch"
+    patch.write_text(patch_text)
     return CliRunner().invoke(
         main,
         [
@@ -157,20 +163,8 @@ def test_module_unit_without_the_target_modules_is_refused_naming_it(
     # need is missing, so the change to fat is refused, naming the unit, the module and the
     # option that supplies it, before anything is written.
     target = _target_copy(artifacts, kallsyms, tmp_path / "target")
-    patch = tmp_path / "fat.patch"
-    patch.write_text(FAT_MODULE_PATCH)
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        [
-            "create",
-            f"--config={target}",
-            f"--patch={patch}",
-            f"-o{out}",
-            f"--cache-dir={cache_dir()}",
-            str(artifacts.source_tree),
-        ],
-    )
+    result = _create(artifacts, target, out, patch_text=FAT_MODULE_PATCH)
     _refused(result, "fs/fat/dir.o", "fat.ko", "--modules-dir")
     assert re.search(r"\bmodule fat\b", result.output), result.output
     assert not out.exists() or not list(out.iterdir())
