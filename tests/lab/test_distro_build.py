@@ -28,6 +28,7 @@ from ksplice_pkg.distro.source import identify, prepare_source
 from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.run import run
 from ksplice_pkg.vm.trial import try_update
+from tests.unit.distro.fixtures import source_rpm
 
 EXAMPLE = Path(__file__).parents[2] / "ksplice_pkg" / "examples" / "proc-cmdline.patch"
 
@@ -169,29 +170,17 @@ Debian's linux source, its patch series applied in %prep.
 %files
 """
     )
-    run(
-        [
-            "rpmbuild",
-            "-bs",
-            "--define",
-            f"_topdir {where}",
-            "--define",
-            f"_sourcedir {sources}",
-            "--define",
-            f"_srcrpmdir {where}",
+    srpm = source_rpm(
+        spec,
+        where,
+        {
             # The tarball is compressed already: a second compression only costs minutes.
-            "--define",
-            "_source_payload w1.gzdio",
+            "_source_payload": "w1.gzdio",
             # Reproducible, so that the unpacked tree (cached by content) is reused next time.
-            "--define",
-            "use_source_date_epoch_as_buildtime 1",
-            "--define",
-            "_buildhost lab",
-            spec,
-        ],
-        env={"SOURCE_DATE_EPOCH": "1700000000"},
+            "use_source_date_epoch_as_buildtime": "1",
+            "_buildhost": "lab",
+        },
     )
-    (srpm,) = where.glob("kernel-*.src.rpm")
     return srpm, names
 
 

@@ -23,6 +23,7 @@ from ksplice_pkg.cli import main
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.source.patch import file_changes, read_patch_file
 from ksplice_pkg.source.tree import make_post_tree
+from tests.unit.tools import bzimage_header
 
 C_FILE = "int a(void)\n{\n\treturn 1;\n}\n"
 GOOD_PATCH = (
@@ -97,12 +98,7 @@ def refused(result: Result, *names: str, status: int = USAGE_STATUS) -> str:
 
 
 def fake_bzimage(path: Path, version: bytes) -> Path:
-    """The header fields version_string reads: "HdrS" at 0x202, the version's offset at 0x20e."""
-    data = bytearray(0x400)
-    data[0x202:0x206] = b"HdrS"
-    data[0x20E:0x210] = (0x300 - 0x200).to_bytes(2, "little")
-    data[0x300 : 0x300 + len(version)] = version
-    path.write_bytes(bytes(data))
+    path.write_bytes(bzimage_header(version))
     return path
 
 

@@ -351,3 +351,13 @@ def shifted_map(system_map: Path, shift: int, path: Path) -> Path:
         lines.append(f"{int(address, 16) + shift:016x} {rest}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def bzimage_header(version: bytes) -> bytes:
+    """A file with the bzImage header fields version_string reads: "HdrS" at 0x202, and at
+    0x20e the offset (minus 0x200) of the version text, here at 0x300."""
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    data[0x20E:0x210] = (0x300 - 0x200).to_bytes(2, "little")
+    data[0x300 : 0x300 + len(version)] = version
+    return bytes(data)

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 from ksplice_pkg.run import run
+from tests.unit.tools import bzimage_header
 
 VERSION = "6.1.187"
 DEB_VERSION = f"{VERSION}-1"
@@ -80,13 +81,7 @@ def deb(
 
 
 def fake_bzimage(release: str) -> bytes:
-    """The header fields version_string reads: "HdrS" at 0x202, the version's offset at 0x20e."""
-    data = bytearray(0x400)
-    data[0x202:0x206] = b"HdrS"
-    text = f"{release} (lab@example.org) #1 SMP Debian {DEB_VERSION}\0".encode()
-    data[0x20E:0x210] = (0x300 - 0x200).to_bytes(2, "little")
-    data[0x300 : 0x300 + len(text)] = text
-    return bytes(data)
+    return bzimage_header(f"{release} (lab@example.org) #1 SMP Debian {DEB_VERSION}\0".encode())
 
 
 CONFIG = b"CONFIG_LIVEPATCH=y\nCONFIG_SMP=y\n"
@@ -131,20 +126,16 @@ def srpm(where: Path, name: str = "kernel") -> Path:
         "%description\nstand-in\n\n"
         f"%prep\n%setup -q -n linux-{VERSION}\n%autopatch -p1\n\n%files\n"
     )
-    run(
-        [
-            "rpmbuild",
-            "-bs",
-            "--define",
-            f"_topdir {where}",
-            "--define",
-            f"_sourcedir {sources}",
-            "--define",
-            f"_srcrpmdir {where}",
-            spec,
-        ]
-    )
-    (found,) = where.glob(f"{name}-*.src.rpm")
+    return source_rpm(spec, where)
+
+
+def source_rpm(spec: Path, where: Path, defines: dict[str, str] | None = None) -> Path:
+    """`rpmbuild -bs` of spec, its sources beside it, the .src.rpm written into where."""
+    options = {"_topdir": str(where), "_sourcedir": str(spec.parent), "_srcrpmdir": str(where)}
+    options.update(defines or {})
+    args = [arg for name, value in options.items() for arg in ("--define", f"{name} {value}")]
+    run(["rpmbuild", "-bs", *args, spec], env={"SOURCE_DATE_EPOCH": "1700000000"})
+    (found,) = where.glob(f"{spec.stem}-*.src.rpm")
     return found
 
 
