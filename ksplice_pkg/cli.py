@@ -9,7 +9,6 @@ import click
 
 from ksplice_pkg import __version__
 from ksplice_pkg.boundary import BoundaryCommand, BoundaryGroup
-from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
 
@@ -198,6 +197,9 @@ def create_cmd(
 
     KERNEL_SOURCE is a kernel tree, a Debian source package (linux_*.dsc), a linux-source-X.Y
     .deb or its tarball, or a kernel .src.rpm.
+
+    SOURCE_DATE_EPOCH, when set, is the update's `created` stamp and the tarball's time (default:
+    now); it orders the updates of a kernel, so it must move from one update to the next.
     """
     from ksplice_pkg.config import create_config
     from ksplice_pkg.create import create
@@ -344,18 +346,16 @@ def package_cmd(
     import os
 
     from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+    from ksplice_pkg.timestamp import source_date_epoch
 
     if maintainer is None and os.environ.get("DEBEMAIL"):
         name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
         maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is not None and not epoch.isdigit():
-        raise KspliceError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds")
     for path in build_packages(
         updates,
         PackageFormat(fmt),
         output_dir,
-        source_date_epoch=int(epoch) if epoch is not None else None,
+        source_date_epoch=source_date_epoch(),
         maintainer=maintainer or DEFAULT_MAINTAINER,
     ):
         click.echo(path)

@@ -21,6 +21,7 @@ from ksplice_pkg.manifest import ID_RE
 from ksplice_pkg.source.patch import diffext_patch, git_patch, read_patch_file
 from ksplice_pkg.source.series import PreviousUpdate, load_previous
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
+from ksplice_pkg.timestamp import build_time
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -46,6 +47,7 @@ class CreateConfig:
     series: tuple[PreviousUpdate, ...] = ()  # earlier updates this one is built on, in order
     replace: bool = False  # a cumulative update: supersedes every earlier one when applied
     runtime_only: bool = False  # leave out changes to __init code and data, listing them
+    created: int = 0  # the update's creation time (epoch): SOURCE_DATE_EPOCH or now
 
 
 def random_id() -> str:
@@ -177,4 +179,5 @@ def create_config(
         series=previous,
         replace=replace,
         runtime_only=runtime_only,
+        created=build_time(),
     )

@@ -89,8 +89,11 @@ def _create(cfg: CreateConfig) -> Path:
         depends_on=series_ids(cfg),
         replace=cfg.replace,
         left_out=[what for change in changes for what in change.diff.init_changes],
+        created=cfg.created,
     )
-    tarball = write_tarball(cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description)
+    tarball = write_tarball(
+        cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description, cfg.created
+    )
     shutil.rmtree(post.post, ignore_errors=True)
     return tarball
 

@@ -3,11 +3,10 @@ timestamp every file of a package gets."""
 
 from __future__ import annotations
 
-import calendar
-import time
 from importlib import resources
 
 from ksplice_pkg.package.naming import PackagePlan
+from ksplice_pkg.timestamp import parse_created
 
 DEFAULT_MAINTAINER = "ksplice-pkg <ksplice-pkg@localhost>"
 
@@ -44,5 +43,5 @@ def build_epoch(package: PackagePlan, source_date_epoch: int | None) -> int:
     if source_date_epoch is not None:
         return source_date_epoch
     if package.manifest.created:
-        return calendar.timegm(time.strptime(package.manifest.created, "%Y-%m-%dT%H:%M:%SZ"))
+        return parse_created(package.manifest.created)
     return 0

@@ -132,5 +132,5 @@ def _unload_replaced(store: Store, by: str, before: set[str]) -> list[str]:
         update_id = name.removeprefix("ksplice_")
         store.forget_applied(update_id)
         store.record_superseded(update_id, by)
-        logger.info("%s: superseded by the cumulative update %s, unloaded", update_id, by)
+        logger.debug("%s: superseded by the cumulative update %s, unloaded", update_id, by)
     return [n.removeprefix("ksplice_") for n in replaced]

@@ -27,7 +27,7 @@ from ksplice_pkg.runtime.install import install, uninstall
 from ksplice_pkg.runtime.lock import locked
 from ksplice_pkg.runtime.reapply import reapply
 from ksplice_pkg.runtime.store import Store
-from ksplice_pkg.runtime.undo import undo, undo_all
+from ksplice_pkg.runtime.undo import Deferred, defer_undo, undo, undo_all, undo_deferred
 from ksplice_pkg.runtime.view import collect, describe_bundle, format_update, format_view
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,11 +96,25 @@ def apply_cmd(update: str, timeout: float, signal_after: float, lock_timeout: fl
 @click.command("undo", cls=BoundaryCommand, epilog=EPILOG)
 @click.argument("update_id", required=False)
 @click.option("--all", "undo_everything", is_flag=True, help="Undo every applied update.")
+@click.option(
+    "--defer",
+    is_flag=True,
+    help="Check now that UPDATE_ID can be undone; undo it at the next --deferred "
+    "(package removals: the undo waits for the end of the package manager's run).",
+)
+@click.option(
+    "--deferred",
+    "run_deferred",
+    is_flag=True,
+    help="Carry out the deferred undos (the runtime package's dpkg trigger runs this).",
+)
 @_timing_options
 @_lock_option
 def undo_cmd(
     update_id: str | None,
     undo_everything: bool,
+    defer: bool,
+    run_deferred: bool,
     timeout: float,
     signal_after: float,
     lock_timeout: float,
@@ -109,19 +123,40 @@ def undo_cmd(
 
     Refused while an applied update is built on it. --all undoes everything, dependents first,
     newest first. Undoing an update that is not applied does nothing.
+
+    --deferred leaves applied an update whose package came back, or that a newer installed
+    cumulative update supersedes, and exits 1 when an undo failed (it is kept for next time).
     """
-    if bool(update_id) == undo_everything:
-        raise KspliceError("give an update id or --all", hint="ksplice-pkg view lists them")
+    wanted = [bool(update_id), undo_everything, run_deferred]
+    if wanted.count(True) != 1 or (defer and not update_id):
+        raise KspliceError(
+            "give an update id, --all, --defer ID or --deferred", hint="ksplice-pkg view lists them"
+        )
     store = Store.default()
     timing = Timing(timeout, signal_after)
     with locked(store.lock_file, lock_timeout):
-        if update_id is None:
+        if run_deferred:
+            _report_deferred(undo_deferred(store, timing))
+        elif update_id is None:
             undone = undo_all(store, timing)
             click.echo(f"undone: {', '.join(undone)}" if undone else "nothing was applied")
+        elif defer:
+            deferred = defer_undo(store, update_id)
+            click.echo(f"{update_id}: undo deferred" if deferred else f"{update_id} is not applied")
         elif undo(store, update_id, timing):
             click.echo(f"undone {update_id}")
         else:
             click.echo(f"{update_id} is not applied")
+
+
+def _report_deferred(results: list[Deferred]) -> None:
+    for r in results:
+        click.echo(f"{r.id}: {r.outcome}")
+    if failed := [r.id for r in results if r.failed]:
+        raise KspliceError(
+            f"the deferred undo of {', '.join(failed)} failed: still applied",
+            hint="retry with `ksplice-pkg undo ID`; a reboot takes them away too",
+        )
 
 
 @click.command("view", cls=BoundaryCommand, epilog=EPILOG)

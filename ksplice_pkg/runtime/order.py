@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from graphlib import CycleError, TopologicalSorter
 
 from ksplice_pkg.manifest import Manifest
@@ -54,3 +54,15 @@ def superseded_at_boot(manifests: Mapping[str, Manifest]) -> dict[str, str]:
         and i not in newest.depends_on
         and (m.created, m.id) < (newest.created, newest.id)
     }
+
+
+def superseded_by(manifest: Manifest, installed: Collection[Manifest]) -> str | None:
+    """The newest installed cumulative update that takes over from `manifest`, if any."""
+    newer = [
+        m
+        for m in installed
+        if m.replace
+        and manifest.id not in m.depends_on
+        and (manifest.created, manifest.id) < (m.created, m.id)
+    ]
+    return max(newer, key=lambda m: (m.created, m.id)).id if newer else None

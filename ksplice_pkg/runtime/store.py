@@ -12,6 +12,8 @@ Layout (each root can be moved by an environment variable, for unit tests only):
         lock                    serialises the runtime commands
         applied/<id>/manifest.json, record.json   what this boot applied, when, from where
         superseded/<id>.json    updates a cumulative (replace) update took over
+        deferred-undo/<id>.json undos a package removal left for the end of the package
+                                manager's run (`undo --defer`, `undo --deferred`)
         report.json             the outcome of this boot's reapply
 
 /run is per boot like the kernel's own state; /var/lib survives reboots and crashes. Every file
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +122,18 @@ class Store:
             record = read_json(directory / "record.json")
             out[manifest.id] = (manifest, record if isinstance(record, dict) else {})
         return out
+
+    # -- undos deferred by package removals ------------------------------------------------------
+
+    def record_deferred_undo(self, update_id: str) -> None:
+        write_json(self.run_dir / "deferred-undo" / f"{update_id}.json", {"at": time.time()})
+
+    def deferred_undos(self) -> list[str]:
+        base = self.run_dir / "deferred-undo"
+        return sorted(p.stem for p in base.glob("*.json")) if base.is_dir() else []
+
+    def forget_deferred_undo(self, update_id: str) -> None:
+        (self.run_dir / "deferred-undo" / f"{update_id}.json").unlink(missing_ok=True)
 
     # -- superseded, report ------------------------------------------------------------------
 

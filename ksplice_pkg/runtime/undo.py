@@ -1,10 +1,20 @@
-"""Taking an update back: disable, wait for the reverse transition, unload."""
+"""Taking an update back: disable, wait for the reverse transition, unload.
+
+A package removal defers its undo to the end of the package manager's run (`defer_undo`, then
+`undo_deferred` from the runtime package's dpkg trigger): apt removes a package that a
+cumulative update supersedes before it installs that update, and undoing at once would leave
+the kernel with neither of them until the new package's postinst applies it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.manifest import Manifest
-from ksplice_pkg.runtime import order, sysfs
+from ksplice_pkg.manifest import MANIFEST_NAME, Manifest, ManifestError
+from ksplice_pkg.runtime import kernel, order, sysfs
 from ksplice_pkg.runtime.apply import Timing
 from ksplice_pkg.runtime.errors import DependencyError, NotFoundError, TransitionError
 from ksplice_pkg.runtime.store import Store
@@ -29,12 +39,7 @@ def undo(store: Store, update_id: str, timing: Timing) -> bool:
         if not known:
             raise NotFoundError(f"{update_id}: no such update is applied or installed")
         return False
-    applied = applied_manifests(store)
-    if dependents := order.dependents(applied, update_id):
-        raise DependencyError(
-            f"update {', '.join(dependents)} is built on {update_id} and still applied",
-            hint=f"undo {' and '.join(dependents)} first, or use `undo --all`",
-        )
+    _refuse_dependents(applied_manifests(store), update_id)
     sysfs.set_enabled(name, False)
     blockers = sysfs.wait_for(
         name, sysfs.gone(name), sysfs.UNPATCHED, timing.timeout, timing.signal_after
@@ -52,6 +57,82 @@ def undo(store: Store, update_id: str, timing: Timing) -> bool:
     store.forget_applied(update_id)
     logger.debug("%s: undone", update_id)
     return True
+
+
+def _refuse_dependents(
+    applied: dict[str, Manifest], update_id: str, going: Collection[str] = ()
+) -> None:
+    """Refuse to take update_id away while an applied update built on it stays (`going`: the
+    dependents whose own undo is already on its way)."""
+    dependents = [d for d in order.dependents(applied, update_id) if d not in going]
+    if dependents:
+        raise DependencyError(
+            f"update {', '.join(dependents)} is built on {update_id} and still applied",
+            hint=f"undo {' and '.join(dependents)} first, or use `undo --all`",
+        )
+
+
+def defer_undo(store: Store, update_id: str) -> bool:
+    """Check now that update_id can be undone and leave the undo to `undo_deferred`; False
+    when it is not applied. The check is made now so that a package removal the runtime
+    refuses (an applied update is built on this one) fails in its prerm, package kept."""
+    applied = applied_manifests(store)
+    if update_id not in applied:
+        return False
+    _refuse_dependents(applied, update_id, going=store.deferred_undos())
+    store.record_deferred_undo(update_id)
+    return True
+
+
+@dataclass(frozen=True)
+class Deferred:
+    id: str
+    outcome: str  # what became of the deferred undo, one line
+    failed: bool = False
+
+
+def undo_deferred(store: Store, timing: Timing) -> list[Deferred]:
+    """Carry out the deferred undos, dependents first. An update whose package came back, or
+    that a newer installed cumulative update supersedes (it stays live until that one is
+    applied, at the latest at the next boot), is left applied. A failed undo keeps its record
+    for the next run; the others go on."""
+    applied = applied_manifests(store)
+    installed = _installed_manifests(store, kernel.release())
+    results: list[Deferred] = []
+    to_undo: dict[str, Manifest] = {}
+    for update_id in store.deferred_undos():
+        manifest = applied.get(update_id)
+        if manifest is None:
+            outcome = "no longer applied"
+        elif update_id in installed:
+            outcome = "installed again, stays applied"
+        elif by := order.superseded_by(manifest, installed.values()):
+            outcome = f"stays applied until {by}, a cumulative update that supersedes it, is"
+        else:
+            to_undo[update_id] = manifest
+            continue
+        store.forget_deferred_undo(update_id)
+        results.append(Deferred(update_id, outcome))
+    for update_id in reversed(order.dependency_order(to_undo)):
+        try:
+            undone = undo(store, update_id, timing)
+        except KspliceError as e:
+            results.append(Deferred(update_id, f"{e} (still applied)", failed=True))
+            continue
+        store.forget_deferred_undo(update_id)
+        results.append(Deferred(update_id, "undone" if undone else "no longer applied"))
+    return results
+
+
+def _installed_manifests(store: Store, release: str) -> dict[str, Manifest]:
+    out = {}
+    for update_id in store.installed_ids(release):
+        path = store.installed_dir(release, update_id) / MANIFEST_NAME
+        try:
+            out[update_id] = Manifest.from_json(path.read_bytes(), str(path))
+        except (OSError, ManifestError):  # unreadable: it supersedes nothing
+            continue
+    return out
 
 
 def undo_all(store: Store, timing: Timing) -> list[str]:

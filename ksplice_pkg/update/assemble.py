@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from ksplice_pkg.fsutil import sha256_file
 from ksplice_pkg.manifest import Manifest, PatchedEntry, Verification
 from ksplice_pkg.module.link import LinkedModule
 from ksplice_pkg.module.parts import Part
+from ksplice_pkg.timestamp import format_created
 
 
 def assemble_manifest(
@@ -22,6 +21,7 @@ def assemble_manifest(
     depends_on: list[str],
     replace: bool,
     left_out: list[str],
+    created: int,
 ) -> Manifest:
     return Manifest(
         id=update_id,
@@ -42,5 +42,5 @@ def assemble_manifest(
         depends_on=depends_on,
         replace=replace,
         left_out=left_out,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created=format_created(created),
     )

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from ksplice_pkg.runtime.errors import DependencyError
-from ksplice_pkg.runtime.order import dependency_order, dependents, superseded_at_boot
+from ksplice_pkg.runtime.order import (
+    dependency_order,
+    dependents,
+    superseded_at_boot,
+    superseded_by,
+)
 from tests.unit.runtime.conftest import manifest
 
 
@@ -50,3 +55,23 @@ def test_newest_cumulative_update_supersedes_older_ones() -> None:
     }
     assert superseded_at_boot(ms) == {"old": "cum2", "cum1": "cum2"}
     assert superseded_at_boot({"a": manifest("a")}) == {}
+
+
+OLD = "2026-01-01T00:00:00Z"
+NEW = "2026-02-01T00:00:00Z"
+
+
+def test_a_newer_cumulative_update_supersedes() -> None:
+    a = manifest("a", created=OLD)
+    assert superseded_by(a, [manifest("c", replace=True, created=NEW)]) == "c"
+    newest = [manifest("c", replace=True, created=NEW), manifest("d", replace=True, created=NEW)]
+    assert superseded_by(a, newest) == "d"
+
+
+def test_what_does_not_supersede() -> None:
+    a = manifest("a", created=NEW)
+    assert superseded_by(a, [manifest("c", replace=True, created=OLD)]) is None
+    assert superseded_by(a, [manifest("s", created="2026-03-01T00:00:00Z")]) is None
+    # A cumulative update built on A keeps it.
+    on_a = manifest("c", replace=True, depends_on=["a"], created="2026-03-01T00:00:00Z")
+    assert superseded_by(a, [on_a]) is None

@@ -42,6 +42,7 @@ def test_manifest_says_what_each_part_patches(tmp_path: Path) -> None:
         depends_on=["base1"],
         replace=False,
         left_out=["fs/proc/cmdline.o: the patch changes __init function f"],
+        created=1767225600,
     )
     assert manifest.patched == [
         PatchedEntry("vmlinux", "a", 0),
@@ -54,5 +55,6 @@ def test_manifest_says_what_each_part_patches(tmp_path: Path) -> None:
     assert (manifest.klp_relocations, manifest.verification) == (4, "run-pre")
     assert (manifest.depends_on, manifest.replace) == (["base1"], False)
     assert manifest.left_out == ["fs/proc/cmdline.o: the patch changes __init function f"]
+    assert manifest.created == "2026-01-01T00:00:00Z"
     # What the build side writes, the runtime side reads back.
     assert Manifest.from_json(manifest.to_json()) == manifest

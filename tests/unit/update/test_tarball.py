@@ -21,6 +21,7 @@ MANIFEST = Manifest(
     patched=[PatchedEntry("vmlinux", "a", 0)],
     verification="run-pre",
 )
+EPOCH = 1767225600  # 2026-01-01
 # A mailed patch in Latin-1: not UTF-8, and its bytes must survive.
 PATCH = b"From: M\xfcller\n--- a/x.c\n+++ b/x.c\n".decode("utf-8", errors="surrogateescape")
 
@@ -29,7 +30,7 @@ def test_tarball_holds_module_patch_description_manifest(tmp_path: Path) -> None
     ko = tmp_path / "built.ko"
     ko.write_bytes(b"\x7fELF module")
     out = tmp_path / "out"
-    tarball = write_tarball(out, MANIFEST, ko, PATCH, "a fix\n\n")
+    tarball = write_tarball(out, MANIFEST, ko, PATCH, "a fix\n\n", EPOCH)
     assert tarball == out / "ksplice-fix1.tar.gz"
     listing = subprocess.run(
         ["tar", "-tzf", tarball], capture_output=True, text=True, check=True
@@ -56,5 +57,24 @@ def test_tarball_holds_module_patch_description_manifest(tmp_path: Path) -> None
 def test_failed_write_leaves_no_tarball(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(FileNotFoundError):
-        write_tarball(out, MANIFEST, tmp_path / "missing.ko", PATCH, "a fix")
+        write_tarball(out, MANIFEST, tmp_path / "missing.ko", PATCH, "a fix", EPOCH)
     assert list(out.iterdir()) == []
+
+
+def test_same_contents_and_time_give_the_same_bytes(tmp_path: Path) -> None:
+    ko = tmp_path / "built.ko"
+    ko.write_bytes(b"\x7fELF module")
+    first = write_tarball(tmp_path / "1", MANIFEST, ko, PATCH, "a fix", EPOCH).read_bytes()
+    # Another second, another directory: neither may show in the bytes.
+    again = write_tarball(tmp_path / "2", MANIFEST, ko, PATCH, "a fix", EPOCH).read_bytes()
+    assert first == again
+    later = write_tarball(tmp_path / "3", MANIFEST, ko, PATCH, "a fix", EPOCH + 1).read_bytes()
+    assert later != first
+    listing = subprocess.run(
+        ["tar", "--full-time", "-tvzf", tmp_path / "1" / "ksplice-fix1.tar.gz"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert listing.count("2026-01-01 00:00:00") == 5, listing
