@@ -149,10 +149,13 @@ APT_SECOND_BOOT = """
 live boot
 cat /proc/cmdline > "$OUT/boot.cmdline"
 {{ journalctl -b -o cat -u ksplice-pkg.service; ksplice-pkg view; }} > "$OUT/boot.unit" 2>&1
+# The runtime goes, and C with it (it depends on the runtime): the runtime's prerm carries out
+# the undo C's prerm deferred to the trigger, which will not run any more.
 poll_start
-rc remove apt-get remove -y ksplice-update-{release}-{c}
+rc remove apt-get remove -y ksplice-pkg-runtime
 poll_stop remove
 live removed
+dpkg-query -W -f '${{Package}} ${{db:Status-Status}}\\n' 'ksplice-*' > "$OUT/left" 2>&1
 """
 
 
@@ -191,7 +194,11 @@ def test_apt_upgrade_to_a_cumulative_update_has_no_gap(lab: Lab) -> None:
     assert out["boot.live"].decode().split() == [f"ksplice_{ID_C}"], out["boot.unit"].decode()
     assert out["boot.cmdline"].decode() == f"C: {unpatched}\n"
     assert status(out, "remove") == 0, output(out, "remove")
-    assert out["removed.live"].decode().split() == []
+    assert out["removed.live"].decode().split() == [], output(out, "remove")
+    # Undone by the runtime's prerm, after dpkg had started to remove the runtime.
+    removal = output(out, "remove")
+    assert removal.index("Removing ksplice-pkg-runtime") < removal.index(f"{ID_C}: undone"), removal
+    assert not [line for line in out["left"].decode().splitlines() if line.endswith(" installed")]
     assert _markers(out, "remove", unpatched).keys() == {"C", ""}
 
 
