@@ -68,6 +68,7 @@ class Lab:
     other: Path  # A's update, declared for another kernel release
     other_release: str
     work: Path
+    unfit: Path | None = None  # A's update, declared for another build of this release
 
     def boot(
         self, script: str, files: dict[str, Path], overlay: Path, name: str
@@ -98,6 +99,7 @@ def lab(
     other_release = artifacts.release.replace("-cloud-", "-9999-cloud-", 1)
     assert other_release != artifacts.release
     other = rewritten(a, work / "other", kernel_release=other_release)
+    unfit = rewritten(a, work / "unfit", target_build_id="00" * 20)
     return Lab(
         artifacts=artifacts,
         cache=cache,
@@ -106,7 +108,14 @@ def lab(
         other=tar_dir(other, work / "other.tar.gz"),
         other_release=other_release,
         work=work,
+        unfit=tar_dir(unfit, work / "unfit.tar.gz"),
     )
+
+
+@pytest.fixture(scope="module")
+def own_debs(lab: Lab) -> list[Path]:
+    """The tool's own .deb files, built from this tree once for the apt tests."""
+    return build_debs(lab.work / "own-debs")
 
 
 def _patched(out: dict[str, bytes], name: str, unpatched: str) -> tuple[bool, bool]:
@@ -167,9 +176,9 @@ snapshot removed-a
 """
 
 
-def test_apt_install_reboot_remove(lab: Lab) -> None:
+def test_apt_install_reboot_remove(lab: Lab, own_debs: list[Path]) -> None:
     release = lab.artifacts.release
-    debs = build_debs(lab.work / "own-debs")
+    debs = own_debs
     hotpatches = build_packages(
         [lab.a, lab.b, lab.other],
         PackageFormat.DEB,
@@ -213,6 +222,36 @@ def test_apt_install_reboot_remove(lab: Lab) -> None:
     assert status(out, "remove-a") == 0, output(out, "remove-a")
     assert _patched(out, "removed-a", unpatched) == (False, False)
     assert _live(out, "removed-a") == []
+
+
+DEB_UNFIT = """
+rc install apt-get install -y --no-install-recommends ./linux-image-*.deb \
+    ./ksplice-pkg-runtime_*.deb ./ksplice-update-{release}-{a}_*.deb
+dpkg-query -W -f '${{db:Status-Status}}' ksplice-update-{release}-{a} > "$OUT/a-status"
+snapshot installed
+"""
+
+
+def test_apt_install_of_an_update_the_kernel_refuses(lab: Lab, own_debs: list[Path]) -> None:
+    """A failed apply does not fail apt: the package stays installed (for the next boot) and
+    the terminal says why. The runtime refuses the update for real, its build-id being
+    another build's."""
+    release = lab.artifacts.release
+    assert lab.unfit is not None
+    (hotpatch,) = build_packages(
+        [lab.unfit], PackageFormat.DEB, lab.work / "unfit-debs", maintainer=MAINTAINER
+    )
+    stand_in = stand_in_deb(f"linux-image-{release}", lab.work / "unfit-stand-in")
+    files = {p.name: p for p in [*own_debs, hotpatch, stand_in]}
+    overlay = new_overlay(image_for(lab.artifacts, lab.cache), lab.work / "unfit.qcow2")
+    fmt = {"a": ID_A, "release": release}
+
+    out = lab.boot(DEB_UNFIT.format(**fmt), files, overlay, "apt install unfit")
+    assert status(out, "install") == 0, output(out, "install")
+    assert out["a-status"].decode() == "installed"
+    assert _live(out, "installed") == []
+    said = output(out, "install")
+    assert "is for the build 0000" in said and "applied at the next boot" in said, said
 
 
 # --- RPM: rpm and dnf in the Debian guest ------------------------------------------------
