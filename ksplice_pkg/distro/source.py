@@ -32,7 +32,7 @@ from ksplice_pkg.distro.archive import (
     unpack_rpm,
     unpack_tar,
 )
-from ksplice_pkg.errors import CommandError, KspliceError
+from ksplice_pkg.errors import CommandError, InternalError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, sha256_file
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run
@@ -141,7 +141,8 @@ def prepare_source(source: KernelSource, cache: Path, keyring: Path | None = Non
             return tree
         _unpack_source(source, entry, files)
     found = _cached_tree(entry)
-    assert found is not None, entry  # _only_tree just proved it
+    if found is None:  # _unpack_source checked the one tree it leaves
+        raise InternalError(f"{entry}: no source tree after unpacking")
     return found
 
 

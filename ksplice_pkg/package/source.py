@@ -13,7 +13,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import InternalError, KspliceError
 from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
 
 
@@ -71,7 +71,8 @@ def _read(tar: tarfile.TarFile, origin: Path) -> UpdateContents:
             )
         relative = name[len(top) + 1 :]
         extracted = tar.extractfile(member)
-        assert extracted is not None  # a regular file always has data
+        if extracted is None:  # tarfile gives data for every regular file
+            raise InternalError(f"{origin}: no data for the file {member.name!r}")
         mode = 0o755 if member.mode & 0o111 else 0o644
         files[relative] = UpdateFile(relative, extracted.read(), mode)
     if MANIFEST_NAME not in files:
