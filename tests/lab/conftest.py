@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from ksplice_pkg.build.kbuild import PreparedTree
-from ksplice_pkg.demo import build_sample_livepatch, prepared_tree
+from ksplice_pkg.demo import prepared_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
+from tests.lab.sample import build_sample_livepatch
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ksplice_pkg.demo import SAMPLE_PATCHED_CMDLINE, load_sample_in_vm
 from ksplice_pkg.distro.debian import KernelArtifacts
+from tests.lab.sample import SAMPLE_PATCHED_CMDLINE, load_sample_in_vm
 
 TAINT_OOT_MODULE = 1 << 12
 TAINT_LIVEPATCH = 1 << 15
