@@ -361,6 +361,44 @@ def package_cmd(
         click.echo(path)
 
 
+@main.command("cache")
+@_cache_option
+@click.option("--clean", is_flag=True, help="Remove the entries unused for --unused-for days.")
+@click.option(
+    "--unused-for",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Days since an entry's last use after which --clean removes it (0: all not in use).",
+)
+def cache_cmd(cache_dir: Path | None, clean: bool, unused_for: float) -> None:
+    """List what the cache holds (kernels, unpacked sources and packages, create's object
+    trees, extracted vmlinux), least recently used first; with --clean, remove what has not
+    been used for --unused-for days. Entries a running command uses are left alone.
+    """
+    import time
+
+    from ksplice_pkg.cache import clean as clean_cache
+    from ksplice_pkg.cache import entries, human_size
+
+    cache = cache_dir or default_cache_dir()
+    if not clean:
+        listed = entries(cache)
+        for e in listed:
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+            click.echo(f"{human_size(e.size):>10}  {used}  {e.name}")
+        total = human_size(sum(e.size for e in listed))
+        click.echo(f"{total:>10}  in {len(listed)} entries of {cache}")
+        return
+    cleaned = clean_cache(cache, unused_for * 86400)
+    for e in cleaned.removed:
+        click.echo(f"removed {e.name} ({human_size(e.size)})")
+    for e in cleaned.in_use:
+        click.echo(f"kept {e.name}: in use")
+    freed = human_size(sum(e.size for e in cleaned.removed))
+    click.echo(f"freed {freed} in {len(cleaned.removed)} entries")
+
+
 def create_main() -> None:
     """ksplice-create: the create command under its classic name, behind the same boundary."""
     setup_logging(0)

@@ -16,9 +16,10 @@ from pathlib import Path
 from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
+from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, mark_used
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import diff_pairs
-from ksplice_pkg.fsutil import ensure_writable_dir
+from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
@@ -38,7 +39,7 @@ def create(cfg: CreateConfig) -> Path:
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
     if cfg.mode is Mode.UPDATE:
         ensure_writable_dir(cfg.output_dir, "the output directory")
-    with _locked(cfg.work_dir):
+    with _locked(cfg):
         if cfg.mode is Mode.PREBUILD:
             prebuild(_prepare(cfg), cfg.jobs)
             return cfg.work_dir
@@ -123,9 +124,18 @@ def _prepare(cfg: CreateConfig) -> PreparedTree:
 
 
 @contextmanager
-def _locked(work_dir: Path) -> Iterator[None]:
-    """One create at a time per work dir: they share the prepared pre tree and its objects."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with (work_dir / "lock").open("w") as lock:
+def _locked(cfg: CreateConfig) -> Iterator[None]:
+    """One create at a time per work dir: they share the prepared pre tree and its objects.
+    The cache entries it reads are marked used and listed beside the lock, for `ksplice-pkg
+    cache --clean`, which leaves them alone while the lock is held."""
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    with (cfg.work_dir / WORK_LOCK).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        target = cfg.target
+        used = mark_used(
+            cfg.cache,
+            [cfg.source, cfg.work_dir, target.system_map, target.kconfig, target.symvers,
+             target.binary, target.modules_dir],
+        )  # fmt: skip
+        atomic_write(cfg.work_dir / WORK_INPUTS, "".join(f"{entry}\n" for entry in used))
         yield

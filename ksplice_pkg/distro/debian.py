@@ -30,6 +30,7 @@ from pathlib import Path
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
+from ksplice_pkg.cache import mark_used
 from ksplice_pkg.distro.archive import unpack_deb
 from ksplice_pkg.distro.source import unpack_source_deb
 from ksplice_pkg.errors import CommandError, KspliceError
@@ -317,6 +318,7 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
     root = cache / "kernels" / release
     if (done := KernelArtifacts.load(root)) is not None:
         logger.info("kernel %s (%s) is already in %s", release, done.version, root)
+        mark_used(cache, [root])
         return done
 
     image = _apt_record(f"linux-image-{release}")

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ksplice_pkg.cache import mark_used
 from ksplice_pkg.distro.archive import (
     Wanted,
     deb_fields,
@@ -113,6 +114,7 @@ def _unpacked(package: Path, cache: Path, wanted: Wanted | None = None, tag: str
     entry = cache / "packages" / f"{sha256_file(package)[:40]}-{tag}"
     with cache_entry_lock(entry):
         if (entry / ".complete").is_file():
+            mark_used(cache, [entry])
             return entry
         with step(f"unpacking {package.name}"), atomic_directory(entry) as tmp:
             if package.name.endswith(".rpm"):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from ksplice_pkg.cache import mark_used
 from ksplice_pkg.distro.archive import (
     EscapingMemberError,
     check_member_name,
@@ -138,6 +139,7 @@ def prepare_source(source: KernelSource, cache: Path, keyring: Path | None = Non
     with cache_entry_lock(entry):
         if (tree := _cached_tree(entry)) is not None:
             logger.info("%s is unpacked already: %s", source.path.name, tree)
+            mark_used(cache, [entry])
             return tree
         _unpack_source(source, entry, files)
     found = _cached_tree(entry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ksplice_pkg.cache import mark_used
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_write, sha256_file
@@ -31,6 +32,7 @@ def _extract(vmlinuz: Path, source_tree: Path | None, cache: Path) -> Path:
     # Keyed by content, not name or mtime: two images of one name never share an entry.
     cached = cache / "vmlinux" / f"{sha256_file(vmlinuz)[:32]}.elf"
     if cached.is_file():
+        mark_used(cache, [cached])
         return cached
     if source_tree is None:
         raise KspliceError(

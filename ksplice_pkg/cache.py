@@ -1,0 +1,183 @@
+"""The build side's cache: what it holds, when each entry was last used, and cleaning it.
+
+Every entry can be rebuilt on demand, but some are large: an unpacked kernel source is about
+1.5 GB, and a maintainer who builds for every security upload gets a new one each time. Entries
+are the directories (and extracted vmlinux files) directly under these kinds:
+
+    kernels/<release>    fetch: a Debian kernel's packages, unpacked, and its target files
+    sources/<key>        unpacked source packages (.dsc, linux-source, .src.rpm), by content
+    packages/<key>       unpacked kernel, headers and debug packages, by content
+    work/<tree>-<key>    create's object trees for one source tree
+    vmlinux/<key>.elf    vmlinux extracted from a vmlinuz, by content
+
+An entry's mtime is when it was last used: create, fetch and the unpackers touch what they use
+(`mark_used`). A create in progress holds its work dir's lock and lists the entries it uses in
+`inputs` beside it; `clean` skips those, and entries whose own lock is held (being unpacked).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = ("kernels", "sources", "packages", "work", "vmlinux")
+WORK_LOCK = "lock"
+WORK_INPUTS = "inputs"
+_REMOVING = ".removing"
+
+
+def entry_of(cache: Path, path: Path) -> Path | None:
+    """The cache entry `path` lies in, or None when it is not in the cache."""
+    try:
+        parts = path.resolve().relative_to(cache.resolve()).parts
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[0] not in KINDS:
+        return None
+    return cache / parts[0] / parts[1]
+
+
+def mark_used(cache: Path, paths: Iterable[Path | None]) -> list[Path]:
+    """Touch the cache entries these paths lie in; returns the entries."""
+    entries = sorted({e for p in paths if p is not None and (e := entry_of(cache, p))})
+    now = time.time()
+    for entry in entries:
+        try:
+            os.utime(entry, (now, now))
+        except FileNotFoundError:  # removed meanwhile: nothing to mark
+            continue
+    return entries
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    size: int  # bytes
+    last_used: float  # epoch seconds
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def entries(cache: Path) -> list[Entry]:
+    """Every entry, least recently used first."""
+    found = []
+    for kind in KINDS:
+        base = cache / kind
+        for path in sorted(base.iterdir()) if base.is_dir() else []:
+            if path.name.endswith(".lock") or _REMOVING in path.name:
+                continue
+            found.append(Entry(path, _size(path), path.lstat().st_mtime))
+    return sorted(found, key=lambda e: (e.last_used, e.name))
+
+
+def _size(path: Path) -> int:
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    removed: list[Entry]
+    in_use: list[Entry]
+
+
+def clean(cache: Path, unused_for: float, now: float | None = None) -> Cleaned:
+    """Remove the entries not used for `unused_for` seconds that no running command uses."""
+    now = time.time() if now is None else now
+    _finish_removals(cache)
+    removed: list[Entry] = []
+    in_use: list[Entry] = []
+    for entry in entries(cache):
+        if now - entry.last_used < unused_for:
+            continue
+        with _idle(cache, entry.path) as idle:
+            if not idle:
+                in_use.append(entry)
+                continue
+            # Used while the list was made (its users touch it under the same locks)?
+            try:
+                if now - entry.path.lstat().st_mtime < unused_for:
+                    continue
+            except FileNotFoundError:
+                continue
+            _remove(entry.path)
+            removed.append(entry)
+    return Cleaned(removed, in_use)
+
+
+@contextmanager
+def _idle(cache: Path, entry: Path) -> Iterator[bool]:
+    """Whether no command uses `entry`, holding the locks that keep it so while True."""
+    with ExitStack() as stack:
+        locks = [entry.with_name(entry.name + ".lock")]
+        if entry.parent.name == "work":
+            locks.append(entry / WORK_LOCK)
+        for lock in locks:
+            if lock.is_file() and not _try_lock(stack, lock):
+                yield False
+                return
+        # A create in another work dir may be reading this entry (its source tree, target
+        # files, vmlinux): its work dir's lock is held and its inputs name the entry.
+        for work in sorted((cache / "work").glob(f"*/{WORK_INPUTS}")):
+            if work.parent == entry or str(entry) not in work.read_text().splitlines():
+                continue
+            if not _try_lock(stack, work.parent / WORK_LOCK):
+                yield False
+                return
+        yield True
+
+
+def _try_lock(stack: ExitStack, path: Path) -> bool:
+    handle = stack.enter_context(path.open("a"))
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _remove(entry: Path) -> None:
+    # Renamed first: a command looking the entry up sees it whole or not at all, and a removal
+    # cut short is finished by the next clean.
+    doomed = entry.with_name(f"{entry.name}{_REMOVING}-{os.getpid()}")
+    entry.rename(doomed)
+    _delete(doomed)
+    entry.with_name(entry.name + ".lock").unlink(missing_ok=True)
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _finish_removals(cache: Path) -> None:
+    for kind in KINDS:
+        for doomed in (cache / kind).glob(f"*{_REMOVING}-*"):
+            _delete(doomed)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
