@@ -107,7 +107,7 @@ def undo_deferred(store: Store, timing: Timing) -> list[Deferred]:
         elif update_id in installed:
             outcome = "installed again, stays applied"
         elif by := order.superseded_by(manifest, installed.values()):
-            outcome = f"stays applied until {by}, a cumulative update that supersedes it, is"
+            outcome = f"stays applied: the installed cumulative update {by} takes it over"
         else:
             to_undo[update_id] = manifest
             continue
