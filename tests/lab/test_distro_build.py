@@ -128,7 +128,11 @@ def _package_holds_module(result: Result, out: Path, update_id: str, suffix: str
 
 def _srpm_from_debian(dsc: Path, where: Path) -> tuple[Path, list[str]]:
     """A kernel .src.rpm: the upstream tarball of the .dsc as Source0, Debian's patch series
-    (debian/patches/series, from the .dsc's debian tarball) as Patch1..N in series order."""
+    (debian/patches/series, from the .dsc's debian tarball) as Patch1..N in series order.
+
+    rpm keeps the expanded %prep, paths and all, in the header: `where` must be the same
+    directory every run for the .src.rpm (and so its cached tree) to be the same."""
+    shutil.rmtree(where, ignore_errors=True)
     sources = where / "SOURCES"
     sources.mkdir(parents=True)
     (orig,) = dsc.parent.glob("linux_*.orig.tar.xz")
@@ -176,9 +180,9 @@ Debian's linux source, its patch series applied in %prep.
         {
             # The tarball is compressed already: a second compression only costs minutes.
             "_source_payload": "w1.gzdio",
-            # Reproducible, so that the unpacked tree (cached by content) is reused next time:
-            # without the clamp, the copied patches' mtimes made every run's .src.rpm new, and
-            # each left another 1.5 GB tree in the cache.
+            # Reproducible (with the fixed directory above), so that the unpacked tree, cached
+            # by content, is reused next time: with the copied patches' mtimes or a per-run
+            # directory in it, every run's .src.rpm was new and left another 1.5 GB tree.
             "use_source_date_epoch_as_buildtime": "1",
             "clamp_mtime_to_source_date_epoch": "1",
             "_buildhost": "lab",
@@ -191,7 +195,7 @@ def test_update_from_source_rpm_with_patch_series_loads(
     distro: tuple[KernelArtifacts, Path, Path], tmp_path: Path, cache: Path
 ) -> None:
     artifacts, dsc, _ = distro
-    srpm, patches = _srpm_from_debian(dsc, tmp_path / "rpm")
+    srpm, patches = _srpm_from_debian(dsc, cache / "lab" / "srpm")
     assert len(patches) > 50  # Debian's series: the %prep has real work to do
     out = tmp_path / "out"
     result = _build(srpm, distro, out, "srpm", fmt="rpm")
@@ -203,7 +207,7 @@ def test_update_from_source_rpm_with_patch_series_loads(
     debian_tree = prepare_source(identify(dsc), cache)
     touched = set()
     for name in patches:
-        text = (tmp_path / "rpm" / "SOURCES" / name).read_text(errors="replace")
+        text = (srpm.parent / "SOURCES" / name).read_text(errors="replace")
         touched |= set(re.findall(r"^\+\+\+ [^/\s]+/(\S+)", text, re.M))
     assert len(touched) > 50
     for rel in sorted(touched):
