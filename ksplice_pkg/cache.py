@@ -33,14 +33,16 @@ _REMOVING = ".removing"
 
 
 def entry_of(cache: Path, path: Path) -> Path | None:
-    """The cache entry `path` lies in, or None when it is not in the cache."""
+    """The cache entry `path` lies in (resolved: the same however the cache is spelled), or
+    None when it is not in the cache."""
+    root = cache.resolve()
     try:
-        parts = path.resolve().relative_to(cache.resolve()).parts
+        parts = path.resolve().relative_to(root).parts
     except ValueError:
         return None
     if len(parts) < 2 or parts[0] not in KINDS:
         return None
-    return cache / parts[0] / parts[1]
+    return root / parts[0] / parts[1]
 
 
 def mark_used(cache: Path, paths: Iterable[Path | None]) -> list[Path]:
@@ -134,10 +136,14 @@ def _idle(cache: Path, entry: Path) -> Iterator[bool]:
                 return
         # A create in another work dir may be reading this entry (its source tree, target
         # files, vmlinux): its work dir's lock is held and its inputs name the entry.
-        for work in sorted((cache / "work").glob(f"*/{WORK_INPUTS}")):
-            if work.parent == entry or str(entry) not in work.read_text().splitlines():
+        for inputs in sorted((cache / "work").glob(f"*/{WORK_INPUTS}")):
+            try:
+                listed = inputs.read_text().splitlines()
+            except FileNotFoundError:  # that work dir was removed meanwhile
                 continue
-            if not _try_lock(stack, work.parent / WORK_LOCK):
+            if inputs.parent == entry or str(entry.resolve()) not in listed:
+                continue
+            if not _try_lock(stack, inputs.parent / WORK_LOCK):
                 yield False
                 return
         yield True
