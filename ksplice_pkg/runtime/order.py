@@ -57,12 +57,8 @@ def superseded_at_boot(manifests: Mapping[str, Manifest]) -> dict[str, str]:
 
 
 def superseded_by(manifest: Manifest, installed: Collection[Manifest]) -> str | None:
-    """The newest installed cumulative update that takes over from `manifest`, if any."""
-    newer = [
-        m
-        for m in installed
-        if m.replace
-        and manifest.id not in m.depends_on
-        and (manifest.created, manifest.id) < (m.created, m.id)
-    ]
-    return max(newer, key=lambda m: (m.created, m.id)).id if newer else None
+    """The installed cumulative update that takes over from `manifest`, if any: by the rule
+    the next boot follows (superseded_at_boot)."""
+    return superseded_at_boot({**{m.id: m for m in installed}, manifest.id: manifest}).get(
+        manifest.id
+    )

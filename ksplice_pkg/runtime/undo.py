@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.manifest import MANIFEST_NAME, Manifest, ManifestError
+from ksplice_pkg.manifest import Manifest
 from ksplice_pkg.runtime import kernel, order, sysfs
 from ksplice_pkg.runtime.apply import Timing
+from ksplice_pkg.runtime.bundle import load_dir
 from ksplice_pkg.runtime.errors import DependencyError, NotFoundError, TransitionError
 from ksplice_pkg.runtime.store import Store
 
@@ -127,10 +128,9 @@ def undo_deferred(store: Store, timing: Timing) -> list[Deferred]:
 def _installed_manifests(store: Store, release: str) -> dict[str, Manifest]:
     out = {}
     for update_id in store.installed_ids(release):
-        path = store.installed_dir(release, update_id) / MANIFEST_NAME
         try:
-            out[update_id] = Manifest.from_json(path.read_bytes(), str(path))
-        except (OSError, ManifestError):  # unreadable: it supersedes nothing
+            out[update_id] = load_dir(store.installed_dir(release, update_id), "").manifest
+        except KspliceError:  # unreadable: it supersedes nothing
             continue
     return out
 
