@@ -32,6 +32,28 @@ WORK_INPUTS = "inputs"
 _REMOVING = ".removing"
 
 
+@contextmanager
+def held(lock: Path) -> Iterator[None]:
+    """Hold the flock `lock` (created if missing) until the block ends, waiting for it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def entry_lock(entry: Path) -> Path:
+    """The lock beside an entry that its unpacker holds (`sources/<key>.lock`...)."""
+    return entry.with_name(entry.name + ".lock")
+
+
+@contextmanager
+def cache_entry_lock(entry: Path) -> Iterator[None]:
+    """One unpacker per cache entry: two builds of the same source wait for each other rather
+    than fill the same `.partial` directory; `clean` leaves an entry alone while it is held."""
+    with held(entry_lock(entry)):
+        yield
+
+
 def entry_of(cache: Path, path: Path) -> Path | None:
     """The cache entry `path` lies in (resolved: the same however the cache is spelled), or
     None when it is not in the cache."""
@@ -127,7 +149,7 @@ def clean(cache: Path, unused_for: float, now: float | None = None) -> Cleaned:
 def _idle(cache: Path, entry: Path) -> Iterator[bool]:
     """Whether no command uses `entry`, holding the locks that keep it so while True."""
     with ExitStack() as stack:
-        locks = [entry.with_name(entry.name + ".lock")]
+        locks = [entry_lock(entry)]
         if entry.parent.name == "work":
             locks.append(entry / WORK_LOCK)
         for lock in locks:
@@ -164,7 +186,7 @@ def _remove(entry: Path) -> None:
     doomed = entry.with_name(f"{entry.name}{_REMOVING}-{os.getpid()}")
     entry.rename(doomed)
     _delete(doomed)
-    entry.with_name(entry.name + ".lock").unlink(missing_ok=True)
+    entry_lock(entry).unlink(missing_ok=True)
 
 
 def _delete(path: Path) -> None:

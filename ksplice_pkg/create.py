@@ -7,7 +7,6 @@ relocations) -> update (manifest and tarball).
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from pathlib import Path
 from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
-from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, mark_used
+from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, held, mark_used
 from ksplice_pkg.config import CreateConfig, Mode
 from ksplice_pkg.diff.unit import diff_pairs
 from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
@@ -128,9 +127,7 @@ def _locked(cfg: CreateConfig) -> Iterator[None]:
     """One create at a time per work dir: they share the prepared pre tree and its objects.
     The cache entries it reads are marked used and listed beside the lock, for `ksplice-pkg
     cache --clean`, which leaves them alone while the lock is held."""
-    cfg.work_dir.mkdir(parents=True, exist_ok=True)
-    with (cfg.work_dir / WORK_LOCK).open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with held(cfg.work_dir / WORK_LOCK):
         target = cfg.target
         used = mark_used(
             cfg.cache,

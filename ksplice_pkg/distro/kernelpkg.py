@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.cache import mark_used
+from ksplice_pkg.cache import cache_entry_lock, mark_used
 from ksplice_pkg.distro.archive import (
     Wanted,
     deb_fields,
@@ -30,7 +30,6 @@ from ksplice_pkg.distro.archive import (
 from ksplice_pkg.distro.source import (
     KernelSource,
     SourceKind,
-    cache_entry_lock,
     upstream_version,
 )
 from ksplice_pkg.errors import KspliceError

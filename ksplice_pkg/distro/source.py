@@ -13,17 +13,14 @@ prepared work directory (create keys it by the tree's path).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.cache import mark_used
+from ksplice_pkg.cache import cache_entry_lock, mark_used
 from ksplice_pkg.distro.archive import (
     EscapingMemberError,
     check_member_name,
@@ -163,16 +160,6 @@ def _unpack_source(source: KernelSource, entry: Path, files: list[Path]) -> None
             _unpack_tarball(source.path, tmp)
         _only_tree(tmp, source.path)
         logger.debug("kernel tree of %s (from %s)", source.path, ", ".join(map(str, files)))
-
-
-@contextmanager
-def cache_entry_lock(entry: Path) -> Iterator[None]:
-    """One unpacker per cache entry: two builds of the same source wait for each other rather
-    than fill the same `.partial` directory."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with entry.with_name(entry.name + ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _cached_tree(entry: Path) -> Path | None:
