@@ -92,14 +92,20 @@ class Entry:
 
 def entries(cache: Path) -> list[Entry]:
     """Every entry, least recently used first."""
+    return [Entry(path, _size(path), last_used) for path, last_used in _by_last_use(cache)]
+
+
+def _by_last_use(cache: Path) -> list[tuple[Path, float]]:
+    """Every entry's path and last use, least recently used first (sizing a tree takes a
+    walk over its files: only what is listed or removed is sized)."""
     found = []
     for kind in KINDS:
         base = cache / kind
         for path in sorted(base.iterdir()) if base.is_dir() else []:
             if path.name.endswith(".lock") or _REMOVING in path.name:
                 continue
-            found.append(Entry(path, _size(path), path.lstat().st_mtime))
-    return sorted(found, key=lambda e: (e.last_used, e.name))
+            found.append((path, path.lstat().st_mtime))
+    return sorted(found, key=lambda item: (item[1], item[0].parent.name, item[0].name))
 
 
 def _size(path: Path) -> int:
@@ -127,21 +133,21 @@ def clean(cache: Path, unused_for: float, now: float | None = None) -> Cleaned:
     _finish_removals(cache)
     removed: list[Entry] = []
     in_use: list[Entry] = []
-    for entry in entries(cache):
-        if now - entry.last_used < unused_for:
+    for path, last_used in _by_last_use(cache):
+        if now - last_used < unused_for:
             continue
-        with _idle(cache, entry.path) as idle:
+        with _idle(cache, path) as idle:
             if not idle:
-                in_use.append(entry)
+                in_use.append(Entry(path, _size(path), last_used))
                 continue
             # Used while the list was made (its users touch it under the same locks)?
             try:
-                if now - entry.path.lstat().st_mtime < unused_for:
+                if now - path.lstat().st_mtime < unused_for:
                     continue
             except FileNotFoundError:
                 continue
-            _remove(entry.path)
-            removed.append(entry)
+            removed.append(Entry(path, _size(path), last_used))
+            _remove(path)
     return Cleaned(removed, in_use)
 
 
