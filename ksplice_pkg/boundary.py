@@ -21,8 +21,18 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def shown(text: object) -> str:
+    """Text for a terminal: what is not printable (ESC, BEL, CR: a file name, a manifest or an
+    error message may hold them) is shown escaped instead of acting on the terminal; line
+    breaks stay."""
+    return "\n".join(
+        "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+        for line in str(text).split("\n")
+    )
+
+
 def report(prog: str, error: KspliceError) -> NoReturn:
-    click.echo(f"{prog}: error: {error}", err=True)
+    click.echo(shown(f"{prog}: error: {error}"), err=True)
     sys.exit(error.exit_code)
 
 

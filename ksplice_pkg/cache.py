@@ -26,10 +26,22 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.fsutil import atomic_write
+
 KINDS = ("kernels", "sources", "packages", "work", "vmlinux")
 WORK_LOCK = "lock"
 WORK_INPUTS = "inputs"
 _REMOVING = ".removing"
+# The Cache Directory Tagging convention (bford.info/cachedir): backup tools skip a directory
+# holding it, and `clean` deletes only in a directory that says it is a cache.
+TAG = "CACHEDIR.TAG"
+_TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by ksplice-pkg.\n"
+    "# Everything here is rebuilt on demand; see `ksplice-pkg cache`.\n"
+)
+_CLEAN_LOCK = ".clean.lock"
 
 
 @contextmanager
@@ -67,9 +79,19 @@ def entry_of(cache: Path, path: Path) -> Path | None:
     return root / parts[0] / parts[1]
 
 
+def tag(cache: Path) -> None:
+    """Mark `cache` as ksplice-pkg's cache (what `clean` requires before it deletes)."""
+    path = cache / TAG
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, _TAG_TEXT)
+
+
 def mark_used(cache: Path, paths: Iterable[Path | None]) -> list[Path]:
     """Touch the cache entries these paths lie in; returns the entries."""
     entries = sorted({e for p in paths if p is not None and (e := entry_of(cache, p))})
+    if entries:
+        tag(cache)
     now = time.time()
     for entry in entries:
         try:
@@ -129,7 +151,21 @@ class Cleaned:
 
 def clean(cache: Path, unused_for: float, now: float | None = None) -> Cleaned:
     """Remove the entries not used for `unused_for` seconds that no running command uses."""
-    now = time.time() if now is None else now
+    if not any((cache / kind).is_dir() for kind in KINDS):
+        return Cleaned([], [])
+    if not (cache / TAG).is_file():
+        # A --cache-dir mistyped as a home or source directory must not lose its `work/`.
+        raise KspliceError(
+            f"{cache} is not marked as a ksplice-pkg cache (no {TAG}): nothing removed",
+            hint=f"check --cache-dir; if it is ksplice-pkg's cache, any command that uses it "
+            f"(e.g. `ksplice-pkg fetch`) marks it, or copy {TAG} from another cache",
+        )
+    # Two cleans at once would race for the same entries: the second waits for the first.
+    with held(cache / _CLEAN_LOCK):
+        return _clean(cache, unused_for, time.time() if now is None else now)
+
+
+def _clean(cache: Path, unused_for: float, now: float) -> Cleaned:
     _finish_removals(cache)
     removed: list[Entry] = []
     in_use: list[Entry] = []

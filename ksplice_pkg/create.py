@@ -26,11 +26,11 @@ from ksplice_pkg.module.parts import write_part
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.unit import UnitRunPre
 from ksplice_pkg.source.tree import patched_tree
+from ksplice_pkg.tarball import write_tarball
 from ksplice_pkg.target.consistency import check_target
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
-from ksplice_pkg.update.tarball import write_tarball
 
 
 def create(cfg: CreateConfig) -> Path:

@@ -7,13 +7,12 @@ change, disables and removes it and sees /proc/cmdline restored.
 
 from __future__ import annotations
 
-import tarfile
 from importlib import resources
 from pathlib import Path
 
 from ksplice_pkg.build.kbuild import PreparedTree, default_jobs, prepare_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
-from ksplice_pkg.errors import InternalError, KspliceError
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, step
 
 
@@ -41,6 +40,7 @@ def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Pat
     """Build the example update for the distro kernel with `create` and prove it in the VM."""
     from ksplice_pkg.config import create_config
     from ksplice_pkg.create import create
+    from ksplice_pkg.tarball import read_tarball
     from ksplice_pkg.target.files import resolve_target
     from ksplice_pkg.vm.capture import capture_kallsyms
     from ksplice_pkg.vm.trial import try_update
@@ -66,21 +66,17 @@ def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Pat
         jobs=jobs,
         output_dir=output_dir,
     )
-    update_id = cfg.id
     tarball = create(cfg)
-    ko = artifacts.root / "demo" / f"ksplice_{update_id}.ko"
+    update = read_tarball(tarball)
+    ko = artifacts.root / "demo" / update.manifest.module
     ko.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        member = tar.extractfile(f"ksplice-{update_id}/ksplice_{update_id}.ko")
-        if member is None:
-            raise InternalError(f"{tarball} holds no ksplice_{update_id}.ko")
-        ko.write_bytes(member.read())
+    ko.write_bytes(update.module)
     with step(f"booting {artifacts.release} in qemu and trying {ko.name}"):
         trial = try_update(
             artifacts.vmlinuz,
             artifacts.modules_dir,
             ko,
-            f"ksplice_{update_id}",
+            update.manifest.module_name,
             "cat /proc/cmdline",
         )
     logger.info("/proc/cmdline before:   %s", trial.before.strip())

@@ -23,6 +23,14 @@ class KspliceError(Exception):
         return self.message
 
 
+class IntegrityError(KspliceError):
+    """Input that is damaged or hostile: an archive member that would land outside its
+    directory, an update not laid out as the format says, a module whose sha256 differs from
+    its manifest's."""
+
+    exit_code = 11
+
+
 class CommandError(KspliceError):
     """An external command failed; the message names it, its status and its output's tail."""
 

@@ -70,6 +70,25 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
     return path
 
 
+def make_dirs(path: Path, mode: int = 0o755) -> Path:
+    """mkdir -p with every directory it creates at `mode`, whatever the umask: the runtime's
+    trees decide what root loads at boot, so they never take a caller's umask of 000."""
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.is_dir():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another command made it meanwhile
+            directory.mkdir(mode)
+            directory.chmod(mode)
+    return path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

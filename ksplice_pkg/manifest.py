@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -17,8 +18,63 @@ from ksplice_pkg.errors import KspliceError
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+
+# Every name below reaches a path, a package field, an RPM spec, a maintainer script or a
+# terminal, on machines where the runtime runs as root: each is checked where it enters (here
+# for manifests, in the commands for ids typed by a user) against a set with nothing in it that
+# a shell, rpm, dpkg or a path could interpret (no '/', no '%', no space, no leading '.' or '-').
 # Update ids become module names (ksplice_<id>), package names and directory names.
 ID_RE = re.compile(r"[a-z0-9]{1,32}")
+# What `uname -r` prints (at most 64 characters, __NEW_UTS_LEN): 6.1.0-56-cloud-amd64,
+# 5.14.0-427.13.1.el9_4.x86_64, 6.8.0-45-generic, 6.1.0+.
+RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# A C function and GCC's clone suffixes (foo.isra.0, foo.cold); KSYM_NAME_LEN is 512 since 6.1.
+FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,511}")
+# vmlinux or a module name (MODULE_NAME_LEN 56, with the NUL).
+OBJECT_RE = re.compile(r"vmlinux|[A-Za-z0-9_-]{1,55}")
+BUILD_ID_RE = re.compile(r"[0-9a-f]{2,128}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# The `created` stamp, UTC; it orders the updates of a kernel (package versions).
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+MAX_TEXT = 1000  # one line of free text: a description, a left-out change
+
+
+class InvalidNameError(KspliceError):
+    """An update id or kernel release that is not one: it would name a path or a package."""
+
+
+def check_update_id(value: str, what: str = "update id") -> str:
+    """value, when it is an update id; an id names an update, never a path."""
+    if not ID_RE.fullmatch(value):
+        raise InvalidNameError(
+            f"{what} {value!r} is not an update id (1 to 32 of a-z and 0-9)",
+            hint="`ksplice-pkg view` lists the updates by id",
+        )
+    return value
+
+
+def check_release(value: str, what: str = "kernel release") -> str:
+    if not RELEASE_RE.fullmatch(value):
+        raise InvalidNameError(
+            f"{what} {value!r} is not a kernel release as `uname -r` prints it",
+            hint="e.g. 6.1.0-56-cloud-amd64",
+        )
+    return value
+
+
+def is_text_line(value: str, limit: int = MAX_TEXT) -> bool:
+    """One line of printable characters: nothing that moves a terminal's cursor, starts a
+    new control field or spec line, or cannot be encoded (a lone surrogate)."""
+    return len(value) <= limit and value.isprintable()
+
+
+def module_name_of(update_id: str) -> str:
+    """The livepatch's name under /sys/kernel/livepatch and in lsmod."""
+    return f"ksplice_{update_id}"
+
+
+def module_file_of(update_id: str) -> str:
+    return f"{module_name_of(update_id)}.ko"
 
 
 class Verification(Enum):
@@ -73,6 +129,8 @@ class Manifest:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as e:
             raise ManifestError(f"{origin}: not valid JSON ({e})") from e
+        except RecursionError as e:  # thousands of nested brackets: no manifest looks so
+            raise ManifestError(f"{origin}: not a manifest (nested too deeply)") from e
         if not isinstance(data, dict):
             raise ManifestError(f"{origin}: expected a JSON object")
         version = data.get("manifest_version")
@@ -89,18 +147,50 @@ class Manifest:
             raise ManifestError(f"{origin}: malformed manifest: {e}") from e
         fields["patched"] = patched
         manifest = cls(**fields)
-        if not ID_RE.fullmatch(manifest.id):
-            raise ManifestError(f"{origin}: invalid update id {manifest.id!r}")
-        for dep in manifest.depends_on:
-            if not ID_RE.fullmatch(dep):
-                raise ManifestError(f"{origin}: invalid id {dep!r} in depends_on")
-        if manifest.module_name != f"ksplice_{manifest.id}":
-            raise ManifestError(
-                f"{origin}: module name {manifest.module_name!r} does not match id {manifest.id!r}"
-            )
-        if "/" in manifest.module or not manifest.module.endswith(".ko"):
-            raise ManifestError(f"{origin}: invalid module file name {manifest.module!r}")
+        if problem := _content_problem(manifest):
+            raise ManifestError(f"{origin}: {problem}")
         return manifest
+
+
+def _is_created(value: str) -> bool:
+    try:
+        time.strptime(value, CREATED_FORMAT)
+    except ValueError:
+        return False
+    return len(value) == len("2026-01-01T00:00:00Z")
+
+
+def _content_problem(m: Manifest) -> str | None:
+    """What is wrong with the content of a well-typed manifest, or None."""
+    if not ID_RE.fullmatch(m.id):
+        return f"invalid update id {m.id!r}"
+    if bad := [d for d in m.depends_on if not ID_RE.fullmatch(d)]:
+        return f"invalid id {bad[0]!r} in depends_on"
+    if not RELEASE_RE.fullmatch(m.kernel_release):
+        return f"invalid kernel release {m.kernel_release!r}"
+    if m.module_name != module_name_of(m.id):
+        return f"module name {m.module_name!r} does not match id {m.id!r}"
+    if m.module != module_file_of(m.id):
+        return f"invalid module file name {m.module!r} (expected {module_file_of(m.id)!r})"
+    if not SHA256_RE.fullmatch(m.module_sha256):
+        return f"module_sha256 {m.module_sha256!r} is not a sha256 in hex"
+    if m.target_build_id is not None and not BUILD_ID_RE.fullmatch(m.target_build_id):
+        return f"target_build_id {m.target_build_id!r} is not a build-id in hex"
+    if m.created and not _is_created(m.created):
+        return f"created {m.created!r} is not a time as YYYY-MM-DDTHH:MM:SSZ"
+    for entry in m.patched:
+        if not OBJECT_RE.fullmatch(entry.object):
+            return f"invalid object name {entry.object!r} in patched"
+        if not FUNCTION_RE.fullmatch(entry.name):
+            return f"invalid function name {entry.name!r} in patched"
+    if bad := [f for f in m.new_functions if not FUNCTION_RE.fullmatch(f)]:
+        return f"invalid function name {bad[0]!r} in new_functions"
+    for name, text in [("description", m.description), ("tool", m.tool)] + [
+        ("left_out", t) for t in m.left_out
+    ]:
+        if not is_text_line(text):
+            return f"{name}: {text[:80]!r} is not one line of printable text"
+    return None
 
 
 # Field name -> accepted types; optional fields fall back to the dataclass defaults.
@@ -151,8 +241,6 @@ def _typed(data: Any, spec: dict[str, tuple[type, ...]]) -> dict[str, Any]:
     for name in ("depends_on", "new_functions", "left_out"):
         if name in out and not all(isinstance(d, str) and d for d in out[name]):
             raise TypeError(f"{name}: expected a list of names")
-    if "object" in out and not out["object"]:
-        raise ValueError("object: empty")
     if "sympos" in out and out["sympos"] < 0:
         raise ValueError(f"sympos: {out['sympos']} is negative")
     if "verification" in out and out["verification"] not in {v.value for v in Verification}:

@@ -13,8 +13,7 @@ import os
 import time
 
 from ksplice_pkg.errors import KspliceError
-
-CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+from ksplice_pkg.manifest import CREATED_FORMAT
 
 
 def source_date_epoch() -> int | None:

@@ -239,7 +239,13 @@ def check_dsc(dsc_path: Path, keyring: Path | None) -> list[Path]:
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
-        if path.stat().st_size != int(entry["size"]) or digest.hexdigest() != entry[algorithm]:
+        size = entry["size"]
+        if not size.isdigit():
+            raise KspliceError(
+                f"{dsc_path} lists {name!r} with the size {size!r}, which is not a number",
+                hint="the .dsc is damaged: download the source package again",
+            )
+        if path.stat().st_size != int(size) or digest.hexdigest() != entry[algorithm]:
             wrong.append(name)
     source, version = dsc["Source"], dsc["Version"]
     if missing:

@@ -12,6 +12,7 @@ from ksplice_pkg.elf.model import SHF_ALLOC
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import step
+from ksplice_pkg.manifest import module_name_of
 from ksplice_pkg.module import klp
 from ksplice_pkg.module.extract import HOOK_KINDS, PatchedFunction
 from ksplice_pkg.module.parts import Part
@@ -197,7 +198,7 @@ def link_update(
         )
     used = {name for part in parts for name in part.exports_used}
     namespaces = {exports[n].namespace for n in used if n in exports and exports[n].namespace}
-    module = f"ksplice_{update_id}"
+    module = module_name_of(update_id)
     with step(f"linking {module}.ko"):
         hooks = [hook for part in parts for hook in part.hooks]
         main_c = main_source(

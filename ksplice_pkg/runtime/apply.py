@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from ksplice_pkg.errors import CommandError
+from ksplice_pkg.fsutil import atomic_write, make_dirs
 from ksplice_pkg.log import logger
+from ksplice_pkg.manifest import module_name_of
 from ksplice_pkg.run import run
 from ksplice_pkg.runtime import guard, kernel, sysfs
-from ksplice_pkg.runtime.bundle import Bundle, check_kernel, check_module
+from ksplice_pkg.runtime.bundle import Bundle, check_kernel
 from ksplice_pkg.runtime.errors import DependencyError, LoadError, TransitionError
 from ksplice_pkg.runtime.store import Store
 
@@ -37,9 +43,19 @@ class Applied:
 
 
 def check(bundle: Bundle) -> None:
-    """Everything that refuses an update before anything is loaded."""
+    """What refuses an update before anything is loaded, beyond what reading it checked (its
+    layout, its manifest and its module's sha256)."""
     check_kernel(bundle.manifest, kernel.release(), kernel.build_id())
-    check_module(bundle)
+
+
+@contextmanager
+def staged_module(store: Store, bundle: Bundle) -> Iterator[Path]:
+    """The module as a private file of root's, written from the bytes whose sha256 was
+    checked: insmod loads this copy, which nobody can change between the check and the load
+    (the update's own file may live where others can write)."""
+    base = make_dirs(store.run_dir / "staging", 0o700)
+    with tempfile.TemporaryDirectory(dir=base) as tmp:  # 0700 itself
+        yield atomic_write(Path(tmp) / bundle.manifest.module, bundle.update.module, 0o600)
 
 
 def _kernel_says(name: str) -> str:
@@ -88,7 +104,7 @@ def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
         if not store.applied_dir(manifest.id).is_dir():
             store.record_applied(manifest, bundle.source, time.time())
         return Applied(Outcome.ALREADY, 0.0, [])
-    missing = [d for d in manifest.depends_on if not sysfs.present(f"ksplice_{d}")]
+    missing = [d for d in manifest.depends_on if not sysfs.present(module_name_of(d))]
     if missing:
         raise DependencyError(
             f"update {manifest.id} is built on {', '.join(missing)}, which "
@@ -105,10 +121,11 @@ def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
     before = set(sysfs.patches())
     start = time.monotonic()
     try:
-        sysfs.insmod(bundle.module_path)
+        with staged_module(store, bundle) as module:
+            sysfs.insmod(module)
     except CommandError as e:
         raise LoadError(
-            f"the kernel refused {bundle.module_path.name}: {e.message}\n{_kernel_says(name)}"
+            f"the kernel refused {manifest.module}: {e.message}\n{_kernel_says(name)}"
         ) from e
     if not sysfs.present(name):
         raise LoadError(f"{name} loaded but /sys/kernel/livepatch/{name} did not appear")
@@ -124,7 +141,7 @@ def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
 def _unload_replaced(store: Store, by: str, before: set[str]) -> list[str]:
     """After a cumulative update's transition the kernel has disabled every older patch and
     removes their sysfs directories: unload those modules and record them as superseded."""
-    replaced = sorted(p for p in before if p.startswith("ksplice_") and p != f"ksplice_{by}")
+    replaced = sorted(p for p in before if p.startswith("ksplice_") and p != module_name_of(by))
     for name in replaced:
         sysfs.wait_for(name, sysfs.gone(name), sysfs.UNPATCHED, 60, math.inf)
         if sysfs.module_loaded(name):

@@ -1,103 +1,66 @@
 """An update as the commands receive it: a tarball, its unpacked directory, or an installed id.
 
-Whatever the form, it ends up as a directory holding manifest.json, the module, description and
-patch (the tarball's ksplice-<id>/ directory), checked against the running kernel and against the
-module's sha256 before anything is loaded.
+Whatever the form, it is read whole into memory and checked there (ksplice_pkg.tarball: the
+layout, the manifest, the module's sha256) before anything is loaded or installed: the bytes
+that were checked are the bytes that are used.
+
+An id names an update installed for the running kernel, never a path: root typing
+`ksplice-pkg apply abc` in a directory where anyone can write must not load a planted `./abc/`.
+A path is whatever is not an id; `./abc` names that directory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ksplice_pkg.manifest import ID_RE, MANIFEST_NAME, Manifest
-from ksplice_pkg.runtime.errors import IntegrityError, NotFoundError, WrongKernelError
+from ksplice_pkg.manifest import ID_RE, Manifest
+from ksplice_pkg.runtime.errors import NotFoundError, WrongKernelError
 from ksplice_pkg.runtime.store import Store
+from ksplice_pkg.tarball import UpdateFiles, read_directory, read_tarball
 
 
 @dataclass(frozen=True)
 class Bundle:
-    manifest: Manifest
-    directory: Path
+    update: UpdateFiles
     source: str  # what the user named: a path, or "installed"
 
     @property
-    def module_path(self) -> Path:
-        return self.directory / self.manifest.module
-
-    def text(self, name: str) -> str:
-        try:
-            return (self.directory / name).read_text(errors="replace")
-        except OSError:
-            return ""
+    def manifest(self) -> Manifest:
+        return self.update.manifest
 
 
-def load_dir(directory: Path, source: str) -> Bundle:
-    manifest_file = directory / MANIFEST_NAME
-    try:
-        data = manifest_file.read_bytes()
-    except OSError as e:
-        raise NotFoundError(f"{manifest_file}: {e.strerror}") from e
-    return Bundle(Manifest.from_json(data, str(manifest_file)), directory, source)
+def load_installed(store: Store, release: str, update_id: str) -> Bundle:
+    """An update installed for `release`. The installed tree is what boot loads as root, so
+    every file must be root's and writable by root alone."""
+    directory = store.installed_dir(release, update_id)
+    return Bundle(read_directory(directory, owned=True), "installed")
 
 
-def check_members(tar: tarfile.TarFile) -> str:
-    """The tarball's one top directory; refuses members that are not plain files or
-    directories, or whose path escapes that directory (absolute, `..`)."""
-    tops: set[str] = set()
-    for member in tar.getmembers():
-        path = PurePosixPath(member.name)
-        if not (member.isfile() or member.isdir()):
-            raise IntegrityError(f"the tarball's member {member.name!r} is not a plain file")
-        if path.is_absolute() or ".." in path.parts or not path.parts:
-            raise IntegrityError(f"the tarball's member {member.name!r} escapes its directory")
-        parts = [p for p in path.parts if p != "."]
-        if parts:
-            tops.add(parts[0])
-    if len(tops) != 1:
-        raise IntegrityError(
-            f"an update tarball holds one ksplice-<id>/ directory, this one holds {sorted(tops)}"
-        )
-    return tops.pop()
+def installed_manifest(store: Store, release: str, update_id: str) -> Manifest:
+    return load_installed(store, release, update_id).manifest
 
 
-def _extract(tar: tarfile.TarFile, into: Path) -> None:
-    # check_members() already refused links, devices and escaping paths; the "data" filter
-    # (PEP 706) also drops modes that make no sense in an update, where Python has it (Debian
-    # 12's python3.11 may not).
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(into, filter="data")
-    else:
-        tar.extractall(into)
-
-
-@contextmanager
-def open_update(ref: str, store: Store, release: str) -> Iterator[Bundle]:
-    """The update named by ref: a tarball, a directory, or an id installed for `release`."""
+def open_update(ref: str, store: Store, release: str) -> Bundle:
+    """The update named by ref: the id of an update installed for `release`, or the path of a
+    tarball or directory."""
+    if ID_RE.fullmatch(ref):
+        if not store.installed_dir(release, ref).is_dir():
+            raise NotFoundError(
+                f"{ref}: no update of that id is installed for {release}",
+                hint=f"installed updates live in {store.updates_dir / release}; "
+                f"to name a file or directory of that name, write ./{ref}",
+            )
+        return load_installed(store, release, ref)
     path = Path(ref)
     if path.is_dir():
-        yield load_dir(path, str(path.resolve()))
-    elif path.is_file():
-        with tempfile.TemporaryDirectory(prefix="ksplice-pkg-") as tmp:
-            try:
-                with tarfile.open(path) as tar:
-                    top = check_members(tar)
-                    _extract(tar, Path(tmp))
-            except tarfile.TarError as e:
-                raise IntegrityError(f"{path}: not a readable update tarball ({e})") from e
-            yield load_dir(Path(tmp) / top, str(path.resolve()))
-    elif ID_RE.fullmatch(ref) and store.installed_dir(release, ref).is_dir():
-        yield load_dir(store.installed_dir(release, ref), "installed")
-    else:
-        raise NotFoundError(
-            f"{ref}: no such file, directory, or update installed for {release}",
-            hint=f"installed updates live in {store.updates_dir / release}",
-        )
+        return Bundle(read_directory(path), str(path.resolve()))
+    if path.is_file():
+        return Bundle(read_tarball(path), str(path.resolve()))
+    raise NotFoundError(
+        f"{ref}: no such update tarball or directory",
+        hint="give an update tarball (ksplice-<id>.tar.gz), its directory, or an installed id",
+    )
 
 
 def check_kernel(manifest: Manifest, release: str, build_id: str | None) -> None:
@@ -112,21 +75,4 @@ def check_kernel(manifest: Manifest, release: str, build_id: str | None) -> None
             f"update {manifest.id} is for the build {manifest.target_build_id} of {release}, "
             f"this kernel is the build {build_id}",
             hint="the same release was rebuilt; the update must be made for this build",
-        )
-
-
-def check_module(bundle: Bundle) -> None:
-    """Refuse a module whose sha256 differs from the manifest's (before it is loaded)."""
-    digest = hashlib.sha256()
-    try:
-        with bundle.module_path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as e:
-        raise IntegrityError(f"{bundle.module_path}: {e.strerror}") from e
-    if digest.hexdigest() != bundle.manifest.module_sha256:
-        raise IntegrityError(
-            f"{bundle.module_path}: sha256 {digest.hexdigest()} differs from the manifest's "
-            f"{bundle.manifest.module_sha256}",
-            hint="the module was changed or damaged; reinstall the update",
         )

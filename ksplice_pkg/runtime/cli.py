@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ksplice_pkg.boundary import BoundaryCommand
+from ksplice_pkg.boundary import BoundaryCommand, shown
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, setup_logging
+from ksplice_pkg.manifest import check_update_id
 from ksplice_pkg.run import run
 from ksplice_pkg.runtime import guard, kernel
 from ksplice_pkg.runtime.apply import Outcome, Timing, apply_bundle
@@ -28,7 +29,12 @@ from ksplice_pkg.runtime.lock import locked
 from ksplice_pkg.runtime.reapply import reapply
 from ksplice_pkg.runtime.store import Store
 from ksplice_pkg.runtime.undo import Deferred, defer_undo, undo, undo_all, undo_deferred
-from ksplice_pkg.runtime.view import collect, describe_bundle, format_update, format_view
+from ksplice_pkg.runtime.view import (
+    collect,
+    describe_bundle,
+    format_update,
+    format_view,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 STABLE_UNIT = "ksplice-pkg-stable.service"
@@ -81,7 +87,8 @@ def apply_cmd(update: str, timeout: float, signal_after: float, lock_timeout: fl
     module unloaded. Applying an applied update does nothing. Clears a quarantine.
     """
     store = Store.default()
-    with locked(store.lock_file, lock_timeout), open_update(update, store, kernel.release()) as b:
+    with locked(store.lock_file, lock_timeout):
+        b = open_update(update, store, kernel.release())
         done = apply_bundle(store, b, Timing(timeout, signal_after))
     m = b.manifest
     if done.outcome is Outcome.ALREADY:
@@ -132,6 +139,8 @@ def undo_cmd(
         raise KspliceError(
             "give an update id, --all, --defer ID or --deferred", hint="ksplice-pkg view lists them"
         )
+    if update_id is not None:
+        check_update_id(update_id)
     store = Store.default()
     timing = Timing(timeout, signal_after)
     with locked(store.lock_file, lock_timeout):
@@ -151,7 +160,7 @@ def undo_cmd(
 
 def _report_deferred(results: list[Deferred]) -> None:
     for r in results:
-        click.echo(f"{r.id}: {r.outcome}")
+        click.echo(shown(f"{r.id}: {r.outcome}"))
     if failed := [r.id for r in results if r.failed]:
         raise KspliceError(
             f"the deferred undo of {', '.join(failed)} failed: still applied",
@@ -168,16 +177,16 @@ def view_cmd(update_id: str | None, as_json: bool, update_file: str | None) -> N
     (the release plus the newest applied update, like uptrack-uname)."""
     store = Store.default()
     if update_file:
-        with open_update(update_file, store, kernel.release()) as bundle:
-            info = describe_bundle(bundle)
+        info = describe_bundle(open_update(update_file, store, kernel.release()))
         if as_json:
             click.echo(json.dumps(info, indent=2))
         else:
             for key, value in info.items():
-                click.echo(f"{key}: {value}")
+                click.echo(shown(f"{key}: {value}"))
         return
     view = collect(store)
     if update_id is not None:
+        check_update_id(update_id)
         found = [u for u in view.updates if u.id == update_id]
         if not found:
             raise NotFoundError(f"{update_id}: no such update applied or installed")
@@ -203,7 +212,7 @@ def reapply_cmd(clear: bool, timeout: float, signal_after: float, lock_timeout: 
         results = reapply(store, Timing(timeout, signal_after))
     for r in results:
         timing = f" in {r.seconds:.2f} s" if r.seconds else ""
-        click.echo(f"{r.id}: {r.state}{timing}" + (f": {r.reason}" if r.reason else ""))
+        click.echo(shown(f"{r.id}: {r.state}{timing}" + (f": {r.reason}" if r.reason else "")))
     if not results:
         click.echo(f"no updates installed for {kernel.release()}")
 
@@ -214,7 +223,8 @@ def install_cmd(update: str) -> None:
     """Install UPDATE (a tarball or directory) where boot reapplies it from, without applying
     it: /usr/lib/ksplice-pkg/updates/<kernel-release>/<id>/."""
     store = Store.default()
-    with locked(store.lock_file, 60), open_update(update, store, kernel.release()) as bundle:
+    with locked(store.lock_file, 60):
+        bundle = open_update(update, store, kernel.release())
         outcome, where = install(store, bundle)
     click.echo(f"{bundle.manifest.id}: {outcome.value} in {where}")
 
@@ -232,6 +242,7 @@ def uninstall_cmd(
     lock_timeout: float,
 ) -> None:
     """Remove an installed update, undoing it first if it is applied."""
+    check_update_id(update_id)
     store = Store.default()
     with locked(store.lock_file, lock_timeout):
         where = uninstall(

@@ -3,19 +3,13 @@ rely on. 1 stays the status of any other KspliceError, 2 of a failed external co
 
 from __future__ import annotations
 
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import IntegrityError, KspliceError
 
 
 class WrongKernelError(KspliceError):
     """The update was built for another kernel release or another build of it."""
 
     exit_code = 10
-
-
-class IntegrityError(KspliceError):
-    """The module's sha256 differs from the manifest, or a tarball is unsafe to unpack."""
-
-    exit_code = 11
 
 
 class DependencyError(KspliceError):
@@ -47,6 +41,8 @@ class LoadError(KspliceError):
 
     exit_code = 16
 
+
+__all__ = ["IntegrityError"]  # shared with the build side's readers of archives
 
 # name, code, meaning: the table printed by --help and written in the man pages.
 EXIT_CODES: list[tuple[int, str]] = [

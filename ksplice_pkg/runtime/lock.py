@@ -7,11 +7,13 @@ holder dies, and a lock file left by a crash is never mistaken for a held lock.
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ksplice_pkg.fsutil import make_dirs
 from ksplice_pkg.runtime.errors import LockBusyError
 
 POLL_SECONDS = 0.1
@@ -20,8 +22,12 @@ POLL_SECONDS = 0.1
 @contextmanager
 def locked(path: Path, timeout: float) -> Iterator[None]:
     """Hold an exclusive lock on path; wait up to timeout seconds for it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    make_dirs(path.parent)
+    # Root's alone: a lock file others can open is a lock others can hold.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if os.fstat(fd).st_uid == os.geteuid():
+        os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "r+b") as f:
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -14,7 +14,7 @@ from ksplice_pkg.log import logger
 from ksplice_pkg.manifest import Manifest
 from ksplice_pkg.runtime import guard, kernel, order
 from ksplice_pkg.runtime.apply import Outcome, Timing, apply_bundle
-from ksplice_pkg.runtime.bundle import load_dir
+from ksplice_pkg.runtime.bundle import load_installed
 from ksplice_pkg.runtime.store import Store, read_json, write_json
 
 
@@ -36,7 +36,7 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
     bundles = {}
     for update_id in store.installed_ids(release):
         try:
-            bundle = load_dir(store.installed_dir(release, update_id), "installed")
+            bundle = load_installed(store, release, update_id)
         except KspliceError as e:
             results[update_id] = Result(update_id, "failed", str(e))
             continue

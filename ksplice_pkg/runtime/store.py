@@ -18,6 +18,10 @@ Layout (each root can be moved by an environment variable, for unit tests only):
 
 /run is per boot like the kernel's own state; /var/lib survives reboots and crashes. Every file
 is written atomically (fsutil.atomic_write): a crash leaves the old file or the new one.
+
+Every path below is built from an update id and a kernel release checked on the spot
+(manifest.check_update_id, check_release): whatever a command line or a manifest says, a path
+stays inside its tree. Directories are made 0755 and files 0644 whatever the caller's umask.
 """
 
 from __future__ import annotations
@@ -30,8 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ksplice_pkg.fsutil import atomic_write
-from ksplice_pkg.manifest import ID_RE, MANIFEST_NAME, Manifest, ManifestError
+from ksplice_pkg.fsutil import atomic_write, make_dirs
+from ksplice_pkg.manifest import (
+    ID_RE,
+    MANIFEST_NAME,
+    RELEASE_RE,
+    Manifest,
+    ManifestError,
+    check_release,
+    check_update_id,
+)
 
 UPDATES_DIR = Path("/usr/lib/ksplice-pkg/updates")
 STATE_DIR = Path("/var/lib/ksplice-pkg")
@@ -49,6 +61,7 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: object) -> None:
+    make_dirs(path.parent)
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     # The rename must reach the disk too: the crash-loop guard's record is written just before
     # a load that may crash the machine a moment later, within the filesystem's commit interval.
@@ -77,11 +90,11 @@ class Store:
     # -- installed updates -------------------------------------------------------------------
 
     def installed_dir(self, release: str, update_id: str) -> Path:
-        return self.updates_dir / release / update_id
+        return self.updates_dir / check_release(release) / check_update_id(update_id)
 
     def installed_ids(self, release: str) -> list[str]:
         """Ids installed for a kernel release (temporary directories of an install skipped)."""
-        base = self.updates_dir / release
+        base = self.updates_dir / check_release(release)
         if not base.is_dir():
             return []
         return sorted(
@@ -94,13 +107,18 @@ class Store:
     def lock_file(self) -> Path:
         return self.run_dir / "lock"
 
+    def installed_releases(self) -> list[str]:
+        base = self.updates_dir
+        names = (p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else ()
+        return sorted(n for n in names if RELEASE_RE.fullmatch(n))
+
     def applied_dir(self, update_id: str) -> Path:
-        return self.run_dir / "applied" / update_id
+        return self.run_dir / "applied" / check_update_id(update_id)
 
     def record_applied(self, manifest: Manifest, source: str, applied_at: float) -> None:
         # The manifest is kept here because an update applied from a tarball in /tmp must
         # stay describable (and undoable) after the tarball is gone.
-        directory = self.applied_dir(manifest.id)
+        directory = make_dirs(self.applied_dir(manifest.id))
         atomic_write(directory / MANIFEST_NAME, manifest.to_json())
         write_json(directory / "record.json", {"source": source, "applied_at": applied_at})
 
@@ -114,6 +132,8 @@ class Store:
         if not base.is_dir():
             return out
         for directory in sorted(base.iterdir()):
+            if not ID_RE.fullmatch(directory.name):
+                continue
             manifest_file = directory / MANIFEST_NAME
             try:
                 manifest = Manifest.from_json(manifest_file.read_bytes(), str(manifest_file))
@@ -125,32 +145,36 @@ class Store:
 
     # -- undos deferred by package removals ------------------------------------------------------
 
+    def _deferred_file(self, update_id: str) -> Path:
+        return self.run_dir / "deferred-undo" / f"{check_update_id(update_id)}.json"
+
     def record_deferred_undo(self, update_id: str) -> None:
-        write_json(self.run_dir / "deferred-undo" / f"{update_id}.json", {"at": time.time()})
+        write_json(self._deferred_file(update_id), {"at": time.time()})
 
     def deferred_undos(self) -> list[str]:
-        base = self.run_dir / "deferred-undo"
-        return sorted(p.stem for p in base.glob("*.json")) if base.is_dir() else []
+        return _ids_in(self.run_dir / "deferred-undo")
 
     def forget_deferred_undo(self, update_id: str) -> None:
-        (self.run_dir / "deferred-undo" / f"{update_id}.json").unlink(missing_ok=True)
+        self._deferred_file(update_id).unlink(missing_ok=True)
 
     # -- superseded, report ------------------------------------------------------------------
 
+    def _superseded_file(self, update_id: str) -> Path:
+        return self.run_dir / "superseded" / f"{check_update_id(update_id)}.json"
+
     def record_superseded(self, update_id: str, by: str) -> None:
-        write_json(self.run_dir / "superseded" / f"{update_id}.json", {"by": by})
+        write_json(self._superseded_file(update_id), {"by": by})
 
     def superseded(self) -> dict[str, str]:
-        base = self.run_dir / "superseded"
         out: dict[str, str] = {}
-        for path in sorted(base.glob("*.json")) if base.is_dir() else []:
-            data = read_json(path)
+        for update_id in _ids_in(self.run_dir / "superseded"):
+            data = read_json(self._superseded_file(update_id))
             if isinstance(data, dict) and isinstance(data.get("by"), str):
-                out[path.stem] = data["by"]
+                out[update_id] = data["by"]
         return out
 
     def clear_superseded(self, update_id: str) -> None:
-        (self.run_dir / "superseded" / f"{update_id}.json").unlink(missing_ok=True)
+        self._superseded_file(update_id).unlink(missing_ok=True)
 
     @property
     def report_file(self) -> Path:
@@ -163,14 +187,19 @@ class Store:
         return self.state_dir / "guard.json"
 
     def quarantine_file(self, update_id: str) -> Path:
-        return self.state_dir / "quarantine" / f"{update_id}.json"
+        return self.state_dir / "quarantine" / f"{check_update_id(update_id)}.json"
 
     def quarantined(self) -> dict[str, str]:
         """Quarantined ids and why."""
-        base = self.state_dir / "quarantine"
         out: dict[str, str] = {}
-        for path in sorted(base.glob("*.json")) if base.is_dir() else []:
-            data = read_json(path)
+        for update_id in _ids_in(self.state_dir / "quarantine"):
+            data = read_json(self.quarantine_file(update_id))
             reason = data.get("reason") if isinstance(data, dict) else None
-            out[path.stem] = reason if isinstance(reason, str) else "quarantined"
+            out[update_id] = reason if isinstance(reason, str) else "quarantined"
         return out
+
+
+def _ids_in(base: Path) -> list[str]:
+    """The ids of the <id>.json state files in base; any other name is not ours."""
+    stems = (p.stem for p in base.glob("*.json")) if base.is_dir() else ()
+    return sorted(s for s in stems if ID_RE.fullmatch(s))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.manifest import Manifest
+from ksplice_pkg.manifest import Manifest, check_update_id, module_name_of
 from ksplice_pkg.runtime import kernel, order, sysfs
 from ksplice_pkg.runtime.apply import Timing
-from ksplice_pkg.runtime.bundle import load_dir
+from ksplice_pkg.runtime.bundle import installed_manifest
 from ksplice_pkg.runtime.errors import DependencyError, NotFoundError, TransitionError
 from ksplice_pkg.runtime.store import Store
 
@@ -28,17 +28,16 @@ def applied_manifests(store: Store) -> dict[str, Manifest]:
 
 def undo(store: Store, update_id: str, timing: Timing) -> bool:
     """Undo one update; False when it was not applied. The caller holds the lock."""
-    name = f"ksplice_{update_id}"
+    name = module_name_of(check_update_id(update_id))
     if not sysfs.present(name):
+        known = store.applied_dir(update_id).is_dir() or any(
+            store.installed_dir(r, update_id).is_dir() for r in store.installed_releases()
+        )
+        if not known and not sysfs.module_loaded(name):
+            raise NotFoundError(f"{update_id}: no such update is applied or installed")
         if sysfs.module_loaded(name):  # left over by an interrupted undo
             sysfs.rmmod(name)
-        known = store.applied_dir(update_id).is_dir() or any(
-            store.installed_dir(r.name, update_id).is_dir()
-            for r in (store.updates_dir.iterdir() if store.updates_dir.is_dir() else [])
-        )
         store.forget_applied(update_id)
-        if not known:
-            raise NotFoundError(f"{update_id}: no such update is applied or installed")
         return False
     _refuse_dependents(applied_manifests(store), update_id)
     sysfs.set_enabled(name, False)
@@ -129,7 +128,7 @@ def _installed_manifests(store: Store, release: str) -> dict[str, Manifest]:
     out = {}
     for update_id in store.installed_ids(release):
         try:
-            out[update_id] = load_dir(store.installed_dir(release, update_id), "").manifest
+            out[update_id] = installed_manifest(store, release, update_id)
         except KspliceError:  # unreadable: it supersedes nothing
             continue
     return out

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ksplice_pkg.boundary import shown
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import Manifest
 from ksplice_pkg.runtime import guard, kernel, sysfs
-from ksplice_pkg.runtime.bundle import Bundle, check_kernel, load_dir
+from ksplice_pkg.runtime.bundle import Bundle, check_kernel, installed_manifest
 from ksplice_pkg.runtime.errors import WrongKernelError
 from ksplice_pkg.runtime.reapply import last_report
 from ksplice_pkg.runtime.store import Store
@@ -70,7 +71,7 @@ def collect(store: Store) -> View:
     installed: dict[str, Manifest | KspliceError] = {}
     for update_id in store.installed_ids(release):
         try:
-            installed[update_id] = load_dir(store.installed_dir(release, update_id), "").manifest
+            installed[update_id] = installed_manifest(store, release, update_id)
         except KspliceError as e:
             installed[update_id] = e
     # Applied: what the kernel holds under a ksplice_ name, described by our record.
@@ -131,14 +132,14 @@ def format_update(s: UpdateState) -> str:
         lines.append(f"  built on: {', '.join(s.depends_on)}")
     if s.replace:
         lines.append("  cumulative: replaces every earlier update")
-    return "\n".join(lines)
+    return shown("\n".join(lines))
 
 
 def format_view(view: View) -> str:
     build = f" (build-id {view.build_id})" if view.build_id else ""
     head = [f"kernel: {view.kernel_release}{build}", f"effective version: {view.effective_version}"]
     body = [format_update(s) for s in view.updates] or ["no updates applied or installed"]
-    return "\n".join([*head, "", *body])
+    return "\n".join([*map(shown, head), "", *body])
 
 
 def describe_bundle(bundle: Bundle) -> dict[str, Any]:

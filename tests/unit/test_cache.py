@@ -3,6 +3,7 @@ the locks that keep entries a running command uses."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import os
 import time
@@ -12,13 +13,14 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from ksplice_pkg.cache import clean, entries, entry_of, human_size, mark_used
+from ksplice_pkg.cache import TAG, clean, entries, entry_of, human_size, mark_used, tag
 from ksplice_pkg.cli import main
 
 DAY = 86400.0
 
 
 def _entry(cache: Path, name: str, age_days: float, size: int = 1000) -> Path:
+    tag(cache)  # as every command that uses the cache does
     path = cache / name
     if name.endswith(".elf"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,3 +133,32 @@ def test_human_size() -> None:
         "5.0 MiB",
         "3.0 GiB",
     ]
+
+
+def test_clean_deletes_nothing_in_a_directory_that_is_not_a_cache(tmp_path: Path) -> None:
+    """A --cache-dir pointing at a home or project directory that happens to have `work/`."""
+    home = tmp_path / "home"
+    _entry(home, "work/thesis", 400)
+    (home / TAG).unlink()
+    result = CliRunner().invoke(main, ["cache", "--cache-dir", str(home), "--clean"])
+    assert result.exit_code == 1
+    assert TAG in result.output
+    assert (home / "work" / "thesis" / "tree" / "file").is_file()
+
+
+def test_mark_used_tags_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    entry = cache / "sources" / "x"
+    entry.mkdir(parents=True)
+    mark_used(cache, [entry])
+    assert (cache / TAG).read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+
+
+def test_two_cleans_at_once_both_succeed(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for i in range(40):
+        _entry(cache, f"sources/old{i}", 40)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: clean(cache, 30 * DAY), range(2)))
+    assert sorted(len(r.removed) for r in results) == [0, 40]
+    assert entries(cache) == []

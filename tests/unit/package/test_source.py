@@ -1,4 +1,6 @@
-"""Reading update tarballs: what create writes is accepted, anything unsafe is refused."""
+"""Reading update tarballs for packaging: what create writes is accepted, anything unsafe or
+extra is refused, and a package ships exactly the update's files (the checks themselves are the
+format's, ksplice_pkg.tarball, shared with the runtime)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.errors import IntegrityError as UpdateTarballError
 from ksplice_pkg.manifest import ManifestError
-from ksplice_pkg.package.source import UpdateTarballError, read_update
+from ksplice_pkg.package.source import read_update
 from tests.unit.package.conftest import MakeUpdate
 
 
@@ -39,11 +42,15 @@ def _with_extra(tarball: Path, info: tarfile.TarInfo, data: bytes = b"") -> Path
 @pytest.mark.parametrize(
     ("name", "kind", "message"),
     [
-        ("ksplice-fix1/../../etc/passwd", tarfile.REGTYPE, "escapes"),
-        ("/etc/cron.d/x", tarfile.REGTYPE, "escapes"),
-        ("other/x", tarfile.REGTYPE, "one top directory"),
-        ("ksplice-fix1/link", tarfile.SYMTYPE, "not a plain file"),
-        ("ksplice-fix1/dev", tarfile.CHRTYPE, "not a plain file"),
+        ("ksplice-fix1/../../etc/passwd", tarfile.REGTYPE, "escapes|\\.\\."),
+        ("/etc/cron.d/x", tarfile.REGTYPE, "escapes|absolute"),
+        ("other/x", tarfile.REGTYPE, "expected the one directory ksplice-<id>/"),
+        ("ksplice-fix1/link", tarfile.SYMTYPE, "no place in an update"),
+        ("ksplice-fix1/dev", tarfile.CHRTYPE, "device|not a"),
+        ("ksplice-fix1/%(touch x)", tarfile.REGTYPE, "files an update does not have"),
+        ("ksplice-fix1/extra", tarfile.REGTYPE, "files an update does not have"),
+        ("ksplice-fix1/sub/patch", tarfile.REGTYPE, "no place in an update"),
+        ("ksplice-fix1/patch", tarfile.REGTYPE, "there twice"),
     ],
 )
 def test_refuses_unsafe_members(
@@ -59,7 +66,7 @@ def test_refuses_unsafe_members(
 
 
 def test_refuses_a_module_that_does_not_match_the_manifest(make_update: MakeUpdate) -> None:
-    with pytest.raises(UpdateTarballError, match="module_sha256"):
+    with pytest.raises(UpdateTarballError, match="sha256"):
         read_update(make_update("fix1", module_sha256="0" * 64))
 
 
@@ -73,7 +80,7 @@ def test_refuses_a_top_directory_named_after_another_id(
             data = src.extractfile(member) if member.isfile() else None
             member.name = member.name.replace("ksplice-fix1", "ksplice-other", 1)
             dst.addfile(member, data)
-    with pytest.raises(UpdateTarballError, match="does not match update id"):
+    with pytest.raises(UpdateTarballError, match="expected the one directory ksplice-fix1/"):
         read_update(renamed)
 
 
@@ -85,5 +92,5 @@ def test_a_malformed_manifest_is_named(make_update: MakeUpdate) -> None:
 def test_not_a_tarball(tmp_path: Path) -> None:
     junk = tmp_path / "ksplice-x.tar.gz"
     junk.write_bytes(b"not a tarball")
-    with pytest.raises(UpdateTarballError, match="cannot read"):
+    with pytest.raises(UpdateTarballError, match="not a readable tarball"):
         read_update(junk)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.runtime.bundle import check_kernel, check_module, load_dir, open_update
+from ksplice_pkg.runtime.bundle import check_kernel, open_update
 from ksplice_pkg.runtime.errors import IntegrityError, NotFoundError, WrongKernelError
 from ksplice_pkg.runtime.kernel import build_id, parse_build_id
 from ksplice_pkg.runtime.store import Store
@@ -25,10 +25,10 @@ def good_tarball(tmp_path: Path) -> Path:
 
 
 def test_tarball_opens_to_its_update(tmp_path: Path, store: Store) -> None:
-    with open_update(str(good_tarball(tmp_path)), store, "any") as bundle:
-        assert bundle.manifest.id == "abc"
-        check_module(bundle)
-        assert bundle.text("patch").startswith("--- a/x")
+    bundle = open_update(str(good_tarball(tmp_path)), store, "any")
+    assert bundle.manifest.id == "abc"
+    assert bundle.update.module == MODULE
+    assert bundle.update.text("patch").startswith("--- a/x")
 
 
 def _tar_with(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -59,20 +59,22 @@ def test_unsafe_tarball_members_are_refused(
     member.type = kind
     member.linkname = "/etc/shadow" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
     tarball = _tar_with(tmp_path, member)
-    with pytest.raises(IntegrityError), open_update(str(tarball), store, "any"):
-        pass
+    with pytest.raises(IntegrityError):
+        open_update(str(tarball), store, "any")
     assert not (tmp_path / "etc").exists()
 
 
-def test_module_that_differs_from_its_sha256(tmp_path: Path) -> None:
+def test_module_that_differs_from_its_sha256(tmp_path: Path, store: Store) -> None:
     d = update_dir(tmp_path, manifest("abc", module_data=MODULE), MODULE + b"!")
-    with pytest.raises(IntegrityError):
-        check_module(load_dir(d, "test"))
+    with pytest.raises(IntegrityError, match="sha256"):
+        open_update(str(d), store, "any")
 
 
 def test_unknown_reference_is_not_found(store: Store) -> None:
-    with pytest.raises(NotFoundError), open_update("nosuchid", store, "6.1.0"):
-        pass
+    with pytest.raises(NotFoundError):
+        open_update("nosuchid", store, "6.1.0")
+    with pytest.raises(NotFoundError):
+        open_update("no/such/file.tar.gz", store, "6.1.0")
 
 
 def test_other_release_and_other_build_are_refused() -> None:

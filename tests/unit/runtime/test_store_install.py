@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.runtime.bundle import load_dir
+from ksplice_pkg.runtime.bundle import Bundle, open_update
 from ksplice_pkg.runtime.errors import IntegrityError
 from ksplice_pkg.runtime.install import Installed, install
 from ksplice_pkg.runtime.store import Store
@@ -13,9 +13,13 @@ from tests.unit.runtime.conftest import manifest, update_dir
 MODULE = b"module bytes"
 
 
+def opened(directory: Path, source: str) -> Bundle:
+    return open_update(str(directory), Store.default(), "any")
+
+
 def test_install_puts_the_update_directory_in_the_tree(tmp_path: Path, store: Store) -> None:
     m = manifest("abc", module_data=MODULE)
-    bundle = load_dir(update_dir(tmp_path, m, MODULE), "test")
+    bundle = opened(update_dir(tmp_path, m, MODULE), "test")
     outcome, where = install(store, bundle)
     assert outcome is Installed.NEW
     assert where == store.updates_dir / m.kernel_release / "abc"
@@ -28,9 +32,9 @@ def test_install_puts_the_update_directory_in_the_tree(tmp_path: Path, store: St
 
 def test_install_replaces_a_different_copy(tmp_path: Path, store: Store) -> None:
     old = manifest("abc", module_data=MODULE)
-    install(store, load_dir(update_dir(tmp_path / "1", old, MODULE), "t"))
+    install(store, opened(update_dir(tmp_path / "1", old, MODULE), "t"))
     new = manifest("abc", module_data=MODULE + b"2")
-    outcome, where = install(store, load_dir(update_dir(tmp_path / "2", new, MODULE + b"2"), "t"))
+    outcome, where = install(store, opened(update_dir(tmp_path / "2", new, MODULE + b"2"), "t"))
     assert outcome is Installed.REPLACED
     assert (where / "ksplice_abc.ko").read_bytes() == MODULE + b"2"
     assert [p.name for p in where.parent.iterdir()] == ["abc"]  # no temporary left
@@ -39,7 +43,7 @@ def test_install_replaces_a_different_copy(tmp_path: Path, store: Store) -> None
 def test_install_refuses_a_damaged_module(tmp_path: Path, store: Store) -> None:
     m = manifest("abc", module_data=MODULE)
     with pytest.raises(IntegrityError):
-        install(store, load_dir(update_dir(tmp_path, m, b"damaged"), "t"))
+        install(store, opened(update_dir(tmp_path, m, b"damaged"), "t"))
     assert store.installed_ids(m.kernel_release) == []
 
 

@@ -1,4 +1,5 @@
-"""The update tarball (update.tarball), as GNU tar lists and extracts it."""
+"""The update tarball (ksplice_pkg.tarball): as GNU tar lists and extracts it, and as its readers
+check it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ksplice_pkg.manifest import Manifest, PatchedEntry
-from ksplice_pkg.update.tarball import write_tarball
+from ksplice_pkg.tarball import write_tarball
 
 MANIFEST = Manifest(
     id="fix1",
