@@ -9,6 +9,7 @@ launcher at /usr/bin/ksplice-pkg, the path the units name. The packages will ins
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -18,22 +19,17 @@ from tests.lab.updates import Update, build_update
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGE = ROOT / "ksplice_pkg"
-# What the runtime imports, and nothing else of the package.
-RUNTIME_MODULES = (
-    "__init__",
-    "boundary",
-    "errors",
-    "log",
-    "run",
-    "paths",
-    "manifest",
-    "fsutil",
-    "cli",
-)
+
+
+def runtime_modules() -> list[str]:
+    """The top-level modules of ksplice_pkg that the runtime package ships (besides runtime/),
+    as debian/ksplice-pkg-runtime.install lists them."""
+    text = (ROOT / "debian" / "ksplice-pkg-runtime.install").read_text()
+    return re.findall(r"dist-packages/ksplice_pkg/(\w+)\.py", text)
 
 
 def tool_files() -> dict[str, Path]:
-    files = {f"tool/ksplice_pkg/{m}.py": PACKAGE / f"{m}.py" for m in RUNTIME_MODULES}
+    files = {f"tool/ksplice_pkg/{m}.py": PACKAGE / f"{m}.py" for m in runtime_modules()}
     for source in sorted((PACKAGE / "runtime").glob("*.py")):
         files[f"tool/ksplice_pkg/runtime/{source.name}"] = source
     for unit in sorted((ROOT / "systemd").glob("*.service")):

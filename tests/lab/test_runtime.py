@@ -8,7 +8,9 @@ has --series, B's "built on A" is declared by rewriting the manifest.json of a r
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,21 @@ def boot(
     return result.outputs
 
 
+def link_chain_tarball(path: Path, top: str) -> Path:
+    """An update tarball whose links reach out of it: `q -> .`, a link through q/q/.. that
+    climbs to /tmp/escaped, then a file written through that link."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, target in (("q", "."), ("l", "q/q/q/" + "../" * 12 + "tmp/escaped")):
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        data = b"written through a link\n"
+        info = tarfile.TarInfo(f"{top}/l")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def patch_log(outputs: dict[str, bytes], name: str) -> list[tuple[str, str]]:
     """The kernel's own livepatch lines, in order: what happened, in the kernel's words."""
     return re.findall(r"livepatch: '(\w+)': (\w+ \w+)", output(outputs, name))
@@ -195,7 +212,19 @@ rc undo-a ksplice-pkg undo rta
 cat /proc/cmdline > "$OUT/cmdline-after-refusal"
 rc other-release ksplice-pkg apply other-release
 rc other-build ksplice-pkg apply other-build
-rc tampered ksplice-apply tampered
+rc tampered ksplice-apply ./tampered
+# Said as an id, `tampered` names an installed update, never the directory planted here.
+rc planted ksplice-apply tampered
+# Ids that are paths delete nothing; an archive with links writes nothing.
+mkdir -p /tmp/victim && echo precious > /tmp/victim/keep
+rc undo-path ksplice-pkg undo /tmp/victim
+rc undo-climb ksplice-pkg undo ../../../../../tmp/victim
+rc uninstall-path ksplice-pkg uninstall ../../../../../tmp/victim
+cat /tmp/victim/keep > "$OUT/victim"
+rc evil ksplice-pkg install evil.tar.gz
+ls /tmp > "$OUT/tmp-after-evil"
+python3 -c 'import sys, tarfile; print(sys.version.split()[0], hasattr(tarfile, "data_filter"))' \
+    > "$OUT/python"
 ls /sys/kernel/livepatch > "$OUT/livepatch-after-refusals"
 rc view-file ksplice-pkg view --json --file rtc.tar.gz
 rc undo-nosuch ksplice-pkg undo nosuch
@@ -232,6 +261,7 @@ def test_apply_view_undo_stacking(
     ko.write_bytes(bytes(data))
     files = {
         **stack,
+        "evil.tar.gz": link_chain_tarball(tmp_path / "evil.tar.gz", "ksplice-rtc"),
         **{f"other-release/{p.name}": p for p in other_release.iterdir()},
         **{f"other-build/{p.name}": p for p in other_build.iterdir()},
         **{f"tampered/{p.name}": p for p in tampered.iterdir()},
@@ -270,6 +300,16 @@ def test_apply_view_undo_stacking(
     assert "00" * 20 in output(out, "other-build")
     assert status(out, "tampered") == IntegrityError.exit_code, output(out, "tampered")
     assert "sha256" in output(out, "tampered")
+    assert status(out, "planted") == NotFoundError.exit_code, output(out, "planted")
+    for name in ("undo-path", "undo-climb", "uninstall-path"):
+        assert status(out, name) == 1, output(out, name)
+        assert "is not an update id" in output(out, name)
+    assert out["victim"] == b"precious\n"
+    assert status(out, "evil") == IntegrityError.exit_code, output(out, "evil")
+    assert "escaped" not in out["tmp-after-evil"].decode().split()
+    # All of this ran on Debian 12's own Python, which has no tarfile.data_filter.
+    version, has_filter = out["python"].decode().split()
+    assert version.startswith("3.11.") and has_filter == "False", version
     # Refused before loading: only A and B are in the kernel.
     assert out["livepatch-after-refusals"].decode().split() == ["ksplice_rta", "ksplice_rtb"]
 

@@ -136,7 +136,43 @@ BAD_CONTENT = {
     "verification-unknown": (_set(("verification",), "trust me"), "trust me"),
     "patched-object-empty": (_set(("patched", 0, "object"), ""), "object"),
     "sympos-negative": (_set(("patched", 0, "sympos"), -1), "sympos"),
+    # What reaches a path: the installed tree is updates/<release>/<id>.
+    "release-absolute": (_set(("kernel_release",), "/"), "kernel release"),
+    "release-climbs": (_set(("kernel_release",), "../../x"), "kernel release"),
+    "release-dotdot": (_set(("kernel_release",), ".."), "kernel release"),
+    "release-with-slash": (_set(("kernel_release",), "6.1/x"), "kernel release"),
+    "release-too-long": (_set(("kernel_release",), "6" * 65), "kernel release"),
+    "module-another-file": (_set(("module",), "other.ko"), "other.ko"),
+    "depends-on-dotdot": (_set(("depends_on",), [".."]), "depends_on"),
+    # What reaches a spec, a control file, a script or a terminal.
+    "description-newline": (_set(("description",), "fix\n%pre\nrm -rf /"), "description"),
+    "description-escape": (_set(("description",), "\x1b]0;owned\x07"), "description"),
+    "description-cr": (_set(("description",), "ok\rgone"), "description"),
+    "description-surrogate": (_set(("description",), "x\udc80"), "description"),
+    "description-huge": (_set(("description",), "x" * 5000), "description"),
+    "function-newline": (_set(("patched", 0, "name"), "f\n%post"), "function name"),
+    "function-macro": (_set(("patched", 0, "name"), "%(id)"), "function name"),
+    "function-space": (_set(("patched", 0, "name"), "a b"), "function name"),
+    "object-path": (_set(("patched", 0, "object"), "../x"), "object"),
+    "object-macro": (_set(("patched", 0, "object"), "%{lua:x}"), "object"),
+    "new-function-newline": (_set(("new_functions",), ["g\n"]), "new_functions"),
+    "left-out-escape": (_set(("left_out",), ["\x1b[2J"]), "left_out"),
+    "tool-newline": (_set(("tool",), "x\ny"), "tool"),
+    "sha256-not-hex": (_set(("module_sha256",), "z" * 64), "module_sha256"),
+    "build-id-not-hex": (_set(("target_build_id",), "../x"), "target_build_id"),
+    "created-not-a-time": (_set(("created",), "yesterday"), "created"),
+    "created-impossible": (_set(("created",), "2026-13-45T25:61:61Z"), "created"),
 }
+
+
+def test_deeply_nested_json_is_a_manifest_error() -> None:
+    with pytest.raises(ManifestError, match="nested"):
+        Manifest.from_json("[" * 100_000, origin=ORIGIN)
+
+
+def test_printable_unicode_is_kept() -> None:
+    data = _set(("description",), "Correctif de /proc/cmdline (Müller, 修正) 100%")
+    assert Manifest.from_json(json.dumps(data)).description.endswith("100%")
 
 
 @pytest.mark.parametrize(("data", "named"), BAD_CONTENT.values(), ids=BAD_CONTENT.keys())
