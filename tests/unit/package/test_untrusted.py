@@ -23,7 +23,7 @@ from ksplice_pkg.errors import CommandError
 from ksplice_pkg.manifest import PatchedEntry
 from ksplice_pkg.package import PackageFormat, build_packages
 from ksplice_pkg.package.deb import build_deb, control
-from ksplice_pkg.package.naming import Flavour, PackagingError, plan
+from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, plan
 from ksplice_pkg.package.rpm import build_rpm, spec
 from ksplice_pkg.package.source import UpdateContents, UpdateFile
 from ksplice_pkg.run import run as real_run
@@ -35,12 +35,13 @@ SHIPPED = ["description", "ksplice_fix1.ko", "manifest.json", "patch"]
 
 def _update(
     module: bytes,
+    /,
     update_id: str = "fix1",
     extra: tuple[UpdateFile, ...] = (),
     leave_out: tuple[str, ...] = (),
     **changes: object,
 ) -> UpdateContents:
-    manifest = manifest_for(update_id, module, **changes)
+    manifest = replace(manifest_for(update_id, module), **changes)  # type: ignore[arg-type]
     files = [
         UpdateFile(manifest.module, module, 0o644),
         UpdateFile("manifest.json", manifest.to_json().encode(), 0o644),
@@ -262,9 +263,7 @@ REFUSED = [
     pytest.param(
         {"patched": [PatchedEntry("vmlinux", f"f{INJECTION}", 0)]}, "function", id="fn-newline"
     ),
-    pytest.param(
-        {"patched": [PatchedEntry("vmlinux", "f%(id)", 0)]}, "function", id="fn-macro"
-    ),
+    pytest.param({"patched": [PatchedEntry("vmlinux", "f%(id)", 0)]}, "function", id="fn-macro"),
     pytest.param({"patched": [PatchedEntry("vmlinux", "1f", 0)]}, "function", id="fn-digit"),
     pytest.param(
         {"patched": [PatchedEntry(f"vmlinux{INJECTION}", "f", 0)]}, "object", id="object-newline"
@@ -282,7 +281,7 @@ def test_values_no_manifest_may_hold_are_refused(
     module_ko: bytes, tmp_path: Path, fmt: str, changes: dict[str, object], named: str
 ) -> None:
     with pytest.raises(PackagingError, match=named):
-        BUILDERS[fmt](_update(module_ko, **changes), tmp_path / "out")
+        BUILDERS[fmt](_update(module_ko, **changes), tmp_path / "out")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fmt", sorted(BUILDERS))
@@ -298,6 +297,10 @@ def test_an_invalid_id_is_refused(
 # value or a text line that rpm would read as a directive never reaches a spec or control file.
 
 
+def _plan(module: bytes, flavour: Flavour, **change: str) -> PackagePlan:
+    return replace(plan(manifest_for("fix1", module), module, flavour, "t"), **change)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -305,6 +308,7 @@ def test_an_invalid_id_is_refused(
         {"description": f"Text{INJECTION}"},
         {"description": "Text\n %include /etc/passwd"},
         {"description": "Text\n# dropped by rpm"},
+        {"description": "Text\r%pre"},
         {"name": "name\nRequires: evil"},
         {"version": "1\n%pre"},
     ],
@@ -312,28 +316,32 @@ def test_an_invalid_id_is_refused(
 def test_the_spec_writer_refuses_what_rpm_would_interpret(
     module_ko: bytes, tmp_path: Path, change: dict[str, str]
 ) -> None:
-    package = replace(plan(manifest_for("fix1", module_ko), module_ko, Flavour.RPM, "t"), **change)
     with pytest.raises(PackagingError):
-        spec(package, tmp_path, MAINTAINER, EPOCH)
-    with pytest.raises(PackagingError):
-        spec(package, tmp_path, "A <a@example.org>\n%pre", EPOCH)
+        spec(_plan(module_ko, Flavour.RPM, **change), tmp_path, tmp_path / "f", MAINTAINER, EPOCH)
+
+
+def test_the_spec_writer_refuses_a_maintainer_on_two_lines(
+    module_ko: bytes, tmp_path: Path
+) -> None:
+    package = _plan(module_ko, Flavour.RPM)
+    with pytest.raises(PackagingError, match="Packager"):
+        spec(package, tmp_path, tmp_path / "f", f"A <a@example.org>{INJECTION}", EPOCH)
 
 
 @pytest.mark.parametrize(
     "change",
     [
         {"summary": "Summary\nDepends: evil"},
-        {"description": "Text\nDepends: evil"},
-        {"description": "Text\r\nDepends: evil"},
+        {"description": "Text\rDepends: evil"},
+        {"description": "Text\x85Depends: evil"},
         {"name": "name\nDepends: evil"},
     ],
 )
-def test_the_control_writer_refuses_line_breaks(
-    module_ko: bytes, tmp_path: Path, change: dict[str, str]
-) -> None:
-    package = replace(plan(manifest_for("fix1", module_ko), module_ko, Flavour.DEB, "t"), **change)
+def test_the_control_writer_refuses_line_breaks(module_ko: bytes, change: dict[str, str]) -> None:
     with pytest.raises(PackagingError):
-        control(package, 1, MAINTAINER)
+        control(_plan(module_ko, Flavour.DEB, **change), 1, MAINTAINER)
+    with pytest.raises(PackagingError, match="Maintainer"):
+        control(_plan(module_ko, Flavour.DEB), 1, "A <a@example.org>\nDepends: evil")
 
 
 # The maintainer comes from the command line or DEBFULLNAME/DEBEMAIL: one line, `Name <email>`.
