@@ -17,9 +17,10 @@ from pathlib import Path
 
 from ksplice_pkg.fsutil import atomic_output, ensure_writable_dir
 from ksplice_pkg.package.common import DEFAULT_MAINTAINER, check_maintainer
-from ksplice_pkg.package.source import UpdateContents, read_update
+from ksplice_pkg.package.naming import PackagingError
+from ksplice_pkg.package.source import read_update
 
-__all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "build_packages", "package_updates"]
+__all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "build_packages"]
 
 
 class PackageFormat(enum.Enum):
@@ -35,29 +36,15 @@ def build_packages(
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
 ) -> list[Path]:
-    """One package per update tarball, written to output_dir; returns their paths in order."""
-    check_maintainer(maintainer)
-    updates = [read_update(t) for t in tarballs]
-    return package_updates(
-        updates, fmt, output_dir, source_date_epoch=source_date_epoch, maintainer=maintainer
-    )
+    """One package per update tarball, written to output_dir; returns their paths in order.
 
-
-def package_updates(
-    updates: Sequence[UpdateContents],
-    fmt: PackageFormat,
-    output_dir: Path,
-    *,
-    source_date_epoch: int | None = None,
-    maintainer: str = DEFAULT_MAINTAINER,
-) -> list[Path]:
-    """build_packages for updates already read: all of the packages or, on any failure, none.
-
-    dpkg-deb and rpmbuild write into a directory of our own; the packages are then copied to
-    temporary names in output_dir and renamed, so that a failed or killed run leaves no
-    truncated package under a final name, and none of a run that did not finish.
+    All of them or, on any failure, none: dpkg-deb and rpmbuild write into a directory of our
+    own, and the packages are then copied to temporary names in output_dir and renamed, so that
+    a failed or killed run leaves no truncated package under a final name, nor some packages of
+    a run that did not finish.
     """
     check_maintainer(maintainer)
+    updates = [read_update(t) for t in tarballs]
     ensure_writable_dir(output_dir, "the output directory")
     with tempfile.TemporaryDirectory(prefix="ksplice-pkg-") as tmp:
         work = Path(tmp)
@@ -73,9 +60,13 @@ def package_updates(
         published: list[Path] = []
         try:
             for path in built:
-                with atomic_output(output_dir / path.name) as out, path.open("rb") as data:
-                    shutil.copyfileobj(data, out)
-                published.append(output_dir / path.name)
+                target = output_dir / path.name
+                try:
+                    with atomic_output(target) as out, path.open("rb") as data:
+                        shutil.copyfileobj(data, out)
+                except OSError as e:
+                    raise PackagingError(f"cannot write {target}: {e.strerror or e}") from e
+                published.append(target)
         except BaseException:
             for path in published:
                 with contextlib.suppress(OSError):

@@ -9,11 +9,15 @@ tests do not depend on what the tarball reader already refuses.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from click.testing import CliRunner
@@ -456,6 +460,34 @@ def test_a_failed_run_keeps_the_package_it_would_have_replaced(
             tarballs, PackageFormat.DEB, out, source_date_epoch=EPOCH, maintainer=MAINTAINER
         )
     assert {p: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("fmt", list(PackageFormat))
+def test_an_output_dir_that_fills_up_is_left_as_it_was(
+    make_update: MakeUpdate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: PackageFormat
+) -> None:
+    """The first package is in place when copying the second one fails half way."""
+    copies = []
+    real_copy = shutil.copyfileobj
+
+    def copy(src: BinaryIO, dst: BinaryIO, length: int = 0) -> None:
+        copies.append(src)
+        if len(copies) == 2:
+            dst.write(src.read(100))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_copy(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    out = tmp_path / "out"
+    with pytest.raises(PackagingError, match="No space left on device"):
+        build_packages(
+            [make_update("fix1"), make_update("fix2")],
+            fmt,
+            out,
+            source_date_epoch=EPOCH,
+            maintainer=MAINTAINER,
+        )
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("fmt", list(PackageFormat))
