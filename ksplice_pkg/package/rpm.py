@@ -4,6 +4,11 @@ rpmbuild runs with everything that would make its output depend on the build mac
 clock switched off: no post-install scripts (they would strip the module, whose symbols the
 livepatch loader needs), no dependency generators (the relations are ours), a fixed build host,
 and SOURCE_DATE_EPOCH as build time and ceiling of every file's mtime.
+
+rpmbuild interprets a spec as it reads it (macros, shell and Lua in %(...) and %{lua:...},
+sections, conditionals, %include), so what the update says is written as data: each value one
+line of printable text with every % doubled, no line of text starting with % or # (_lines), and
+the file list, which rpmbuild expands too, only of names checked plain (file_list_of).
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ def _lines(text: str, what: str, starts: tuple[str, ...] = ("%", "#")) -> list[s
     that starts with a conditional or %include (%if, %endif, %include ...) as that, even after
     leading blanks; a description drops lines starting with #. So no line may start with % or
     # at all, whatever follows: the package description puts the update's words after ours, and
-    this refuses anything else.
+    this refuses anything else. A scriptlet keeps its # lines, shell comments: `starts` says
+    which starts are refused.
     """
     out = []
     for line in text.split("\n"):

@@ -31,7 +31,14 @@ from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, pla
 from ksplice_pkg.package.rpm import build_rpm, spec
 from ksplice_pkg.package.source import UpdateContents, UpdateFile
 from ksplice_pkg.run import run as real_run
-from tests.unit.package.conftest import EPOCH, MAINTAINER, RELEASE, MakeUpdate, manifest_for
+from tests.unit.package.conftest import (
+    EPOCH,
+    MAINTAINER,
+    RELEASE,
+    MakeUpdate,
+    build,
+    manifest_for,
+)
 
 UPDATES = f"/usr/lib/ksplice-pkg/updates/{RELEASE}"
 SHIPPED = ["description", "ksplice_fix1.ko", "manifest.json", "patch"]
@@ -394,7 +401,7 @@ def test_the_cli_says_how_to_give_a_maintainer(make_update: MakeUpdate, tmp_path
 
 
 def test_an_unusual_maintainer_is_kept_literally(module_ko: bytes, tmp_path: Path) -> None:
-    maintainer = "Jörg 100% %(id) Müller-Łukasz <j%x@example.org>"
+    maintainer = "Jörg #1 100% %(id) %{lua:x} Müller-Łukasz <j%x@example.org>"
     update = _update(module_ko)
     rpm = _rpm(update, tmp_path / "rpm", maintainer)
     deb = _deb(update, tmp_path / "deb", maintainer)
@@ -435,13 +442,7 @@ def test_a_failed_run_leaves_nothing_in_the_output_dir(
     (out / "unrelated").write_text("kept")
     _failing_second_build(monkeypatch, fmt.value)
     with pytest.raises(CommandError):
-        build_packages(
-            [make_update("fix1"), make_update("fix2")],
-            fmt,
-            out,
-            source_date_epoch=EPOCH,
-            maintainer=MAINTAINER,
-        )
+        build([make_update("fix1"), make_update("fix2")], fmt, out)
     assert sorted(p.name for p in out.iterdir()) == ["unrelated"]
 
 
@@ -450,15 +451,11 @@ def test_a_failed_run_keeps_the_package_it_would_have_replaced(
 ) -> None:
     out = tmp_path / "out"
     tarballs = [make_update("fix1"), make_update("fix2")]
-    first = build_packages(
-        tarballs, PackageFormat.DEB, out, source_date_epoch=EPOCH, maintainer=MAINTAINER
-    )
+    first = build(tarballs, PackageFormat.DEB, out)
     before = {p: p.read_bytes() for p in first}
     _failing_second_build(monkeypatch, "deb")
     with pytest.raises(CommandError):
-        build_packages(
-            tarballs, PackageFormat.DEB, out, source_date_epoch=EPOCH, maintainer=MAINTAINER
-        )
+        build(tarballs, PackageFormat.DEB, out)
     assert {p: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -480,13 +477,7 @@ def test_an_output_dir_that_fills_up_is_left_as_it_was(
     monkeypatch.setattr(shutil, "copyfileobj", copy)
     out = tmp_path / "out"
     with pytest.raises(PackagingError, match="No space left on device"):
-        build_packages(
-            [make_update("fix1"), make_update("fix2")],
-            fmt,
-            out,
-            source_date_epoch=EPOCH,
-            maintainer=MAINTAINER,
-        )
+        build([make_update("fix1"), make_update("fix2")], fmt, out)
     assert list(out.iterdir()) == []
 
 
@@ -495,12 +486,6 @@ def test_a_successful_run_leaves_only_the_packages(
     make_update: MakeUpdate, tmp_path: Path, fmt: PackageFormat
 ) -> None:
     out = tmp_path / "out"
-    built = build_packages(
-        [make_update("fix1"), make_update("fix2")],
-        fmt,
-        out,
-        source_date_epoch=EPOCH,
-        maintainer=MAINTAINER,
-    )
+    built = build([make_update("fix1"), make_update("fix2")], fmt, out)
     assert sorted(out.iterdir()) == sorted(built)
     assert {p.stat().st_mode & 0o777 for p in built} == {0o644}
