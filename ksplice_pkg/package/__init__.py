@@ -1,17 +1,23 @@
 """Hotpatch packages: an update tarball becomes a .deb or .rpm that installs it into the
 installed-updates tree, applies it live from its maintainer scripts and undoes it on removal.
 
-`naming` decides names, versions and relations for both formats; `source` reads the tarball;
-`deb` and `rpm` write the archives.
+`naming` decides names, versions and relations for both formats and checks every manifest value
+a package carries; `source` reads the tarball; `common` picks the files a package ships; `deb`
+and `rpm` write the archives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ksplice_pkg.package.common import DEFAULT_MAINTAINER
+from ksplice_pkg.fsutil import atomic_output, ensure_writable_dir
+from ksplice_pkg.package.common import DEFAULT_MAINTAINER, check_maintainer
+from ksplice_pkg.package.naming import PackagingError
 from ksplice_pkg.package.source import read_update
 
 __all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "build_packages"]
@@ -30,14 +36,40 @@ def build_packages(
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
 ) -> list[Path]:
-    """One package per update tarball, written to output_dir; returns their paths in order."""
+    """One package per update tarball, written to output_dir; returns their paths in order.
+
+    All of them or, on any failure, none: dpkg-deb and rpmbuild write into a directory of our
+    own, and the packages are then copied to temporary names in output_dir and renamed, so that
+    a failed or killed run leaves no truncated package under a final name, nor some packages of
+    a run that did not finish.
+    """
+    check_maintainer(maintainer)
     updates = [read_update(t) for t in tarballs]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if fmt is PackageFormat.DEB:
-        from ksplice_pkg.package.deb import build_deb
+    ensure_writable_dir(output_dir, "the output directory")
+    with tempfile.TemporaryDirectory(prefix="ksplice-pkg-") as tmp:
+        work = Path(tmp)
+        if fmt is PackageFormat.DEB:
+            from ksplice_pkg.package.deb import build_deb
 
-        return [build_deb(u, output_dir, source_date_epoch, maintainer) for u in updates]
-    from ksplice_pkg.package.rpm import build_rpm
+            built = [build_deb(u, work, source_date_epoch, maintainer) for u in updates]
+        else:
+            from ksplice_pkg.package.rpm import build_rpm
 
-    known = tuple(u.manifest for u in updates)
-    return [build_rpm(u, output_dir, source_date_epoch, maintainer, known) for u in updates]
+            known = tuple(u.manifest for u in updates)
+            built = [build_rpm(u, work, source_date_epoch, maintainer, known) for u in updates]
+        published: list[Path] = []
+        try:
+            for path in built:
+                target = output_dir / path.name
+                try:
+                    with atomic_output(target) as out, path.open("rb") as data:
+                        shutil.copyfileobj(data, out)
+                except OSError as e:
+                    raise PackagingError(f"cannot write {target}: {e.strerror or e}") from e
+                published.append(target)
+        except BaseException:
+            for path in published:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+    return published

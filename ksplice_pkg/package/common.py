@@ -1,14 +1,28 @@
-"""What the .deb and .rpm writers share: maintainer-script templates, the doc files and the
-timestamp every file of a package gets."""
+"""What the .deb and .rpm writers share: the files a package ships, maintainer-script templates,
+the doc files, the maintainer's form and the timestamp every file of a package gets."""
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
-from ksplice_pkg.package.naming import PackagePlan
+from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
+from ksplice_pkg.package.naming import (
+    Flavour,
+    PackagePlan,
+    PackagingError,
+    plain,
+    plan,
+)
+from ksplice_pkg.package.source import UpdateContents
 from ksplice_pkg.timestamp import parse_created
 
 DEFAULT_MAINTAINER = "ksplice-pkg <ksplice-pkg@localhost>"
+# `Name <email>`, as Debian Policy 5.6.2 and rpm's Packager want it; the brackets and the
+# email's characters are refused inside, so the field reads back as one name and one address.
+_MAINTAINER_RE = re.compile(r"[^<>\s](?:[^<>]*[^<>\s])? <[^<>\s@]+@[^<>\s@]+>")
+# Every file ships with this mode: they are data, the module included, whatever the tarball said.
+FILE_MODE = 0o644
 
 COPYRIGHT = """\
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -23,8 +37,38 @@ License: GPL-2
 """
 
 
+def check_maintainer(maintainer: str) -> str:
+    if maintainer.isprintable() and _MAINTAINER_RE.fullmatch(maintainer):
+        return maintainer
+    raise PackagingError(
+        f"the maintainer {maintainer!r} is not one line of the form `Name <email>`",
+        hint="give --maintainer 'Jane Doe <jane@example.org>' (or set DEBFULLNAME and DEBEMAIL)",
+    )
+
+
+def prepare(
+    update: UpdateContents, flavour: Flavour, known: tuple[Manifest, ...] = ()
+) -> tuple[PackagePlan, dict[str, bytes]]:
+    """The update's package plan and the files it ships, name -> data.
+
+    The files are those runtime/store.py installs, named by the manifest: whatever else the
+    tarball holds is not shipped, and its names never reach a spec's file list.
+    """
+    m = update.manifest
+    held = {f.path: f.data for f in update.files}
+    names = sorted({MANIFEST_NAME, m.module, "description", "patch"})
+    missing = [name for name in names if name not in held]
+    if missing:
+        raise PackagingError(
+            f"{update.origin}: the update has no {' or '.join(repr(n) for n in missing)}"
+        )
+    package = plan(m, held[m.module], flavour, str(update.origin), known)
+    return package, {name: held[name] for name in names}
+
+
 def script(template: str, package: PackagePlan) -> str:
-    """A maintainer script from its template in ksplice_pkg/package/scripts/."""
+    """A maintainer script from its template in ksplice_pkg/package/scripts/; the values
+    substituted are plain words, which the shell takes as they are."""
     text = (resources.files("ksplice_pkg.package") / "scripts" / template).read_text()
     m = package.manifest
     for key, value in {
@@ -33,7 +77,7 @@ def script(template: str, package: PackagePlan) -> str:
         "@RELEASE@": m.kernel_release,
         "@MODULE@": m.module_name,
     }.items():
-        text = text.replace(key, value)
+        text = text.replace(key, plain(value, key.strip("@").lower()))
     return text
 
 

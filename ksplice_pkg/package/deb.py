@@ -3,6 +3,10 @@
 The tree is staged in a temporary directory with fixed modes and timestamps; dpkg-deb
 (--root-owner-group, SOURCE_DATE_EPOCH) sorts members and fixes the ar header times, so the same
 update and epoch give the same bytes.
+
+A control file is fields of `Name: value` lines, a line starting with a blank continuing the
+field before it: every line of every field is checked to be printable text, so no value can
+start a field of its own (python-debian refuses some of that itself, not in every version).
 """
 
 from __future__ import annotations
@@ -16,37 +20,51 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from ksplice_pkg.package.common import COPYRIGHT, DEFAULT_MAINTAINER, build_epoch, script
-from ksplice_pkg.package.naming import Flavour, PackagePlan, plan
+from ksplice_pkg.package.common import (
+    COPYRIGHT,
+    DEFAULT_MAINTAINER,
+    FILE_MODE,
+    build_epoch,
+    prepare,
+    script,
+)
+from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, one_line
 from ksplice_pkg.package.source import UpdateContents
 from ksplice_pkg.run import run
 
 
 def control(package: PackagePlan, installed_kib: int, maintainer: str) -> Deb822:
-    fields = Deb822()
-    fields["Package"] = package.name
-    fields["Version"] = package.version
-    fields["Architecture"] = package.arch.deb
-    fields["Maintainer"] = maintainer
-    fields["Installed-Size"] = str(installed_kib)
-    fields["Depends"] = ", ".join(r.deb() for r in package.depends)
-    fields["Provides"] = ", ".join(r.deb() for r in package.provides)
+    values = {
+        "Package": package.name,
+        "Version": package.version,
+        "Architecture": package.arch.deb,
+        "Maintainer": maintainer,
+        "Installed-Size": str(installed_kib),
+        "Depends": ", ".join(r.deb() for r in package.depends),
+        "Provides": ", ".join(r.deb() for r in package.provides),
+    }
     if package.supersedes:
         # Conflicts+Replaces (not Breaks) is Policy 7.6.2's "replacing whole packages": apt and
         # dpkg remove the superseded packages in the same run.
-        fields["Conflicts"] = ", ".join(r.deb() for r in package.supersedes)
-        fields["Replaces"] = fields["Conflicts"]
-    fields["Section"] = "kernel"
-    fields["Priority"] = "optional"
-    fields["Description"] = _description(package)
+        values["Conflicts"] = values["Replaces"] = ", ".join(r.deb() for r in package.supersedes)
+    values["Section"] = "kernel"
+    values["Priority"] = "optional"
+    values["Description"] = _description(package)
+    fields = Deb822()
+    for name, value in values.items():
+        # Only _description's continuation lines, each starting with a blank: any other line
+        # break or control character would make a field of the update's own.
+        for i, line in enumerate(value.split("\n")):
+            one_line(line, f"the control field {name}:")
+            if i > 0 and not line.startswith(" "):
+                raise PackagingError(f"the control field {name}: {line!r} would start a field")
+        fields[name] = value
     return fields
 
 
 def _description(package: PackagePlan) -> str:
-    lines = []
-    for line in package.description.splitlines():
-        lines.append(f" {line}" if line.strip() else " .")
-    return package.summary + "\n" + "\n".join(lines)
+    lines = [f" {line}" if line.strip() else " ." for line in package.description.split("\n")]
+    return "\n".join([package.summary, *lines])
 
 
 def _write(path: Path, data: bytes, mode: int, epoch: int) -> None:
@@ -62,27 +80,23 @@ def build_deb(
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
 ) -> Path:
-    package = plan(update.manifest, update.module, Flavour.DEB, str(update.origin))
+    package, files = prepare(update, Flavour.DEB)
     epoch = build_epoch(package, source_date_epoch)
     with tempfile.TemporaryDirectory(prefix="ksplice-deb-") as tmp:
         root = Path(tmp) / "root"
-        payload: dict[str, tuple[bytes, int]] = {
-            f"{package.install_dir}/{f.path}": (f.data, f.mode) for f in update.files
-        }
+        payload = {f"{package.install_dir}/{name}": data for name, data in files.items()}
         doc = f"usr/share/doc/{package.name}"
-        payload[f"{doc}/copyright"] = (
-            COPYRIGHT.format(release=update.manifest.kernel_release).encode(),
-            0o644,
-        )
+        payload[f"{doc}/copyright"] = COPYRIGHT.format(
+            release=package.manifest.kernel_release
+        ).encode()
         # A version without a Debian revision is a native package's: changelog.gz.
-        payload[f"{doc}/changelog.gz"] = (_changelog(package, maintainer, epoch), 0o644)
-        for name, (data, mode) in payload.items():
-            _write(root / name, data, mode, epoch)
+        payload[f"{doc}/changelog.gz"] = _changelog(package, maintainer, epoch)
+        for name, data in payload.items():
+            _write(root / name, data, FILE_MODE, epoch)
         md5sums = "".join(
-            f"{hashlib.md5(data).hexdigest()}  {name}\n"
-            for name, (data, _) in sorted(payload.items())
+            f"{hashlib.md5(data).hexdigest()}  {name}\n" for name, data in sorted(payload.items())
         )
-        installed_kib = sum((len(d) + 1023) // 1024 for d, _ in payload.values())
+        installed_kib = sum((len(d) + 1023) // 1024 for d in payload.values())
         debian = root / "DEBIAN"
         _write(
             debian / "control",
@@ -106,6 +120,7 @@ def build_deb(
 
 
 def _changelog(package: PackagePlan, maintainer: str, epoch: int) -> bytes:
+    one_line(maintainer, "the maintainer")
     text = (
         f"{package.name} ({package.version}) unstable; urgency=medium\n\n"
         f"  * {package.summary}.\n\n"

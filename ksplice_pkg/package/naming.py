@@ -15,6 +15,10 @@ Relations:
   of a kernel through it, and a cumulative (`replace`) update conflicts with / replaces /
   obsoletes every provider of an older stamp, which is how it knows the updates it supersedes
   without naming them. Updates stacked on top of it later carry a newer stamp and stay.
+
+Every manifest value a package carries (in its name, relations, description and maintainer
+scripts) is checked here first, whatever built the Manifest: the tarball can come from anyone,
+and spec files, control files and shell scripts all give some text a meaning.
 """
 
 from __future__ import annotations
@@ -26,22 +30,75 @@ from dataclasses import dataclass
 
 from ksplice_pkg import __version__
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.manifest import Manifest
+from ksplice_pkg.manifest import ID_RE, Manifest
 
 RUNTIME_PACKAGE = "ksplice-pkg-runtime"
 UPDATES_DIR = "usr/lib/ksplice-pkg/updates"
 NAME_PREFIX = "ksplice-update-"
 VIRTUAL_PREFIX = "ksplice-updates-"
 
-_CREATED_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")
+# [0-9], not \d: \d also matches other scripts' digits, which no package version may hold.
+_CREATED_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 # Debian Policy 5.6.1 for package names; RPM is laxer but forbids whitespace and comparison
 # operators, which would read as a version constraint in a dependency.
 _DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _RPM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
+# The rules Manifest.from_json applies to what it reads.
+_RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,511}")
+_OBJECT_RE = re.compile(r"vmlinux|[A-Za-z0-9_-]{1,55}")
+DESCRIPTION_MAX = 1000
+# What a maintainer script may have substituted into it: nothing the shell would interpret.
+_PLAIN_RE = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 class PackagingError(KspliceError):
     """An update that cannot be turned into a package as it is."""
+
+
+def one_line(value: str, what: str) -> str:
+    """`value`, if it is one line of printable text: a line break would start a new spec line or
+    control field, and no package text needs a control character. str.isprintable is false for
+    every line separator Python knows (\\r, NEL, U+2028, ...), not only \\n."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise PackagingError(f"{what} {value!r} holds {bad!r}: expected one line of printable text")
+    return value
+
+
+def plain(value: str, what: str) -> str:
+    """`value`, if it is a plain word, as file names and shell scripts can take it unquoted."""
+    if not _PLAIN_RE.fullmatch(value):
+        raise PackagingError(f"{what} {value!r} is not a plain name ([A-Za-z0-9._+-])")
+    return value
+
+
+def check_manifest(m: Manifest) -> None:
+    """Refuse a manifest holding a value that Manifest.from_json would not accept."""
+    if not ID_RE.fullmatch(m.id):
+        raise PackagingError(f"invalid update id {m.id!r}, expected [a-z0-9]{{1,32}}")
+    where = f"update {m.id}"
+    if not _RELEASE_RE.fullmatch(m.kernel_release):
+        raise PackagingError(f"{where}: invalid kernel release {m.kernel_release!r}")
+    if (m.module, m.module_name) != (f"ksplice_{m.id}.ko", f"ksplice_{m.id}"):
+        raise PackagingError(
+            f"{where}: module file {m.module!r} and livepatch name {m.module_name!r}, "
+            f"expected ksplice_{m.id}.ko and ksplice_{m.id}"
+        )
+    for dep in m.depends_on:
+        if not ID_RE.fullmatch(dep):
+            raise PackagingError(f"{where}: invalid id {dep!r} in depends_on")
+    for p in m.patched:
+        if not _FUNCTION_RE.fullmatch(p.name):
+            raise PackagingError(f"{where}: invalid patched function name {p.name!r}")
+        if not _OBJECT_RE.fullmatch(p.object):
+            raise PackagingError(f"{where}: invalid object {p.object!r} of {p.name}")
+    one_line(m.description, f"{where}: the description")
+    if len(m.description) > DESCRIPTION_MAX:
+        raise PackagingError(
+            f"{where}: the description has {len(m.description)} characters, "
+            f"at most {DESCRIPTION_MAX}"
+        )
 
 
 class Op(enum.Enum):
@@ -122,6 +179,8 @@ def _release_part(release: str, flavour: Flavour) -> str:
 
 
 def package_name(release: str, update_id: str, flavour: Flavour) -> str:
+    if not ID_RE.fullmatch(update_id):
+        raise PackagingError(f"invalid update id {update_id!r} in a package name")
     return f"{NAME_PREFIX}{_release_part(release, flavour)}-{update_id}"
 
 
@@ -167,6 +226,7 @@ def plan(
     known: tuple[Manifest, ...] = (),
 ) -> PackagePlan:
     """The package of `manifest`; `known` are the other updates packaged in the same run."""
+    check_manifest(manifest)
     version = version_of(manifest)
     release = manifest.kernel_release
     virtual = virtual_name(release, flavour)
@@ -178,7 +238,10 @@ def plan(
     patched = ", ".join(
         p.name if p.object == "vmlinux" else f"{p.object}:{p.name}" for p in manifest.patched
     )
-    description = manifest.description.strip() or f"Update {manifest.id}."
+    # The update's text follows words of ours: no line of a description starts with what the
+    # update says, which is what keeps it inert in a spec (rpm.py).
+    text = manifest.description.strip()
+    description = f"Update {manifest.id}: {text}" if text else f"Update {manifest.id}."
     description += f"\n\nPatched functions: {patched or 'none'}."
     if manifest.depends_on:
         description += f"\nApplied on top of: {', '.join(manifest.depends_on)}."

@@ -4,19 +4,32 @@ rpmbuild runs with everything that would make its output depend on the build mac
 clock switched off: no post-install scripts (they would strip the module, whose symbols the
 livepatch loader needs), no dependency generators (the relations are ours), a fixed build host,
 and SOURCE_DATE_EPOCH as build time and ceiling of every file's mtime.
+
+rpmbuild interprets a spec as it reads it (macros, shell and Lua in %(...) and %{lua:...},
+sections, conditionals, %include), so what the update says is written as data: each value one
+line of printable text with every % doubled, no line of text starting with % or # (_lines), and
+the file list, which rpmbuild expands too, only of names checked plain (file_list_of).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from ksplice_pkg.manifest import Manifest
-from ksplice_pkg.package.common import DEFAULT_MAINTAINER, build_epoch, script
-from ksplice_pkg.package.naming import Flavour, PackagePlan, plan
+from ksplice_pkg.package.common import (
+    DEFAULT_MAINTAINER,
+    FILE_MODE,
+    build_epoch,
+    prepare,
+    script,
+)
+from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, one_line
 from ksplice_pkg.package.source import UpdateContents
 from ksplice_pkg.run import run
 
@@ -31,60 +44,100 @@ RPMBUILD_DEFINES = {
 }
 
 
-def _escape(text: str) -> str:
-    # A % in a spec is a macro; the update's text is data.
-    return text.replace("%", "%%")
+def _inline(value: str, what: str) -> str:
+    """A value for the rest of a spec line whose start is ours (a tag, a changelog entry)."""
+    # rpmbuild expands macros everywhere in a spec, %(...), %{lua:...} and %[...] included;
+    # %% is the one spelling of a literal %.
+    return one_line(value, what).replace("%", "%%")
 
 
-def spec(package: PackagePlan, staged: Path, maintainer: str, epoch: int) -> str:
+def _lines(text: str, what: str, starts: tuple[str, ...] = ("%", "#")) -> list[str]:
+    """Lines of text that rpmbuild must read as they are (a description, a scriptlet).
+
+    rpmbuild expands %% to % before it looks at a line, and then takes a line that starts with a
+    section name (%pre, %triggerin, %files, ...: any case) as the start of that section, and one
+    that starts with a conditional or %include (%if, %endif, %include ...) as that, even after
+    leading blanks; a description drops lines starting with #. So no line may start with % or
+    # at all, whatever follows: the package description puts the update's words after ours, and
+    this refuses anything else. A scriptlet keeps its # lines, shell comments: `starts` says
+    which starts are refused.
+    """
+    out = []
+    for line in text.split("\n"):
+        if line.lstrip().startswith(starts):
+            raise PackagingError(
+                f"{what}: the line {line!r} would be read by rpmbuild as a spec directive"
+            )
+        out.append(_inline(line, what))
+    return out
+
+
+def spec(package: PackagePlan, staged: Path, file_list: Path, maintainer: str, epoch: int) -> str:
+    """The spec of `package`, whose files are in `staged` and listed in `file_list`."""
     m = package.manifest
-    lines = [
-        f"Name: {package.name}",
-        f"Version: {package.version}",
-        "Release: 1",
-        f"Summary: {_escape(package.summary)}",
-        "License: GPL-2.0-only",
-        "Group: System Environment/Kernel",
-        f"Packager: {_escape(maintainer)}",
-        "URL: https://www.kernel.org/doc/html/latest/livepatch/livepatch.html",
+    tags = [
+        ("Name", package.name),
+        ("Version", package.version),
+        ("Release", "1"),
+        ("Summary", package.summary),
+        ("License", "GPL-2.0-only"),
+        ("Group", "System Environment/Kernel"),
+        ("Packager", maintainer),
+        ("URL", "https://www.kernel.org/doc/html/latest/livepatch/livepatch.html"),
         # The relations below are the whole truth; rpm's generators would guess from the .ko.
-        "AutoReqProv: no",
-        *(f"Requires: {r.rpm()}" for r in package.depends),
-        *(f"Provides: {r.rpm()}" for r in package.provides),
+        ("AutoReqProv", "no"),
+        *(("Requires", r.rpm()) for r in package.depends),
+        *(("Provides", r.rpm()) for r in package.provides),
         # Obsoletes match package names only (rpm and libsolv ignore virtual names there): the
         # Conflicts on the versioned virtual name reaches every older update of this kernel,
         # the Obsoletes by name let rpm -U and dnf swap the known ones in one transaction.
-        *(f"Conflicts: {r.rpm()}" for r in package.supersedes),
-        *(f"Obsoletes: {r.rpm()}" for r in package.obsoletes),
+        *(("Conflicts", r.rpm()) for r in package.supersedes),
+        *(("Obsoletes", r.rpm()) for r in package.obsoletes),
+    ]
+    date = time.strftime("%a %b %d %Y", time.gmtime(epoch))
+    lines = [
+        *(f"{tag}: {_inline(value, tag)}" for tag, value in tags),
         "",
         "%description",
-        _escape(package.description),
+        *_lines(package.description, "the description"),
         "",
         "%install",
-        f"cp -a '{staged}/.' %{{buildroot}}/",
+        f"cp -a {_inline(shlex.quote(f'{staged}/.'), 'the staging directory')} %{{buildroot}}/",
         "",
         "%post",
-        _escape(script("rpm-post", package)),
+        *_lines(script("rpm-post", package), "the %post scriptlet", ("%",)),
         "%preun",
-        _escape(script("rpm-preun", package)),
-        "%files",
+        *_lines(script("rpm-preun", package), "the %preun scriptlet", ("%",)),
+        # A file list read with -f is macro-expanded as the spec is: it holds only the names
+        # file_list_of() checked.
+        f"%files -f {_inline(str(file_list), 'the file list')}",
         "%defattr(-,root,root,-)",
-        f'%dir "/{package.install_dir.rsplit("/", 1)[0]}"',
-        f'%dir "/{package.install_dir}"',
-        *(f'"/{package.install_dir}/{f}"' for f in sorted(_files(staged, package))),
         "",
         "%changelog",
-        f"* {time.strftime('%a %b %d %Y', time.gmtime(epoch))} {_escape(maintainer)}"
-        f" - {package.version}-1",
-        f"- {_escape(package.summary)} ({_escape(m.kernel_release)})",
+        f"* {date} {_inline(maintainer, 'the maintainer')} - {package.version}-1",
+        f"- {_inline(package.summary, 'the summary')} ({_inline(m.kernel_release, 'release')})",
         "",
     ]
     return "\n".join(lines)
 
 
-def _files(staged: Path, package: PackagePlan) -> list[str]:
-    base = staged / package.install_dir
-    return [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
+# An absolute path of plain names, none starting with a dot: nothing rpm can take for a macro,
+# a glob, a directive or a way out of the install directory.
+_FILE_PATH_RE = re.compile(r"(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+")
+
+
+def file_list_of(package: PackagePlan, names: list[str]) -> str:
+    """The %files -f list: the update's directory (and its kernel's) and its files."""
+    install_dir = f"/{package.install_dir}"
+    paths = [
+        f"%dir {install_dir.rsplit('/', 1)[0]}",
+        f"%dir {install_dir}",
+        *(f"{install_dir}/{name}" for name in sorted(names)),
+    ]
+    for path in paths:
+        if not _FILE_PATH_RE.fullmatch(path.removeprefix("%dir ")):
+            raise PackagingError(f"{package.name}: {path!r} cannot be in a file list")
+    return "".join(f"{path}\n" for path in paths)
 
 
 def build_rpm(
@@ -94,21 +147,23 @@ def build_rpm(
     maintainer: str = DEFAULT_MAINTAINER,
     known: tuple[Manifest, ...] = (),
 ) -> Path:
-    package = plan(update.manifest, update.module, Flavour.RPM, str(update.origin), known)
+    package, files = prepare(update, Flavour.RPM, known)
     epoch = build_epoch(package, source_date_epoch)
     with tempfile.TemporaryDirectory(prefix="ksplice-rpm-") as tmp:
         top = Path(tmp)
         staged = top / "staged"
-        for f in update.files:
-            path = staged / package.install_dir / f.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(f.data)
-            path.chmod(f.mode)
+        base = staged / package.install_dir
+        base.mkdir(parents=True)
+        for name, data in files.items():
+            (base / name).write_bytes(data)
+            (base / name).chmod(FILE_MODE)
         # Clamping only lowers mtimes above the epoch: set them all, directories too.
         for path in [staged, *staged.rglob("*")]:
             os.utime(path, (epoch, epoch))
+        file_list = top / "files.list"
+        file_list.write_text(file_list_of(package, list(files)))
         spec_file = top / f"{package.name}.spec"
-        spec_file.write_text(spec(package, staged, maintainer, epoch))
+        spec_file.write_text(spec(package, staged, file_list, maintainer, epoch))
         defines = {"_topdir": str(top), **RPMBUILD_DEFINES}
         argv: list[str] = ["rpmbuild", "-bb", "--target", package.arch.rpm, "--quiet"]
         for key, value in defines.items():
