@@ -26,8 +26,10 @@ MANIFEST_NAME = "manifest.json"
 # Update ids become module names (ksplice_<id>), package names and directory names.
 ID_RE = re.compile(r"[a-z0-9]{1,32}")
 # What `uname -r` prints (at most 64 characters, __NEW_UTS_LEN): 6.1.0-56-cloud-amd64,
-# 5.14.0-427.13.1.el9_4.x86_64, 6.8.0-45-generic, 6.1.0+.
-RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# 5.14.0-427.13.1.el9_4.x86_64, 6.8.0-45-generic, 6.1.0+, 6.1.0~rc1. It reaches make
+# (KERNELRELEASE=), paths and package names; `~` only means something to a shell at a word's
+# start, where the first character keeps it from standing.
+RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}")
 # A C function and GCC's clone suffixes (foo.isra.0, foo.cold); KSYM_NAME_LEN is 512 since 6.1.
 FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,511}")
 # vmlinux or a module name (MODULE_NAME_LEN 56, with the NUL).
@@ -147,7 +149,7 @@ class Manifest:
             raise ManifestError(f"{origin}: malformed manifest: {e}") from e
         fields["patched"] = patched
         manifest = cls(**fields)
-        if problem := _content_problem(manifest):
+        if problem := content_problem(manifest):
             raise ManifestError(f"{origin}: {problem}")
         return manifest
 
@@ -157,11 +159,13 @@ def _is_created(value: str) -> bool:
         time.strptime(value, CREATED_FORMAT)
     except ValueError:
         return False
-    return len(value) == len("2026-01-01T00:00:00Z")
+    # strptime's %Y takes any script's digits; a package version takes ASCII ones only.
+    return value.isascii() and len(value) == len("2026-01-01T00:00:00Z")
 
 
-def _content_problem(m: Manifest) -> str | None:
-    """What is wrong with the content of a well-typed manifest, or None."""
+def content_problem(m: Manifest) -> str | None:
+    """What is wrong with the content of a well-typed manifest, or None (from_json refuses it;
+    a manifest built in code, as the packager's tests and create make them, is checked too)."""
     if not ID_RE.fullmatch(m.id):
         return f"invalid update id {m.id!r}"
     if bad := [d for d in m.depends_on if not ID_RE.fullmatch(d)]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ksplice_pkg import __version__
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.manifest import ID_RE, Manifest
+from ksplice_pkg.manifest import ID_RE, Manifest, content_problem
 
 RUNTIME_PACKAGE = "ksplice-pkg-runtime"
 UPDATES_DIR = "usr/lib/ksplice-pkg/updates"
@@ -43,11 +43,6 @@ _CREATED_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}
 # operators, which would read as a version constraint in a dependency.
 _DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _RPM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
-# The rules Manifest.from_json applies to what it reads.
-_RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-_FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,511}")
-_OBJECT_RE = re.compile(r"vmlinux|[A-Za-z0-9_-]{1,55}")
-DESCRIPTION_MAX = 1000
 # What a maintainer script may have substituted into it: nothing the shell would interpret.
 _PLAIN_RE = re.compile(r"[A-Za-z0-9._+-]+")
 
@@ -74,31 +69,10 @@ def plain(value: str, what: str) -> str:
 
 
 def check_manifest(m: Manifest) -> None:
-    """Refuse a manifest holding a value that Manifest.from_json would not accept."""
-    if not ID_RE.fullmatch(m.id):
-        raise PackagingError(f"invalid update id {m.id!r}, expected [a-z0-9]{{1,32}}")
-    where = f"update {m.id}"
-    if not _RELEASE_RE.fullmatch(m.kernel_release):
-        raise PackagingError(f"{where}: invalid kernel release {m.kernel_release!r}")
-    if (m.module, m.module_name) != (f"ksplice_{m.id}.ko", f"ksplice_{m.id}"):
-        raise PackagingError(
-            f"{where}: module file {m.module!r} and livepatch name {m.module_name!r}, "
-            f"expected ksplice_{m.id}.ko and ksplice_{m.id}"
-        )
-    for dep in m.depends_on:
-        if not ID_RE.fullmatch(dep):
-            raise PackagingError(f"{where}: invalid id {dep!r} in depends_on")
-    for p in m.patched:
-        if not _FUNCTION_RE.fullmatch(p.name):
-            raise PackagingError(f"{where}: invalid patched function name {p.name!r}")
-        if not _OBJECT_RE.fullmatch(p.object):
-            raise PackagingError(f"{where}: invalid object {p.object!r} of {p.name}")
-    one_line(m.description, f"{where}: the description")
-    if len(m.description) > DESCRIPTION_MAX:
-        raise PackagingError(
-            f"{where}: the description has {len(m.description)} characters, "
-            f"at most {DESCRIPTION_MAX}"
-        )
+    """Refuse a manifest holding a value that Manifest.from_json would not accept (the packager
+    is also handed manifests built in code)."""
+    if problem := content_problem(m):
+        raise PackagingError(f"update {m.id!r}: {problem}")
 
 
 class Op(enum.Enum):

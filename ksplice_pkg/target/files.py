@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.manifest import RELEASE_RE
 
 if TYPE_CHECKING:
     from ksplice_pkg.distro.source import KernelSource
@@ -42,11 +43,6 @@ def _first(directory: Path | None, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-# What `uname -r` can print. The release reaches make (KERNELRELEASE=) and file names, so
-# anything else, `$(...)` and spaces above all, is refused before anything runs.
-_RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}")
-
-
 def read_text_input(path: Path, what: str, hint: str) -> str:
     """A text input file of the target (a .config, a Module.symvers): unreadable or binary
     content is one clear error naming the file and what it should have been."""
@@ -59,7 +55,9 @@ def read_text_input(path: Path, what: str, hint: str) -> str:
 
 
 def check_release(release: str, origin: str) -> str:
-    if not _RELEASE_RE.fullmatch(release):
+    # One rule with the manifest's: anything else, `$(...)` and spaces above all, is refused
+    # before anything runs.
+    if not RELEASE_RE.fullmatch(release):
         raise KspliceError(
             f"{origin} {release!r} is not a kernel release",
             hint="a release is what `uname -r` prints: letters, digits and . + _ ~ -",
