@@ -63,6 +63,18 @@ def test_dsc_with_a_wrong_checksum_is_refused_naming_the_file(tmp_path: Path) ->
     _no_partial(tmp_path / "cache")
 
 
+def test_dsc_listing_a_size_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    dsc = fixtures.dsc(tmp_path / "pkg")
+    (orig,) = dsc.parent.glob("*.orig.tar.*")
+    text = dsc.read_text()
+    size = str(orig.stat().st_size)
+    dsc.write_text(text.replace(f" {size} {orig.name}", f" xyz {orig.name}"))
+    assert dsc.read_text() != text
+    with pytest.raises(KspliceError, match="'xyz', which is not a number"):
+        prepare_source(identify(dsc), tmp_path / "cache")
+    _no_partial(tmp_path / "cache")
+
+
 def _gpg_key(home: Path, name: str) -> Path:
     home.mkdir(mode=0o700)
     gpg: list[str | Path] = [
