@@ -19,24 +19,33 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import io
 import lzma
+import os
+import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import IO, Protocol
 
 from ksplice_pkg.errors import InternalError, KspliceError
+from ksplice_pkg.log import logger
 
 __all__ = [
     "ArchiveError",
     "MemberKind",
+    "SafeTree",
     "TarMember",
+    "iter_cpio",
     "iter_tar",
+    "unpack",
+    "unpack_cpio",
+    "unpack_tar",
 ]
 
 # Linux's limits (linux/limits.h): a longer name cannot be created, so an archive that has one
@@ -284,6 +293,12 @@ class _MemberData(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def opener(self) -> Callable[[], IO[bytes]]:
+        def reader() -> IO[bytes]:
+            return io.BufferedReader(self, buffer_size=_CHUNK)
+
+        return reader
+
     def skip(self) -> None:
         while self.left and self.read(_CHUNK):
             pass
@@ -317,6 +332,10 @@ class _Limits:
         self.members = 0
         self.total = 0
 
+    def stream_bytes(self) -> int:
+        """What the whole decompressed stream may hold: the data, headers and padding."""
+        return self.max_total + self.max_members * _MEMBER_OVERHEAD
+
     def count(self, name: str, size: int) -> None:
         self.members += 1
         if self.members > self.max_members:
@@ -333,7 +352,7 @@ class _Limits:
 
 
 def _member(
-    limits: _Limits,
+    origin: str,
     raw_name: str,
     kind: MemberKind,
     size: int,
@@ -343,9 +362,7 @@ def _member(
     reader: Callable[[], IO[bytes]] | None,
 ) -> TarMember | None:
     """A checked member, or None for the archive's root directory."""
-    origin = limits.origin
     name = normalise(origin, raw_name)
-    limits.count(raw_name, size if kind is MemberKind.FILE else 0)
     if not name:
         if kind is not MemberKind.DIR:
             raise member_error(origin, raw_name, "has an empty name")
@@ -353,21 +370,23 @@ def _member(
     if kind is MemberKind.SYMLINK:
         check_symlink_target(origin, name, linkname)
     elif kind is MemberKind.HARDLINK:
-        if not linkname:
-            raise member_error(origin, name, "is a hard link to nothing")
-        if linkname.startswith("/"):
-            raise member_error(origin, name, f"is a hard link to an absolute path {linkname!r}")
-        linkname = normalise(origin, linkname)
-        if not linkname:
-            raise member_error(origin, name, "is a hard link to the archive's root")
+        # A hard link names another member: the same rules hold for its name.
+        try:
+            target = normalise(origin, linkname)
+        except ArchiveError:
+            target = ""
+        if not target:
+            raise member_error(origin, name, f"is a hard link to {linkname!r}, not to a member")
+        linkname = target
+    is_file = kind is MemberKind.FILE
     return TarMember(
         name,
         kind,
-        size if kind is MemberKind.FILE else 0,
+        size if is_file else 0,
         mode & 0o7777,
         linkname,
         mtime,
-        reader if kind is MemberKind.FILE else None,
+        reader if is_file else None,
     )
 
 
@@ -383,8 +402,7 @@ def iter_tar(
     """
     limits = _Limits(origin, max_total, max_members)
     with _opened(source, origin) as raw:
-        stream = decompressed(raw, origin)
-        budget = _Budget(stream, origin, max_total + max_members * _MEMBER_OVERHEAD)
+        budget = _Budget(decompressed(raw, origin), origin, limits.stream_bytes())
         with _open_tar(budget, origin) as tar:
             while True:
                 budget.phase = _MAX_HEADER_BYTES
@@ -394,6 +412,7 @@ def iter_tar(
                     break
                 tar.members.clear()
                 kind = _tar_kind(origin, info)
+                limits.count(info.name, info.size if kind is MemberKind.FILE else 0)
                 data: _MemberData | None = None
                 if kind is MemberKind.FILE:
                     with _reading(origin, "tarball"):
@@ -403,14 +422,14 @@ def iter_tar(
                     data = _MemberData(extracted, origin, "tarball", info.name, info.size)
                     budget.phase = _MAX_HEADER_BYTES + info.size
                 member = _member(
-                    limits,
+                    origin,
                     info.name,
                     kind,
                     info.size,
                     info.mode,
                     info.linkname,
                     info.mtime,
-                    None if data is None else _open_once(data),
+                    None if data is None else data.opener(),
                 )
                 if member is not None:
                     yield member
@@ -431,8 +450,500 @@ def _open_tar(budget: _Budget, origin: str) -> _StreamTar:
         return _StreamTar.open(fileobj=io.BufferedReader(budget), mode="r|")
 
 
-def _open_once(data: _MemberData) -> Callable[[], IO[bytes]]:
-    def reader() -> IO[bytes]:
-        return io.BufferedReader(data, buffer_size=_CHUNK)
+# --- cpio (the newc format of RPM payloads and initramfs images) ---------------------------
 
-    return reader
+_NEWC = (b"070701", b"070702")  # without and with a checksum, which rpm leaves at 0
+_NEWC_HEADER = 110
+_TRAILER = "TRAILER!!!"
+
+
+class _Cpio:
+    """The decompressed cpio stream: exact reads, and the 4-byte alignment newc keeps."""
+
+    def __init__(self, budget: _Budget, origin: str) -> None:
+        self.budget = budget
+        self.f = io.BufferedReader(budget)
+        self.origin = origin
+        self.offset = 0
+
+    def read(self, n: int) -> bytes:
+        with _reading(self.origin, "cpio archive"):
+            data = self.f.read(n)
+        if len(data) != n:
+            raise ArchiveError(
+                f"{self.origin}: not a readable cpio archive: it ends in the middle of a member",
+                hint="the file is truncated or corrupt; download it again",
+            )
+        self.offset += n
+        return data
+
+    def align(self) -> None:
+        self.read(-self.offset % 4)
+
+    def entry(self) -> _NewcEntry | None:
+        """The next entry's header and name; None at the trailer."""
+        self.budget.phase = _MAX_HEADER_BYTES
+        at = self.offset
+        header = self.read(_NEWC_HEADER)
+        if header[:6] not in _NEWC:
+            # rpm writes this variant only for payloads with a file of 4 GiB or more.
+            why = " (RPM's format for files of 4 GiB or more)" if header[:6] == b"07070X" else ""
+            raise ArchiveError(
+                f"{self.origin}: not a readable cpio archive: no newc header at byte {at}{why}",
+                hint="the file is truncated or corrupt; download it again",
+            )
+        try:
+            fields = [int(header[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
+        except ValueError as e:
+            raise _unreadable(self.origin, "cpio archive", e) from e
+        ino, mode, _, _, nlink, mtime, size, major, minor, _, _, namesize, _ = fields
+        if not 1 < namesize <= PATH_MAX:
+            raise ArchiveError(
+                f"{self.origin}: the member at byte {at} has a name of {namesize - 1} bytes",
+                hint=_HINT,
+            )
+        name = os.fsdecode(self.read(namesize)[:-1])
+        self.align()
+        if name == _TRAILER:
+            return None
+        return _NewcEntry(name, mode, (major, minor, ino), nlink, mtime, size)
+
+    def data(self, name: str, size: int) -> _MemberData:
+        self.budget.phase = _MAX_HEADER_BYTES + size
+        self.offset += size
+        return _MemberData(self.f, self.origin, "cpio archive", name, size)
+
+
+@dataclass(frozen=True)
+class _NewcEntry:
+    name: str
+    mode: int
+    inode: tuple[int, int, int]  # device major, minor, inode number
+    nlink: int
+    mtime: int
+    size: int
+
+
+def _cpio_kind(origin: str, name: str, mode: int) -> MemberKind:
+    fmt = stat.S_IFMT(mode)
+    if fmt == stat.S_IFREG:
+        return MemberKind.FILE
+    if fmt == stat.S_IFDIR:
+        return MemberKind.DIR
+    if fmt == stat.S_IFLNK:
+        return MemberKind.SYMLINK
+    what = {
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+    }.get(fmt, f"of file type {fmt:o}")
+    raise member_error(origin, name, f"is {what}, not a file, directory or link")
+
+
+def _links(origin: str, names: list[str], target: str, mode: int) -> Iterator[TarMember]:
+    for name in names:
+        yield from _some(_member(origin, name, MemberKind.HARDLINK, 0, mode, target, None, None))
+
+
+def iter_cpio(
+    source: Path | IO[bytes], origin: str, *, max_total: int, max_members: int = 100_000
+) -> Iterator[TarMember]:
+    """The checked members of a newc cpio archive (an RPM payload), as iter_tar gives them.
+
+    cpio has no hard link entries: the names of one file share its inode number, and its data
+    comes with one of them (rpm and GNU cpio: the last). They come out here as a FILE, once
+    its data is there, then a HARDLINK to it for each other name.
+    """
+    limits = _Limits(origin, max_total, max_members)
+    # Inode -> the name its data was written under, or the names still waiting for its data.
+    written: dict[tuple[int, int, int], str] = {}
+    waiting: dict[tuple[int, int, int], list[str]] = {}
+    with _opened(source, origin) as raw:
+        cpio = _Cpio(_Budget(decompressed(raw, origin), origin, limits.stream_bytes()), origin)
+        while (entry := cpio.entry()) is not None:
+            name, mode, size = entry.name, entry.mode, entry.size
+            kind = _cpio_kind(origin, name, mode)
+            limits.count(name, size if kind is MemberKind.FILE else 0)
+            linked = kind is MemberKind.FILE and entry.nlink > 1
+            if kind is MemberKind.SYMLINK:
+                if size >= PATH_MAX:
+                    raise member_error(origin, name, f"is a symlink of {size} bytes")
+                target = os.fsdecode(cpio.read(size))
+                yield from _some(_member(origin, name, kind, 0, mode, target, entry.mtime, None))
+            elif kind is MemberKind.DIR:
+                if size:
+                    raise member_error(origin, name, "is a directory with data")
+                yield from _some(_member(origin, name, kind, 0, mode, "", entry.mtime, None))
+            elif linked and entry.inode in written:
+                if size:
+                    raise member_error(origin, name, "gives again the data of a hard-linked file")
+                yield from _links(origin, [name], written[entry.inode], mode)
+            elif linked and not size:
+                waiting.setdefault(entry.inode, []).append(name)
+            else:
+                data = cpio.data(name, size)
+                member = _member(origin, name, kind, size, mode, "", entry.mtime, data.opener())
+                yield from _some(member)
+                data.skip()
+                if linked:
+                    written[entry.inode] = name
+                    yield from _links(origin, waiting.pop(entry.inode, []), name, mode)
+            cpio.align()
+        # A hard-linked file whose data never came is empty.
+        for names in waiting.values():
+            empty = _MemberData(io.BytesIO(), origin, "cpio archive", names[0], 0)
+            file = MemberKind.FILE
+            yield from _some(_member(origin, names[0], file, 0, 0o644, "", None, empty.opener()))
+            yield from _links(origin, names[1:], names[0], 0o644)
+        with _reading(origin, "cpio archive"):
+            cpio.budget.drain()
+
+
+def _some(member: TarMember | None) -> Iterator[TarMember]:
+    if member is not None:
+        yield member
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+# The kernel follows at most 40 symlinks in one path walk (MAXSYMLINKS, fs/namei.c); a chain
+# longer than that, or a loop, is refused rather than reasoned about.
+_MAX_HOPS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SafeTree:
+    """Writes members under `dest`, an existing directory, and never anywhere else.
+
+    Every directory on the way to a member is opened without following symlinks (O_NOFOLLOW,
+    one component at a time from `dest`): nothing is written through a link, whether a member
+    made it or it was there before. Nothing is replaced: a member whose name exists already,
+    as anything but a directory, is refused. A relative symlink is resolved before it is
+    made, one component at a time through the links already in the tree, as the kernel would
+    resolve it; one that leads out of `dest` is refused, and so is one that a later symlink
+    would make lead out (the tree only grows, so only a new symlink can change where a link
+    leads). A hard link must name a file written here. Modes are 0o755 or 0o644 (dirs 0o755),
+    set explicitly, whatever the umask; owners are not kept.
+    """
+
+    def __init__(
+        self, dest: Path, origin: str, *, max_total: int, skip_absolute_links: bool = False
+    ) -> None:
+        if not stat.S_ISDIR(os.lstat(dest).st_mode):
+            raise InternalError(f"{dest} is not a directory to unpack into")
+        self.dest = dest
+        self.origin = origin
+        self.max_total = max_total
+        # Absolute symlinks in packages (lib/modules/<release>/build -> /usr/src/...) point
+        # into the system the package is installed on: nothing to follow in an unpacked copy.
+        self.skip_absolute_links = skip_absolute_links
+        self.written = 0
+        self._files: set[str] = set()
+        # A path that does not exist yet -> the symlinks whose resolution went through it:
+        # a symlink made there later is checked together with them.
+        self._pending: dict[str, list[tuple[str, str]]] = {}
+
+    def add(self, member: TarMember) -> None:
+        if member.kind is MemberKind.DIR:
+            self.add_dir(member.name)
+        elif member.kind is MemberKind.FILE:
+            with member.open() as data:
+                self.add_file(member.name, data, member.size, member.mode, member.mtime)
+        elif member.kind is MemberKind.SYMLINK:
+            self.add_symlink(member.name, member.linkname)
+        else:
+            self.add_hardlink(member.name, member.linkname)
+
+    def add_dir(self, name: str) -> None:
+        name = self._name(name)
+        with self._parent(name) as (parent, last):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(last, 0o755, dir_fd=parent)
+            fd = self._open_dir(parent, last, name, name)
+            try:
+                os.fchmod(fd, 0o755)
+            finally:
+                os.close(fd)
+
+    def add_file(
+        self, name: str, data: IO[bytes], size: int, mode: int, mtime: float | None = None
+    ) -> None:
+        """Write `size` bytes of `data` as a new file; refuses a stream that has more or less."""
+        name = self._name(name)
+        if self.written + size > self.max_total:
+            raise ArchiveError(
+                f"{self.origin}: member {name!r} takes what is unpacked past "
+                f"{self.max_total} bytes",
+                hint="no real archive of this kind is that large: it is damaged or a "
+                "decompression bomb",
+            )
+        with self._parent(name) as (parent, last):
+            try:
+                fd = os.open(last, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+            except FileExistsError:
+                raise self._replaces(name) from None
+            with open(fd, "wb") as out:
+                left = size
+                while left:
+                    chunk = data.read(min(left, _CHUNK))
+                    if not chunk:
+                        raise member_error(self.origin, name, "is cut short")
+                    out.write(chunk)
+                    left -= len(chunk)
+                    self.written += len(chunk)
+                if data.read(1):
+                    raise member_error(self.origin, name, f"has more than its {size} bytes")
+                out.flush()
+                os.fchmod(fd, 0o755 if mode & 0o111 else 0o644)
+                # kbuild compares mtimes: a headers tree whose files all had the time they
+                # were unpacked at would look out of date to make.
+                if mtime is not None:
+                    os.utime(fd, (mtime, mtime))
+        self._files.add(name)
+
+    def add_symlink(self, name: str, target: str) -> None:
+        name = self._name(name)
+        check_symlink_target(self.origin, name, target)
+        if target.startswith("/"):
+            if not self.skip_absolute_links:
+                raise member_error(
+                    self.origin, name, f"is a symlink to an absolute path {target!r}"
+                )
+            logger.debug("%s: leaving out the absolute symlink %s -> %s", self.origin, name, target)
+            return
+        with self._parent(name) as (parent, last):
+            self._check_link(name, target, name)
+            try:
+                os.symlink(target, last, dir_fd=parent)
+            except FileExistsError:
+                raise self._replaces(name) from None
+        for link, link_target in self._pending.pop(name, []):
+            self._check_link(link, link_target, name)
+
+    def add_hardlink(self, name: str, target: str) -> None:
+        name, target = self._name(name), self._name(target)
+        if target not in self._files:
+            raise member_error(
+                self.origin, name, f"is a hard link to {target!r}, not to a file unpacked before it"
+            )
+        with (
+            self._parent(target, create=False) as (source_dir, source),
+            self._parent(name) as (parent, last),
+        ):
+            if not stat.S_ISREG(os.stat(source, dir_fd=source_dir, follow_symlinks=False).st_mode):
+                raise InternalError(f"{target} was written as a file and is no longer one")
+            try:
+                os.link(
+                    source, last, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False
+                )
+            except FileExistsError:
+                raise self._replaces(name) from None
+        self._files.add(name)
+
+    def _name(self, name: str) -> str:
+        normal = normalise(self.origin, name)
+        if not normal:
+            raise member_error(self.origin, name, "has an empty name")
+        return normal
+
+    def _replaces(self, name: str) -> ArchiveError:
+        return member_error(self.origin, name, "replaces another member, or what was there before")
+
+    @contextlib.contextmanager
+    def _parent(self, name: str, *, create: bool = True) -> Iterator[tuple[int, str]]:
+        """The directory that holds `name` (normalised), open, and the last component of `name`.
+
+        Each directory on the way is a real one, made (0o755) when missing if `create`.
+        """
+        parts = name.split("/")
+        fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for i, part in enumerate(parts[:-1]):
+                made = False
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                        made = True
+                inner = self._open_dir(fd, part, "/".join(parts[: i + 1]), name)
+                os.close(fd)
+                fd = inner
+                if made:
+                    os.fchmod(fd, 0o755)  # mkdir's mode went through the umask
+            yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def _open_dir(self, parent: int, part: str, path: str, name: str) -> int:
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            raise member_error(
+                self.origin, name, f"is a hard link through {path!r}, which is not unpacked"
+            ) from None
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if path == name:
+                raise self._replaces(name) from None
+            raise member_error(
+                self.origin, name, f"would be written through {path!r}, a symlink or a file"
+            ) from None
+
+    def _check_link(self, link: str, target: str, added: str) -> None:
+        """Refuse `link -> target` if it leads out of the tree; note where it may change."""
+        walk = _LinkWalk(self.dest, link)
+        try:
+            escapes = walk.resolve(target)
+        finally:
+            walk.close()
+        if walk.hops > _MAX_HOPS:
+            raise member_error(
+                self.origin,
+                added,
+                f"makes {link!r} -> {target!r} a loop or a chain of more than {_MAX_HOPS} symlinks",
+            )
+        if escapes:
+            because = "" if added == link else f" once {added!r} is a symlink"
+            raise member_error(
+                self.origin,
+                link,
+                f"is a symlink to {target!r}, which leads out of the unpacked tree{because}",
+            )
+        for path in walk.missing:
+            self._pending.setdefault(path, []).append((link, target))
+
+
+class _LinkWalk:
+    """Where a symlink leads, resolved one component at a time as the kernel does, with a
+    directory fd per level: no PATH_MAX to overflow, no lexical shortcut (`q -> .` makes
+    `q/q/..` the parent of the link's directory, not the directory itself)."""
+
+    def __init__(self, dest: Path, link: str) -> None:
+        self.dirs = [os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        self.path: list[str] = []  # from dest, each a real directory
+        self.beyond: list[str] = []  # past the first component that does not exist yet
+        self.todo = link.split("/")[:-1]  # the link's directory, then its target
+        self.hops = 0
+        self.missing: set[str] = set()
+
+    def close(self) -> None:
+        for fd in self.dirs:
+            os.close(fd)
+
+    def resolve(self, target: str) -> bool:
+        """True if `target` leads out of the tree (or is absolute somewhere on the way)."""
+        self.todo += target.split("/")
+        self.todo.reverse()  # a stack: a symlink's target is pushed in front of what is left
+        while self.todo:
+            part = self.todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if self.beyond:
+                    self.beyond.pop()
+                elif self.path:
+                    self.path.pop()
+                    os.close(self.dirs.pop())
+                else:
+                    return True
+                continue
+            if self.beyond:
+                # Lexical from here: a directory made there later is the same; a symlink made
+                # there later is checked again.
+                self.beyond.append(part)
+                self.missing.add("/".join(self.path + self.beyond))
+                continue
+            try:
+                st = os.stat(part, dir_fd=self.dirs[-1], follow_symlinks=False)
+            except FileNotFoundError:
+                self.beyond.append(part)
+                self.missing.add("/".join(self.path + self.beyond))
+                continue
+            except OSError as e:
+                if e.errno == errno.ENAMETOOLONG:
+                    return False  # can never exist: the kernel stops here too
+                raise
+            if stat.S_ISLNK(st.st_mode):
+                self.hops += 1
+                if self.hops > _MAX_HOPS:
+                    return False
+                inner = os.readlink(part, dir_fd=self.dirs[-1])
+                if inner.startswith("/"):
+                    return True
+                self.todo += reversed(inner.split("/"))
+            elif stat.S_ISDIR(st.st_mode):
+                self.dirs.append(os.open(part, _DIR_FLAGS, dir_fd=self.dirs[-1]))
+                self.path.append(part)
+            else:
+                return False  # a file: nothing past it resolves, and it stays a file
+        return False
+
+
+def unpack(
+    members: Iterable[TarMember],
+    dest: Path,
+    origin: str,
+    *,
+    max_total: int,
+    wanted: Callable[[str], bool] | None = None,
+    skip_absolute_links: bool = False,
+) -> None:
+    """Write `members` into `dest` through a SafeTree, those `wanted` (by name) only."""
+    tree = SafeTree(dest, origin, max_total=max_total, skip_absolute_links=skip_absolute_links)
+    for member in members:
+        if wanted is not None and not wanted(member.name):
+            continue
+        if (
+            member.kind is MemberKind.HARDLINK
+            and wanted is not None
+            and not wanted(member.linkname)
+        ):
+            logger.debug("%s: leaving out %s, a hard link to what is left out", origin, member.name)
+            continue
+        tree.add(member)
+
+
+def unpack_tar(
+    source: Path | IO[bytes],
+    dest: Path,
+    origin: str,
+    *,
+    max_total: int,
+    max_members: int = 100_000,
+    wanted: Callable[[str], bool] | None = None,
+    skip_absolute_links: bool = False,
+) -> None:
+    """Unpack a tarball into `dest`, an existing directory: iter_tar into a SafeTree."""
+    members = iter_tar(source, origin, max_total=max_total, max_members=max_members)
+    unpack(
+        members,
+        dest,
+        origin,
+        max_total=max_total,
+        wanted=wanted,
+        skip_absolute_links=skip_absolute_links,
+    )
+
+
+def unpack_cpio(
+    source: Path | IO[bytes],
+    dest: Path,
+    origin: str,
+    *,
+    max_total: int,
+    max_members: int = 100_000,
+    wanted: Callable[[str], bool] | None = None,
+    skip_absolute_links: bool = False,
+) -> None:
+    """Unpack a newc cpio archive into `dest`, an existing directory, as unpack_tar does."""
+    members = iter_cpio(source, origin, max_total=max_total, max_members=max_members)
+    unpack(
+        members,
+        dest,
+        origin,
+        max_total=max_total,
+        wanted=wanted,
+        skip_absolute_links=skip_absolute_links,
+    )
