@@ -11,10 +11,12 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO
 
-from ksplice_pkg.errors import CommandError, CommandTimeoutError
+from ksplice_pkg.errors import CommandError, CommandTimeoutError, InternalError
 from ksplice_pkg.log import logger
 
 StrPath = str | os.PathLike[str]
@@ -129,11 +131,15 @@ def run(
     result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         output = stderr.decode(errors="replace") or stdout.decode(errors="replace")
-        message = f"`{shlex.join(argv)}`{where} {_describe_status(proc.returncode)}"
-        if output.strip():
-            message += f"; its output ended with:\n{_tail(output)}"
-        raise CommandError(message)
+        raise _failure(argv, where, proc.returncode, output)
     return result
+
+
+def _failure(argv: list[str], where: str, returncode: int, output: str) -> CommandError:
+    message = f"`{shlex.join(argv)}`{where} {_describe_status(returncode)}"
+    if output.strip():
+        message += f"; its output ended with:\n{_tail(output)}"
+    return CommandError(message)
 
 
 def run_text(
@@ -145,3 +151,54 @@ def run_text(
 ) -> str:
     """Run cmd and return its stdout as text."""
     return run(cmd, cwd=cwd, env=env, timeout=timeout).stdout.decode()
+
+
+@contextlib.contextmanager
+def piped(
+    cmd: Sequence[StrPath], *, stdin: IO[bytes] | None = None, cwd: StrPath | None = None
+) -> Iterator[IO[bytes]]:
+    """Run cmd with its stdout as a stream read while it runs: for output too big to hold in
+    memory (a decompressed package). Raise CommandError once it is read, if cmd failed; and
+    when reading fails because cmd did, the CommandError rather than the reader's error."""
+    argv = [os.fspath(a) for a in cmd]
+    where = f" (in {cwd})" if cwd else ""
+    logger.debug("$ %s%s", shlex.join(argv), where)
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=clean_env(),
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except FileNotFoundError as e:
+            raise CommandError(
+                f"command not found: {argv[0]}",
+                hint="install the package that provides it (the README's set-up command does)",
+            ) from e
+        with _live_lock:
+            _live.add(proc.pid)
+        try:
+            if proc.stdout is None:  # stdout=PIPE always gives one
+                raise InternalError(f"no stdout pipe for {argv[0]}")
+            with proc.stdout:
+                try:
+                    yield proc.stdout
+                except BaseException as e:
+                    _stop_group(proc)
+                    if proc.returncode > 0:  # it failed on its own before it was stopped
+                        raise _failure(argv, where, proc.returncode, _stderr(stderr)) from e
+                    raise
+            if proc.wait() != 0:
+                raise _failure(argv, where, proc.returncode, _stderr(stderr))
+        finally:
+            with _live_lock:
+                _live.discard(proc.pid)
+
+
+def _stderr(stderr: IO[bytes]) -> str:
+    stderr.seek(0)
+    return stderr.read().decode(errors="replace")

@@ -1,81 +1,77 @@
-"""Unpacking what distros ship (.deb, .rpm, tarballs) without trusting their member names.
+"""Unpacking what distros ship (.deb, .rpm, tarballs), through ksplice_pkg.unpack.
 
-A package or tarball is input from outside: a member named `../../etc/cron.d/x`, an absolute
-path, or a file written through a symlink that points out of the unpack directory would write
-outside the cache. Every member is checked before anything is written, tar members by tarfile's
-`data` filter (which also catches writes through symlinks), cpio members of RPMs by the same
-rules here. Absolute symlinks, normal in packages (`lib/modules/<release>/build ->
-/usr/src/...`), point into the system the package would be installed on, not into the unpack
-directory: they are left out rather than refused.
+A package or tarball is input from outside: every member is checked, and written, by
+unpack.SafeTree (no member outside the unpack directory, nothing written through a link, no
+device node, sizes capped). Absolute symlinks, normal in packages (`lib/modules/<release>/build
+-> /usr/src/...`), point into the system the package would be installed on, not into the
+unpack directory: they are left out rather than refused.
+
+Everything is streamed: a -dbg package is a gigabyte unpacked. zstd, which Python's standard
+library does not read before 3.14, goes through `zstd -dc` or `dpkg-deb --fsys-tarfile`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 
+from ksplice_pkg import unpack
 from ksplice_pkg.errors import CommandError, KspliceError
-from ksplice_pkg.log import logger
-from ksplice_pkg.run import run, run_text
+from ksplice_pkg.run import piped, run_text
+from ksplice_pkg.unpack import TarMember
 
 # Chooses the members to unpack, by their path relative to the archive's root ("usr/src/x").
 Wanted = Callable[[str], bool]
 
+# What one distro input may unpack to. The largest real ones are a Debian -dbg package (about
+# 1 GB unpacked), linux-source (1.5 GB) and Fedora's kernel-debuginfo (a few GB); 16 GiB leaves
+# room for their growth while a decompression bomb still stops long before the disk fills.
+DISTRO_MAX_TOTAL = 16 << 30
+# linux-source 6.x has about 90 000 members; ten times that leaves room, and bounds the memory
+# a crafted archive of empty members takes.
+DISTRO_MAX_MEMBERS = 1_000_000
 
-class EscapingMemberError(KspliceError):
-    """An archive member would land outside the directory it is unpacked into."""
-
-
-def _relative(name: str) -> str:
-    return name.removeprefix("./").lstrip("/") if name not in (".", "./") else ""
-
-
-def check_member_name(archive: Path, name: str) -> None:
-    """Refuse absolute names and `..` components: such a member means to write elsewhere."""
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or ".." in parts:
-        raise EscapingMemberError(
-            f"{archive} has a member that escapes the directory it is unpacked into: {name!r}",
-            hint="the archive is damaged or hostile; take it from the distribution's archive",
-        )
+_ZSTD = b"\x28\xb5\x2f\xfd"
 
 
-def unpack_tar(
-    archive: Path, dest: Path, *, data: IO[bytes] | None = None, wanted: Wanted | None = None
-) -> None:
-    """Unpack a tarball (any compression tarfile reads), or `data` read from `archive`."""
-
-    def check(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        check_member_name(archive, member.name)
-        if wanted is not None and not wanted(_relative(member.name)):
-            return None
-        if member.issym() and member.linkname.startswith("/"):
-            logger.debug("%s: leaving out the absolute symlink %s", archive, member.name)
-            return None
+@contextlib.contextmanager
+def _payload(path: Path, offset: int = 0) -> Iterator[IO[bytes]]:
+    """The compressed data of `path` from `offset`, zstd already decompressed by `zstd -dc`."""
+    with path.open("rb", buffering=0) as f:
+        f.seek(offset)
+        if os.pread(f.fileno(), len(_ZSTD), offset) != _ZSTD:
+            yield f
+            return
+        # The child reads from the shared file offset, set by the seek (unbuffered: no
+        # read-ahead has moved it).
         try:
-            return tarfile.data_filter(member, path)
-        except tarfile.FilterError as e:
-            raise EscapingMemberError(
-                f"{archive} has a member that escapes the directory it is unpacked into: "
-                f"{member.name!r} ({e})",
-                hint="the archive is damaged or hostile; take it from the distribution's archive",
+            with piped(["zstd", "-dc"], stdin=f) as stream:
+                yield stream
+        except CommandError as e:
+            raise unpack.ArchiveError(
+                f"{path}: not readable zstd data: {e.message}",
+                hint="the file is truncated or corrupt; download it again",
             ) from e
 
-    try:
-        # A stream is read once, in order ("r|*"): it may be a window onto a .deb.
-        with tarfile.open(
-            archive if data is None else None,
-            mode="r:*" if data is None else "r|*",
-            fileobj=data,
-        ) as tar:
-            tar.extractall(dest, filter=check)
-    except tarfile.TarError as e:
-        raise KspliceError(f"{archive} is not a readable tarball: {e}") from e
+
+def unpack_tar(archive: Path, dest: Path, wanted: Wanted | None = None) -> None:
+    """Unpack a tarball (uncompressed, gzip, xz, bzip2 or zstd) into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with _payload(archive) as data:
+        unpack.unpack_tar(
+            data,
+            dest,
+            str(archive),
+            max_total=DISTRO_MAX_TOTAL,
+            max_members=DISTRO_MAX_MEMBERS,
+            wanted=wanted,
+            skip_absolute_links=True,
+        )
 
 
 def deb_fields(deb: Path) -> dict[str, str]:
@@ -116,12 +112,28 @@ def _deb_data_member(deb: Path) -> tuple[str, int, int] | None:
 
 
 def unpack_deb(deb: Path, dest: Path, wanted: Wanted | None = None) -> None:
-    """Unpack a .deb's files; its data tarball is checked member by member here.
+    """Unpack a .deb's files into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with _deb_data(deb) as data:
+            unpack.unpack_tar(
+                data,
+                dest,
+                str(deb),
+                max_total=DISTRO_MAX_TOTAL,
+                max_members=DISTRO_MAX_MEMBERS,
+                wanted=wanted,
+                skip_absolute_links=True,
+            )
+    except CommandError as e:
+        raise KspliceError(f"{deb} is not a Debian package: {e.message}") from e
 
-    The tarball is streamed straight from the .deb when tarfile reads its compression (gzip,
-    xz, bzip2: a -dbg package is a gigabyte unpacked), else (zstd, as Ubuntu uses) dpkg-deb
-    decompresses it.
-    """
+
+@contextlib.contextmanager
+def _deb_data(deb: Path) -> Iterator[IO[bytes]]:
+    """A .deb's data tarball, streamed straight from the .deb when Python reads its
+    compression (gzip, xz, bzip2), else (zstd, as Ubuntu uses) from `dpkg-deb --fsys-tarfile`
+    through a pipe."""
     member = _deb_data_member(deb)
     if member is not None and member[0] in (
         "data.tar",
@@ -132,13 +144,10 @@ def unpack_deb(deb: Path, dest: Path, wanted: Wanted | None = None) -> None:
         _, offset, size = member
         with deb.open("rb") as f:
             f.seek(offset)
-            unpack_tar(deb, dest, data=io.BufferedReader(_Window(f, size)), wanted=wanted)
-        return
-    try:
-        data = run(["dpkg-deb", "--fsys-tarfile", deb]).stdout
-    except CommandError as e:
-        raise KspliceError(f"{deb} is not a Debian package: {e.message}") from e
-    unpack_tar(deb, dest, data=io.BytesIO(data), wanted=wanted)
+            yield io.BufferedReader(_Window(f, size))
+    else:
+        with piped(["dpkg-deb", "--fsys-tarfile", deb]) as data:
+            yield data
 
 
 class _Window(io.RawIOBase):
@@ -182,14 +191,19 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def rpm_header(rpm: Path) -> RpmHeader:
+def _rpm_open(rpm: Path) -> tuple[dict[str, object], int]:
+    """An RPM's header tags and where its payload starts."""
     import rpmfile
 
     try:
         with rpmfile.open(rpm) as r:
-            h = r.headers
+            return r.headers, int(r.data_offset)
     except Exception as e:  # rpmfile raises bare Exceptions on a bad lead or header
         raise KspliceError(f"{rpm} is not an RPM package: {e}") from e
+
+
+def rpm_header(rpm: Path) -> RpmHeader:
+    h, _ = _rpm_open(rpm)
     # A source RPM records no source RPM of its own; its lead type says so too.
     is_source = "sourcerpm" not in h or "sourcepackage" in h
     return RpmHeader(
@@ -201,49 +215,29 @@ def rpm_header(rpm: Path) -> RpmHeader:
     )
 
 
-def unpack_rpm(rpm: Path, dest: Path, wanted: Wanted | None = None) -> None:
-    """Unpack an RPM's payload (gzip, xz, bzip2 or zstd cpio) member by member."""
-    import rpmfile
+@contextlib.contextmanager
+def rpm_payload(rpm: Path) -> Iterator[Iterator[TarMember]]:
+    """The checked members of an RPM's payload (a gzip, xz, bzip2 or zstd cpio archive).
 
-    try:
-        with rpmfile.open(rpm) as r:
-            members = r.getmembers()
-            for member in members:
-                check_member_name(rpm, member.name)
-            root = dest.resolve()
-            for member in members:
-                name = _relative(member.name)
-                if not name or (wanted is not None and not wanted(name)):
-                    continue
-                target = dest / name
-                # A parent that is a symlink written earlier could lead outside dest.
-                if not target.parent.resolve().is_relative_to(root):
-                    raise EscapingMemberError(
-                        f"{rpm} has a member that escapes the directory it is unpacked into: "
-                        f"{member.name!r} (through a symlink)",
-                        hint="the package is damaged or hostile",
-                    )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                content = r.extractfile(member).read()
-                if member.issymlink:
-                    link = content.decode()
-                    if link.startswith("/"):
-                        continue  # points into the installed system, as in a .deb
-                    if not (target.parent / link).resolve().is_relative_to(root):
-                        raise EscapingMemberError(
-                            f"{rpm} has a symlink that points out of the unpack directory: "
-                            f"{member.name!r} -> {link!r}",
-                            hint="the package is damaged or hostile",
-                        )
-                    os.symlink(link, target)
-                else:
-                    target.write_bytes(content)
-                    target.chmod(0o755 if member.mode & 0o111 else 0o644)
-    except KspliceError:
-        raise
-    except Exception as e:  # rpmfile's and its decompressors' errors have no common base
-        hint = None
-        if "zstandard" in str(e):
-            # Fedora and RHEL 9+ compress payloads with zstd, which rpmfile reads through it.
-            hint = "install the zstandard Python module (pip install zstandard)"
-        raise KspliceError(f"cannot unpack {rpm}: {e}", hint=hint) from e
+    rpmfile finds where the payload starts; the cpio is read by unpack.iter_cpio, since
+    rpmfile gives neither the inode numbers that make hard links nor the file types that
+    tell a device node, and holds a zstd payload whole in memory.
+    """
+    with _payload(rpm, _rpm_open(rpm)[1]) as data:
+        yield unpack.iter_cpio(
+            data, str(rpm), max_total=DISTRO_MAX_TOTAL, max_members=DISTRO_MAX_MEMBERS
+        )
+
+
+def unpack_rpm(rpm: Path, dest: Path, wanted: Wanted | None = None) -> None:
+    """Unpack an RPM's files into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with rpm_payload(rpm) as members:
+        unpack.unpack(
+            members,
+            dest,
+            str(rpm),
+            max_total=DISTRO_MAX_TOTAL,
+            wanted=wanted,
+            skip_absolute_links=True,
+        )

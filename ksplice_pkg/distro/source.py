@@ -22,18 +22,18 @@ from pathlib import Path
 
 from ksplice_pkg.cache import cache_entry_lock, mark_used
 from ksplice_pkg.distro.archive import (
-    EscapingMemberError,
-    check_member_name,
+    DISTRO_MAX_TOTAL,
     deb_fields,
     rpm_header,
+    rpm_payload,
     unpack_deb,
-    unpack_rpm,
     unpack_tar,
 )
 from ksplice_pkg.errors import CommandError, InternalError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, sha256_file
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run
+from ksplice_pkg.unpack import ArchiveError, MemberKind, SafeTree
 
 _TARBALL_RE = re.compile(r"\.tar(\.(gz|xz|bz2|zst))?$")
 
@@ -228,8 +228,10 @@ def check_dsc(dsc_path: Path, keyring: Path | None) -> list[Path]:
     for entry in listed:
         name = entry["name"]
         if "/" in name or name in (".", ".."):
-            check_member_name(dsc_path, name)
-            raise EscapingMemberError(f"{dsc_path} lists a file outside its directory: {name!r}")
+            raise ArchiveError(
+                f"{dsc_path} lists a file outside its directory: {name!r}",
+                hint="the source package is damaged or hostile; download it again",
+            )
         path = dsc_path.parent / name
         files.append(path)
         if not path.is_file():
@@ -299,13 +301,20 @@ def _prepare_srpm(srpm: Path, dest: Path) -> None:
     """
     top = dest / "rpmbuild"
     sources = top / "SOURCES"
-    unpack_rpm(srpm, sources)
-    nested = [p for p in sources.rglob("*") if p.parent != sources]
-    if nested:
-        raise EscapingMemberError(
-            f"{srpm} has members in subdirectories ({nested[0].relative_to(sources)}): a source "
-            "RPM's payload is flat"
-        )
+    sources.mkdir(parents=True)
+    with rpm_payload(srpm) as members:
+        tree = SafeTree(sources, str(srpm), max_total=DISTRO_MAX_TOTAL)
+        for member in members:
+            # Checked before the member is written: rpmbuild is given files only, no
+            # directory or link of the package's making.
+            if member.kind is not MemberKind.FILE or "/" in member.name:
+                what = "in a subdirectory" if "/" in member.name else f"a {member.kind.value}"
+                raise ArchiveError(
+                    f"{srpm}: member {member.name!r} is {what}: a source RPM's payload is "
+                    "plain files, side by side",
+                    hint="the package is damaged or hostile, or not a source RPM",
+                )
+            tree.add(member)
     specs = sorted(sources.glob("*.spec"))
     if len(specs) != 1:
         raise KspliceError(f"{srpm} holds {len(specs)} spec files, not one")
