@@ -33,7 +33,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Protocol
 
-from ksplice_pkg.errors import InternalError, KspliceError
+from ksplice_pkg.errors import IntegrityError, InternalError, KspliceError
 from ksplice_pkg.log import logger
 
 __all__ = [
@@ -64,10 +64,10 @@ _CHUNK = 1 << 20
 _HINT = "the archive is damaged or hostile; take it again from where it was published"
 
 
-class ArchiveError(KspliceError):
-    """An archive is unreadable, or a member of it is unsafe to unpack (the message says which)."""
+class ArchiveError(IntegrityError):
+    """An archive is unreadable, or a member of it is unsafe to unpack (the message says which).
 
-    exit_code = 11
+    Exit status 11, as every IntegrityError."""
 
 
 class MemberKind(Enum):
