@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, Self
 
 from ksplice_pkg.errors import IntegrityError, InternalError, KspliceError
 from ksplice_pkg.log import logger
@@ -267,11 +267,12 @@ def _opened(source: Path | IO[bytes], origin: str) -> Iterator[IO[bytes]]:
         yield source
 
 
-class _MemberData(io.RawIOBase):
+class _MemberData:
     """A FILE member's data as the archive gives it: exactly `size` bytes, read errors turned
-    into ArchiveErrors, and unreadable once the iterator has moved on."""
+    into ArchiveErrors, and unreadable once the iterator has moved on. Each open() is a stream
+    of its own over it, whose close() leaves the archive as it is."""
 
-    def __init__(self, f: IO[bytes], origin: str, what: str, name: str, size: int) -> None:
+    def __init__(self, f: Readable, origin: str, what: str, name: str, size: int) -> None:
         self._f = f
         self._origin = origin
         self._what = what
@@ -279,29 +280,26 @@ class _MemberData(io.RawIOBase):
         self.left = size
         self.stale = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def read(self, size: int = -1, /) -> bytes:
         if self.stale:
             raise InternalError(f"{self._name}: its data read after the next member")
+        n = self.left if size < 0 else min(size, self.left)
         with _reading(self._origin, self._what):
-            data = self._f.read(min(len(buffer), self.left))
-        if not data and self.left:
+            data = self._f.read(n)
+        if n and not data:
             raise member_error(self._origin, self._name, "is cut short: the archive is truncated")
         self.left -= len(data)
-        buffer[: len(data)] = data
-        return len(data)
+        return data
 
     def opener(self) -> Callable[[], IO[bytes]]:
         def reader() -> IO[bytes]:
-            return io.BufferedReader(self, buffer_size=_CHUNK)
+            return io.BufferedReader(_Raw(self), buffer_size=_CHUNK)
 
         return reader
 
     def skip(self) -> None:
-        while self.left and self.read(_CHUNK):
-            pass
+        while self.left:
+            self.read(_CHUNK)
         self.stale = True
 
 
@@ -439,7 +437,31 @@ def iter_tar(
                 budget.drain()
 
 
+class _TornTar(tarfile.ReadError):
+    pass
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Headers read as tarfile reads them, except that past the first member tarfile ends the
+    archive quietly where a header is missing, cut short or damaged: a tarball truncated or
+    damaged there would unpack as a part of itself. Only the end-of-archive marker ends it."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        if len(buf) == 0:
+            raise _TornTar("it ends before its end-of-archive marker")
+        if len(buf) != tarfile.BLOCKSIZE:
+            raise _TornTar("it ends in the middle of a header")
+        if buf.count(0) == tarfile.BLOCKSIZE:
+            return super().frombuf(buf, encoding, errors)  # the end marker, as tarfile wants it
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as e:
+            raise _TornTar(f"a damaged header ({e})") from e
+
+
 class _StreamTar(tarfile.TarFile):
+    tarinfo = _StrictTarInfo
     # Declared for mypy (typeshed leaves it out): in stream mode tarfile keeps every TarInfo
     # in it, a million of them for a big tree, and nothing here looks one up again.
     members: list[tarfile.TarInfo]

@@ -65,6 +65,9 @@ def deb(
     files: dict[str, bytes],
     arch: str = "amd64",
     version: str = DEB_VERSION,
+    *,
+    symlinks: dict[str, str] | None = None,
+    compression: str = "gzip",
 ) -> Path:
     root = where / f"{package}-root"
     (root / "DEBIAN").mkdir(parents=True)
@@ -75,8 +78,11 @@ def deb(
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
+    for name, target in (symlinks or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(target)
     out = where / f"{package}_{version}_{arch}.deb"
-    run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-b", root, out])
+    run(["dpkg-deb", "--root-owner-group", f"-Z{compression}", "-b", root, out])
     return out
 
 
