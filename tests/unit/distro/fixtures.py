@@ -197,10 +197,17 @@ def binary_rpm(
     files: dict[str, bytes],
     target: str = "x86_64",
     symlinks: dict[str, str] | None = None,
+    *,
+    hardlinks: dict[str, str] | None = None,
+    devices: list[str] | None = None,
+    payload_compression: str | None = None,
 ) -> Path:
-    """A binary RPM (rpmbuild -bb) holding these files and symlinks, for `target`."""
+    """A binary RPM (rpmbuild -bb) holding these files and symlinks, for `target`; also hard
+    links (name -> a file above), character devices (%dev, made by rpm without mknod), and
+    the payload compressed as asked (_binary_payload: "w19.zstdio", "w9.gzdio", ...)."""
     where.mkdir(parents=True, exist_ok=True)
     payload = where / f"{name}-payload"
+    payload.mkdir()
     for path, data in files.items():
         (payload / path).parent.mkdir(parents=True, exist_ok=True)
         (payload / path).write_bytes(data)
@@ -208,7 +215,10 @@ def binary_rpm(
     for link, points_to in (symlinks or {}).items():
         install.append(f"mkdir -p %{{buildroot}}/{Path(link).parent}")
         install.append(f"ln -s {points_to} %{{buildroot}}/{link}")
-    listed = [f"/{p}" for p in files] + [f"/{p}" for p in symlinks or {}]
+    for link, original in (hardlinks or {}).items():
+        install.append(f"ln %{{buildroot}}/{original} %{{buildroot}}/{link}")
+    listed = [f"/{p}" for p in [*files, *(symlinks or {}), *(hardlinks or {})]]
+    listed += [f"%dev(c, 1, 3) /{p}" for p in devices or []]
     spec = where / f"{name}.spec"
     spec.write_text(
         f"Name: {name}\nVersion: {VERSION}\nRelease: 1.fc39\nSummary: stand-in\n"
@@ -231,6 +241,11 @@ def binary_rpm(
             "__os_install_post %{nil}",
             "--define",
             "debug_package %{nil}",
+            *(
+                ["--define", f"_binary_payload {payload_compression}"]
+                if payload_compression
+                else []
+            ),
             spec,
         ]
     )
