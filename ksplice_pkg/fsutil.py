@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ksplice_pkg.errors import KspliceError
 
@@ -83,6 +83,26 @@ def make_dirs(path: Path, mode: int = 0o755) -> Path:
             directory.mkdir(mode)
             directory.chmod(mode)
     return path
+
+
+class Readable(Protocol):
+    """What a byte stream needs to be read from: a file, a pipe, a decompressor."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def copy_at_most(src: Readable, dst: BinaryIO, limit: int) -> bool:
+    """Copy `src` to `dst` in chunks; False, with `limit` bytes copied, if src holds more: a
+    stream from outside (a decompressor, a command's output) is never held whole in memory,
+    nor copied without end."""
+    left = limit
+    while chunk := src.read(min(left + 1, 1 << 20)):
+        if len(chunk) > left:
+            dst.write(chunk[:left])
+            return False
+        dst.write(chunk)
+        left -= len(chunk)
+    return True
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO, Protocol, Self
+from typing import IO, Self
 
 from ksplice_pkg.errors import IntegrityError, InternalError, KspliceError
+from ksplice_pkg.fsutil import Readable
 from ksplice_pkg.log import logger
 
 __all__ = [
@@ -169,10 +170,6 @@ def check_symlink_target(origin: str, name: str, target: str) -> None:
         raise member_error(origin, name, "is a symlink to nothing")
     if len(target.encode(errors="surrogateescape")) >= PATH_MAX:
         raise member_error(origin, name, f"is a symlink with a target of {PATH_MAX} bytes or more")
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class _Budget(io.RawIOBase):

@@ -13,9 +13,11 @@ rest of the pipeline sees the same TargetFiles as with a config directory.
 
 from __future__ import annotations
 
+import gzip
 import lzma
 import platform
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +35,10 @@ from ksplice_pkg.distro.source import (
     upstream_version,
 )
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.fsutil import atomic_directory, atomic_write, sha256_file
+from ksplice_pkg.fsutil import atomic_directory, atomic_output, copy_at_most, sha256_file
 from ksplice_pkg.log import step
-from ksplice_pkg.run import run
+from ksplice_pkg.run import piped
+from ksplice_pkg.unpack import ArchiveError
 
 # The names each packaging gives this machine's architecture: the update is compiled here, with
 # this machine's compiler, so the target must be of the same architecture.
@@ -166,18 +169,32 @@ def _kernel_pieces(root: Path, found: _Found, package: Path) -> None:
         found.system_map = system_map
 
 
-def _decompressed(path: Path) -> Path:
-    if path.suffix == ".xz":
-        out = path.with_suffix("")
-        atomic_write(out, lzma.decompress(path.read_bytes()))
-        return out
-    if path.suffix == ".gz":
-        import gzip
+# Module.symvers has a line per exported symbol, 2 MB for a distro kernel: far more is not one.
+_MAX_SYMVERS = 256 << 20
 
-        out = path.with_suffix("")
-        atomic_write(out, gzip.decompress(path.read_bytes()))
-        return out
-    return path
+
+def _decompressed(path: Path) -> Path:
+    """symvers.xz or symvers.gz of a kernel package, decompressed beside it (streamed, capped:
+    the package is input from outside)."""
+    if path.suffix not in (".xz", ".gz"):
+        return path
+    out = path.with_suffix("")
+    try:
+        with (
+            lzma.open(path) if path.suffix == ".xz" else gzip.open(path) as src,
+            atomic_output(out) as dst,
+        ):
+            if not copy_at_most(src, dst, _MAX_SYMVERS):
+                raise ArchiveError(
+                    f"{path} decompresses to more than {_MAX_SYMVERS} bytes: not a Module.symvers",
+                    hint="the package is damaged or hostile; take it again from the distribution",
+                )
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise ArchiveError(
+            f"{path}: not readable {path.suffix[1:]} data: {e}",
+            hint="the package is damaged; take it again from the distribution",
+        ) from e
+    return out
 
 
 def is_real_symbol_map(path: Path) -> bool:
@@ -231,7 +248,9 @@ def _debug_symbol_map(package: Path, cache: Path, release: str | None) -> Path |
         return None
     out = root / "System.map.nm"
     if not out.is_file():
-        atomic_write(out, run(["nm", "-n", vmlinuxes[0]]).stdout)
+        # Streamed: the symbol table of a debug vmlinux from outside has no size of its own.
+        with atomic_output(out) as dst, piped(["nm", "-n", vmlinuxes[0]]) as nm:
+            shutil.copyfileobj(nm, dst)
     return out
 
 

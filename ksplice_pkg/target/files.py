@@ -4,6 +4,7 @@ with single files overridable on the command line."""
 
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,18 +68,22 @@ def check_release(release: str, origin: str) -> str:
 
 def version_string(binary: Path) -> str | None:
     """The `uname -r` of a bzImage (its header's kernel_version) or a vmlinux."""
+    # Mapped, not read: a vmlinux from a -dbg package is hundreds of MB.
     try:
-        data = binary.read_bytes()
+        with binary.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            # bzImage: "HdrS" at 0x202, and a pointer (minus 0x200) to the version string at
+            # 0x20e.
+            if data[0x202:0x206] == b"HdrS":
+                offset = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+                end = data.find(b"\0", offset)
+                text = data[offset:end].decode(errors="replace")
+                return text.split()[0] if text else None
+            m = re.search(rb"Linux version (\S+) \(", data)
+            return m[1].decode() if m else None
+    except ValueError:  # mmap of an empty file
+        return None
     except OSError as e:
         raise KspliceError(f"cannot read the kernel image {binary}: {e.strerror}") from e
-    # bzImage: "HdrS" at 0x202, and a pointer (minus 0x200) to the version string at 0x20e.
-    if data[0x202:0x206] == b"HdrS":
-        offset = int.from_bytes(data[0x20E:0x210], "little") + 0x200
-        end = data.find(b"\0", offset)
-        text = data[offset:end].decode(errors="replace")
-        return text.split()[0] if text else None
-    m = re.search(rb"Linux version (\S+) \(", data)
-    return m[1].decode() if m else None
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from pathlib import Path
 from ksplice_pkg.cache import mark_used
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import CommandError, KspliceError
-from ksplice_pkg.fsutil import atomic_write, sha256_file
+from ksplice_pkg.fsutil import atomic_output, copy_at_most, sha256_file
 from ksplice_pkg.log import step
-from ksplice_pkg.run import run
+from ksplice_pkg.run import piped
 
 ELF_MAGIC = b"\x7fELF"
+_MAX_VMLINUX = 2 << 30
 
 
 def open_vmlinux(path: Path, source_tree: Path | None, cache: Path) -> Vmlinux:
@@ -46,18 +47,27 @@ def _extract(vmlinuz: Path, source_tree: Path | None, cache: Path) -> Path:
         "Debian's kernels are LZ4-compressed: install lz4 (scripts/setup does), and check "
         "that the file is a kernel image"
     )
-    with step(f"extracting vmlinux from {vmlinuz}"):
-        try:
-            proc = run(["sh", script, vmlinuz])
-        except CommandError as e:
-            # extract-vmlinux hides the decompressors' errors, a missing one included.
-            raise KspliceError(
-                f"could not extract vmlinux from {vmlinuz}: {e.message}", hint=hint
-            ) from e
-    if not proc.stdout.startswith(ELF_MAGIC):
-        raise KspliceError(f"no vmlinux found inside {vmlinuz}", hint=hint)
     try:
-        atomic_write(cached, proc.stdout)
+        with (
+            step(f"extracting vmlinux from {vmlinuz}"),
+            atomic_output(cached) as out,
+            piped(["sh", script, vmlinuz]) as extracted,
+        ):
+            if extracted.read(len(ELF_MAGIC)) != ELF_MAGIC:
+                raise KspliceError(f"no vmlinux found inside {vmlinuz}", hint=hint)
+            out.write(ELF_MAGIC)
+            # Streamed and capped: the image comes from outside and decompresses to what it
+            # likes, where a vmlinux without debug info (all a vmlinuz holds) is tens of MB.
+            if not copy_at_most(extracted, out, _MAX_VMLINUX):
+                raise KspliceError(
+                    f"{vmlinuz} decompresses to more than {_MAX_VMLINUX} bytes: not a kernel",
+                    hint=hint,
+                )
+    except CommandError as e:
+        # extract-vmlinux hides the decompressors' errors, a missing one included.
+        raise KspliceError(
+            f"could not extract vmlinux from {vmlinuz}: {e.message}", hint=hint
+        ) from e
     except OSError as e:
         raise KspliceError(
             f"cannot save the vmlinux extracted from {vmlinuz} as {cached}: {e.strerror}",

@@ -4,6 +4,8 @@ architecture or version refused naming both, and a .config that does not match t
 
 from __future__ import annotations
 
+import gzip
+import lzma
 from pathlib import Path
 
 import pytest
@@ -264,3 +266,23 @@ def test_build_refuses_a_dsc_with_a_missing_file_and_writes_nothing(tmp_path: Pa
     assert not (tmp_path / "cache" / "sources").exists() or not [
         p for p in (tmp_path / "cache" / "sources").iterdir() if p.is_dir()
     ]
+
+
+def test_compressed_symvers_is_streamed_capped_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ksplice_pkg.distro import kernelpkg
+
+    monkeypatch.setattr(kernelpkg, "_MAX_SYMVERS", 1000)
+    bomb = tmp_path / "bomb" / "symvers.xz"
+    bomb.parent.mkdir()
+    bomb.write_bytes(lzma.compress(b"0" * 10_000))
+    with pytest.raises(ArchiveError, match="more than 1000 bytes"):
+        kernelpkg._decompressed(bomb)
+    assert sorted(p.name for p in bomb.parent.iterdir()) == ["symvers.xz"]
+    damaged = tmp_path / "damaged" / "symvers.gz"
+    damaged.parent.mkdir()
+    damaged.write_bytes(gzip.compress(fixtures.SYMVERS)[:-12])
+    with pytest.raises(ArchiveError, match="not readable gz data"):
+        kernelpkg._decompressed(damaged)
+    assert sorted(p.name for p in damaged.parent.iterdir()) == ["symvers.gz"]
