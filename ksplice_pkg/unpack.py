@@ -103,13 +103,13 @@ class TarMember:
         return self._reader()
 
 
-def member_error(origin: str, name: str, why: str) -> ArchiveError:
+def _member_error(origin: str, name: str, why: str) -> ArchiveError:
     return ArchiveError(f"{origin}: member {name!r} {why}", hint=_HINT)
 
 
 def _unreadable(origin: str, what: str, e: BaseException) -> ArchiveError:
     return ArchiveError(
-        f"{origin}: not a readable {what}: {e or type(e).__name__}",
+        f"{origin}: not a readable {what}: {str(e) or type(e).__name__}",
         hint="the file is truncated or corrupt; download it again",
     )
 
@@ -138,38 +138,38 @@ def _reading(origin: str, what: str) -> Iterator[None]:
         raise _unreadable(origin, what, e) from e
 
 
-def check_chars(origin: str, name: str, text: str) -> None:
+def _check_chars(origin: str, name: str, text: str) -> None:
     """NUL and control characters: no archive means them, and a terminal shows them as lies."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        raise member_error(origin, name, "has a control character in its name or link target")
+        raise _member_error(origin, name, "has a control character in its name or link target")
 
 
-def normalise(origin: str, name: str) -> str:
+def _normalise(origin: str, name: str) -> str:
     """The relative POSIX path a member name means; refuses names that mean to leave the tree.
 
     "" for the archive's root (".", "./"), which every .deb lists first.
     """
-    check_chars(origin, name, name)
+    _check_chars(origin, name, name)
     if not name:
-        raise member_error(origin, name, "has an empty name")
+        raise _member_error(origin, name, "has an empty name")
     if name.startswith("/"):
-        raise member_error(origin, name, "has an absolute name")
+        raise _member_error(origin, name, "has an absolute name")
     if len(name.encode(errors="surrogateescape")) >= PATH_MAX:
-        raise member_error(origin, name[:80] + "...", f"has a name of {PATH_MAX} bytes or more")
+        raise _member_error(origin, name[:80] + "...", f"has a name of {PATH_MAX} bytes or more")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise member_error(origin, name, "has a '..' component")
+        raise _member_error(origin, name, "has a '..' component")
     if any(len(p.encode(errors="surrogateescape")) > NAME_MAX for p in parts):
-        raise member_error(origin, name, f"has a component longer than {NAME_MAX} bytes")
+        raise _member_error(origin, name, f"has a component longer than {NAME_MAX} bytes")
     return "/".join(parts)
 
 
-def check_symlink_target(origin: str, name: str, target: str) -> None:
-    check_chars(origin, name, target)
+def _check_symlink_target(origin: str, name: str, target: str) -> None:
+    _check_chars(origin, name, target)
     if not target:
-        raise member_error(origin, name, "is a symlink to nothing")
+        raise _member_error(origin, name, "is a symlink to nothing")
     if len(target.encode(errors="surrogateescape")) >= PATH_MAX:
-        raise member_error(origin, name, f"is a symlink with a target of {PATH_MAX} bytes or more")
+        raise _member_error(origin, name, f"is a symlink with a target of {PATH_MAX} bytes or more")
 
 
 class _Budget(io.RawIOBase):
@@ -219,7 +219,7 @@ _BZIP2 = b"BZh"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
 
-def decompressed(raw: Readable, origin: str) -> Readable:
+def _decompressed(raw: Readable, origin: str) -> Readable:
     """`raw` decompressed as its magic says (gzip, xz, bzip2), or `raw` itself; read once."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_Raw(raw))
     with _reading(origin, "archive"):
@@ -284,7 +284,7 @@ class _MemberData:
         with _reading(self._origin, self._what):
             data = self._f.read(n)
         if n and not data:
-            raise member_error(self._origin, self._name, "is cut short: the archive is truncated")
+            raise _member_error(self._origin, self._name, "is cut short: the archive is truncated")
         self.left -= len(data)
         return data
 
@@ -314,7 +314,7 @@ def _tar_kind(origin: str, info: tarfile.TarInfo) -> MemberKind:
         tarfile.BLKTYPE: "a block device",
         tarfile.FIFOTYPE: "a FIFO",
     }.get(info.type, f"of tar type {info.type!r}")
-    raise member_error(origin, info.name, f"is {what}, not a file, directory or link")
+    raise _member_error(origin, info.name, f"is {what}, not a file, directory or link")
 
 
 class _Limits:
@@ -357,21 +357,21 @@ def _member(
     reader: Callable[[], IO[bytes]] | None,
 ) -> TarMember | None:
     """A checked member, or None for the archive's root directory."""
-    name = normalise(origin, raw_name)
+    name = _normalise(origin, raw_name)
     if not name:
         if kind is not MemberKind.DIR:
-            raise member_error(origin, raw_name, "has an empty name")
+            raise _member_error(origin, raw_name, "has an empty name")
         return None
     if kind is MemberKind.SYMLINK:
-        check_symlink_target(origin, name, linkname)
+        _check_symlink_target(origin, name, linkname)
     elif kind is MemberKind.HARDLINK:
         # A hard link names another member: the same rules hold for its name.
         try:
-            target = normalise(origin, linkname)
+            target = _normalise(origin, linkname)
         except ArchiveError:
             target = ""
         if not target:
-            raise member_error(origin, name, f"is a hard link to {linkname!r}, not to a member")
+            raise _member_error(origin, name, f"is a hard link to {linkname!r}, not to a member")
         linkname = target
     is_file = kind is MemberKind.FILE
     return TarMember(
@@ -397,7 +397,7 @@ def iter_tar(
     """
     limits = _Limits(origin, max_total, max_members)
     with _opened(source, origin) as raw:
-        budget = _Budget(decompressed(raw, origin), origin, limits.stream_bytes())
+        budget = _Budget(_decompressed(raw, origin), origin, limits.stream_bytes())
         with _open_tar(budget, origin) as tar:
             while True:
                 budget.phase = _MAX_HEADER_BYTES
@@ -557,7 +557,7 @@ def _cpio_kind(origin: str, name: str, mode: int) -> MemberKind:
         stat.S_IFIFO: "a FIFO",
         stat.S_IFSOCK: "a socket",
     }.get(fmt, f"of file type {fmt:o}")
-    raise member_error(origin, name, f"is {what}, not a file, directory or link")
+    raise _member_error(origin, name, f"is {what}, not a file, directory or link")
 
 
 def _links(origin: str, names: list[str], target: str, mode: int) -> Iterator[TarMember]:
@@ -579,7 +579,7 @@ def iter_cpio(
     written: dict[tuple[int, int, int], str] = {}
     waiting: dict[tuple[int, int, int], list[str]] = {}
     with _opened(source, origin) as raw:
-        cpio = _Cpio(_Budget(decompressed(raw, origin), origin, limits.stream_bytes()), origin)
+        cpio = _Cpio(_Budget(_decompressed(raw, origin), origin, limits.stream_bytes()), origin)
         while (entry := cpio.entry()) is not None:
             name, mode, size = entry.name, entry.mode, entry.size
             kind = _cpio_kind(origin, name, mode)
@@ -587,16 +587,16 @@ def iter_cpio(
             linked = kind is MemberKind.FILE and entry.nlink > 1
             if kind is MemberKind.SYMLINK:
                 if size >= PATH_MAX:
-                    raise member_error(origin, name, f"is a symlink of {size} bytes")
+                    raise _member_error(origin, name, f"is a symlink of {size} bytes")
                 target = os.fsdecode(cpio.read(size))
                 yield from _some(_member(origin, name, kind, 0, mode, target, entry.mtime, None))
             elif kind is MemberKind.DIR:
                 if size:
-                    raise member_error(origin, name, "is a directory with data")
+                    raise _member_error(origin, name, "is a directory with data")
                 yield from _some(_member(origin, name, kind, 0, mode, "", entry.mtime, None))
             elif linked and entry.inode in written:
                 if size:
-                    raise member_error(origin, name, "gives again the data of a hard-linked file")
+                    raise _member_error(origin, name, "gives again the data of a hard-linked file")
                 yield from _links(origin, [name], written[entry.inode], mode)
             elif linked and not size:
                 waiting.setdefault(entry.inode, []).append(name)
@@ -708,12 +708,12 @@ class SafeTree:
                 while left:
                     chunk = data.read(min(left, _CHUNK))
                     if not chunk:
-                        raise member_error(self.origin, name, "is cut short")
+                        raise _member_error(self.origin, name, "is cut short")
                     out.write(chunk)
                     left -= len(chunk)
                     self.written += len(chunk)
                 if data.read(1):
-                    raise member_error(self.origin, name, f"has more than its {size} bytes")
+                    raise _member_error(self.origin, name, f"has more than its {size} bytes")
                 out.flush()
                 os.fchmod(fd, 0o755 if mode & 0o111 else 0o644)
                 # kbuild compares mtimes: a headers tree whose files all had the time they
@@ -724,10 +724,10 @@ class SafeTree:
 
     def add_symlink(self, name: str, target: str) -> None:
         name = self._name(name)
-        check_symlink_target(self.origin, name, target)
+        _check_symlink_target(self.origin, name, target)
         if target.startswith("/"):
             if not self.skip_absolute_links:
-                raise member_error(
+                raise _member_error(
                     self.origin, name, f"is a symlink to an absolute path {target!r}"
                 )
             logger.debug("%s: leaving out the absolute symlink %s -> %s", self.origin, name, target)
@@ -744,7 +744,7 @@ class SafeTree:
     def add_hardlink(self, name: str, target: str) -> None:
         name, target = self._name(name), self._name(target)
         if target not in self._files:
-            raise member_error(
+            raise _member_error(
                 self.origin, name, f"is a hard link to {target!r}, not to a file unpacked before it"
             )
         with (
@@ -762,13 +762,13 @@ class SafeTree:
         self._files.add(name)
 
     def _name(self, name: str) -> str:
-        normal = normalise(self.origin, name)
+        normal = _normalise(self.origin, name)
         if not normal:
-            raise member_error(self.origin, name, "has an empty name")
+            raise _member_error(self.origin, name, "has an empty name")
         return normal
 
     def _replaces(self, name: str) -> ArchiveError:
-        return member_error(self.origin, name, "replaces another member, or what was there before")
+        return _member_error(self.origin, name, "replaces another member, or what was there before")
 
     @contextlib.contextmanager
     def _parent(self, name: str, *, create: bool = True) -> Iterator[tuple[int, str]]:
@@ -798,7 +798,7 @@ class SafeTree:
         try:
             return os.open(part, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
-            raise member_error(
+            raise _member_error(
                 self.origin, name, f"is a hard link through {path!r}, which is not unpacked"
             ) from None
         except OSError as e:
@@ -806,7 +806,7 @@ class SafeTree:
                 raise
             if path == name:
                 raise self._replaces(name) from None
-            raise member_error(
+            raise _member_error(
                 self.origin, name, f"would be written through {path!r}, a symlink or a file"
             ) from None
 
@@ -818,14 +818,14 @@ class SafeTree:
         finally:
             walk.close()
         if walk.hops > _MAX_HOPS:
-            raise member_error(
+            raise _member_error(
                 self.origin,
                 added,
                 f"makes {link!r} -> {target!r} a loop or a chain of more than {_MAX_HOPS} symlinks",
             )
         if escapes:
             because = "" if added == link else f" once {added!r} is a symlink"
-            raise member_error(
+            raise _member_error(
                 self.origin,
                 link,
                 f"is a symlink to {target!r}, which leads out of the unpacked tree{because}",
