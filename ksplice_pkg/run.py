@@ -82,6 +82,36 @@ def terminate_children() -> None:
         _signal_group(pid, signal.SIGTERM)
 
 
+def _start(
+    argv: list[str],
+    *,
+    cwd: StrPath | None,
+    env: Mapping[str, str] | None,
+    stdin: int | IO[bytes],
+    stderr: int | IO[bytes],
+) -> subprocess.Popen[bytes]:
+    """Start argv in a session of its own, its stdout a pipe, registered in _live (which the
+    caller leaves once it is done with it)."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=clean_env(env),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        raise CommandError(
+            f"command not found: {argv[0]}",
+            hint="install the package that provides it (the README's set-up command does)",
+        ) from e
+    with _live_lock:
+        _live.add(proc.pid)
+    return proc
+
+
 def run(
     cmd: Sequence[StrPath],
     *,
@@ -95,23 +125,8 @@ def run(
     argv = [os.fspath(a) for a in cmd]
     where = f" (in {cwd})" if cwd else ""
     logger.debug("$ %s%s", shlex.join(argv), where)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=clean_env(env),
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError as e:
-        raise CommandError(
-            f"command not found: {argv[0]}",
-            hint="install the package that provides it (the README's set-up command does)",
-        ) from e
-    with _live_lock:
-        _live.add(proc.pid)
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    proc = _start(argv, cwd=cwd, env=env, stdin=stdin, stderr=subprocess.PIPE)
     try:
         stdout, stderr = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as e:
@@ -164,23 +179,13 @@ def piped(
     where = f" (in {cwd})" if cwd else ""
     logger.debug("$ %s%s", shlex.join(argv), where)
     with tempfile.TemporaryFile() as stderr:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=clean_env(),
-                stdin=subprocess.DEVNULL if stdin is None else stdin,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        except FileNotFoundError as e:
-            raise CommandError(
-                f"command not found: {argv[0]}",
-                hint="install the package that provides it (the README's set-up command does)",
-            ) from e
-        with _live_lock:
-            _live.add(proc.pid)
+        proc = _start(
+            argv,
+            cwd=cwd,
+            env=None,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stderr=stderr,
+        )
         try:
             if proc.stdout is None:  # stdout=PIPE always gives one
                 raise InternalError(f"no stdout pipe for {argv[0]}")

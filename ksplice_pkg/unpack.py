@@ -45,7 +45,6 @@ __all__ = [
     "iter_cpio",
     "iter_tar",
     "unpack",
-    "unpack_cpio",
     "unpack_tar",
 ]
 
@@ -936,28 +935,6 @@ def unpack_tar(
 ) -> None:
     """Unpack a tarball into `dest`, an existing directory: iter_tar into a SafeTree."""
     members = iter_tar(source, origin, max_total=max_total, max_members=max_members)
-    unpack(
-        members,
-        dest,
-        origin,
-        max_total=max_total,
-        wanted=wanted,
-        skip_absolute_links=skip_absolute_links,
-    )
-
-
-def unpack_cpio(
-    source: Path | IO[bytes],
-    dest: Path,
-    origin: str,
-    *,
-    max_total: int,
-    max_members: int = 100_000,
-    wanted: Callable[[str], bool] | None = None,
-    skip_absolute_links: bool = False,
-) -> None:
-    """Unpack a newc cpio archive into `dest`, an existing directory, as unpack_tar does."""
-    members = iter_cpio(source, origin, max_total=max_total, max_members=max_members)
     unpack(
         members,
         dest,

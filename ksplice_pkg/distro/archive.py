@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -59,19 +59,28 @@ def _payload(path: Path, offset: int = 0) -> Iterator[IO[bytes]]:
             ) from e
 
 
+def _write(members: Iterable[TarMember], dest: Path, origin: Path, wanted: Wanted | None) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    unpack.unpack(
+        members,
+        dest,
+        str(origin),
+        max_total=DISTRO_MAX_TOTAL,
+        wanted=wanted,
+        skip_absolute_links=True,
+    )
+
+
+def _tar_members(data: IO[bytes], origin: Path) -> Iterator[TarMember]:
+    return unpack.iter_tar(
+        data, str(origin), max_total=DISTRO_MAX_TOTAL, max_members=DISTRO_MAX_MEMBERS
+    )
+
+
 def unpack_tar(archive: Path, dest: Path, wanted: Wanted | None = None) -> None:
     """Unpack a tarball (uncompressed, gzip, xz, bzip2 or zstd) into dest."""
-    dest.mkdir(parents=True, exist_ok=True)
     with _payload(archive) as data:
-        unpack.unpack_tar(
-            data,
-            dest,
-            str(archive),
-            max_total=DISTRO_MAX_TOTAL,
-            max_members=DISTRO_MAX_MEMBERS,
-            wanted=wanted,
-            skip_absolute_links=True,
-        )
+        _write(_tar_members(data, archive), dest, archive, wanted)
 
 
 def deb_fields(deb: Path) -> dict[str, str]:
@@ -113,18 +122,9 @@ def _deb_data_member(deb: Path) -> tuple[str, int, int] | None:
 
 def unpack_deb(deb: Path, dest: Path, wanted: Wanted | None = None) -> None:
     """Unpack a .deb's files into dest."""
-    dest.mkdir(parents=True, exist_ok=True)
     try:
         with _deb_data(deb) as data:
-            unpack.unpack_tar(
-                data,
-                dest,
-                str(deb),
-                max_total=DISTRO_MAX_TOTAL,
-                max_members=DISTRO_MAX_MEMBERS,
-                wanted=wanted,
-                skip_absolute_links=True,
-            )
+            _write(_tar_members(data, deb), dest, deb, wanted)
     except CommandError as e:
         raise KspliceError(f"{deb} is not a Debian package: {e.message}") from e
 
@@ -231,13 +231,5 @@ def rpm_payload(rpm: Path) -> Iterator[Iterator[TarMember]]:
 
 def unpack_rpm(rpm: Path, dest: Path, wanted: Wanted | None = None) -> None:
     """Unpack an RPM's files into dest."""
-    dest.mkdir(parents=True, exist_ok=True)
     with rpm_payload(rpm) as members:
-        unpack.unpack(
-            members,
-            dest,
-            str(rpm),
-            max_total=DISTRO_MAX_TOTAL,
-            wanted=wanted,
-            skip_absolute_links=True,
-        )
+        _write(members, dest, rpm, wanted)

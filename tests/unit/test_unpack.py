@@ -21,7 +21,7 @@ from ksplice_pkg.unpack import (
     SafeTree,
     iter_cpio,
     iter_tar,
-    unpack_cpio,
+    unpack,
     unpack_tar,
 )
 from tests.unit.archives import (
@@ -328,7 +328,8 @@ def test_member_data_is_read_while_iterating_only() -> None:
 
 
 def _unpack_cpio(box: Box, entries: list[Entry]) -> None:
-    unpack_cpio(io.BytesIO(cpio_bytes(entries)), box.dest, "p.cpio", max_total=MB)
+    members = iter_cpio(io.BytesIO(cpio_bytes(entries)), "p.cpio", max_total=MB)
+    unpack(members, box.dest, "p.cpio", max_total=MB)
 
 
 def test_cpio_files_links_and_hard_links(box: Box) -> None:
