@@ -137,7 +137,8 @@ def run(
             + (f"; its output ended with:\n{_tail(out.decode(errors='replace'))}" if out else "")
         ) from e
     except BaseException:
-        # ^C, SIGTERM (see cli.py) or an error in this process: nothing it started outlives it.
+        # ^C, SIGTERM (see boundary.py) or an error in this process: nothing it started outlives
+        # it.
         _stop_group(proc)
         raise
     finally:

@@ -146,9 +146,6 @@ class ElfObject:
                 return s
         return None
 
-    def symbols_in(self, index: int) -> list[Symbol]:
-        return [s for s in self.symbols if s.shndx == index and s.type != STT_SECTION]
-
     def symbol_named(self, name: str) -> Symbol | None:
         for s in self.symbols:
             if s.name == name:

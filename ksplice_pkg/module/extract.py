@@ -48,7 +48,6 @@ from ksplice_pkg.elf.query import (
     section_relative,
 )
 from ksplice_pkg.errors import InternalError, RefusedError
-from ksplice_pkg.module.klp import KLP_SYM_PREFIX
 from ksplice_pkg.module.special import PARALLEL
 
 
@@ -74,7 +73,6 @@ class PatchedFunction:
 class Extracted:
     obj: ElfObject
     patched: list[PatchedFunction] = field(default_factory=list)
-    klp_symbols: list[str] = field(default_factory=list)
     # The patch author's callbacks (<ksplice/hooks.h>): (kind, global symbol of the pointer).
     hooks: list[tuple[str, str]] = field(default_factory=list)
 
@@ -110,7 +108,7 @@ class _Builder:
         self.sections: list[Section] = [Section("", 0, 0, b"")]
         self.locals: list[Symbol] = [Symbol("", 0, 0, 0, 0, 0)]
         self.globals: list[Symbol] = []
-        # (post section, start) -> (out section, size); post symbol index -> out symbol key
+        # (post section, start of the piece) -> the out section it was copied into
         self.copied: dict[tuple[int, int], int] = {}
         self.section_sym: dict[int, int] = {}  # out section -> local symbol position
         self.external: dict[str, int] = {}  # global name -> position in globals
@@ -365,9 +363,7 @@ def extract(
     hooks = _carry_hooks(b, unit_tag)
     b.flush()
     b.carry_special_sections(entry_sizes)
-    obj = b.finish()
-    klp = sorted(s.name for s in obj.symbols if s.name.startswith(KLP_SYM_PREFIX))
-    return Extracted(obj=obj, patched=result_patched, klp_symbols=klp, hooks=hooks)
+    return Extracted(obj=b.finish(), patched=result_patched, hooks=hooks)
 
 
 def _carry_hooks(b: _Builder, unit_tag: str) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from ksplice_pkg.elf.model import (
     SHN_UNDEF,
     SHT_RELA,
     STB_GLOBAL,
+    Relocation,
     Section,
 )
 from ksplice_pkg.elf.reader import read_object
@@ -74,7 +75,7 @@ def convert(
         # and `.klp.rela.vmlinux.__jump_table` for a target without a leading dot.
         if not target.startswith("."):
             target = "." + target
-        by_object: dict[str, list[object]] = {}
+        by_object: dict[str, list[Relocation]] = {}
         owner = owners.get(obj.sections[sec.info].name)
         for r in moved:
             objname = objname_of(obj.symbols[r.symbol].name)
@@ -98,7 +99,7 @@ def convert(
                     data=b"",
                     addralign=8,
                     info=sec.info,
-                    relocations=[r for r in moved if r in relocs],
+                    relocations=relocs,  # in the order of `moved`, as the object had them
                 )
             )
             count += len(relocs)

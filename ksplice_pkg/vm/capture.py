@@ -6,35 +6,17 @@ Debian's image package ships a stub System.map; the booted kernel's /proc/kallsy
 
 from __future__ import annotations
 
-import struct
-
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import step
+from ksplice_pkg.runtime.kernel import parse_build_id
 from ksplice_pkg.vm.guest import run_script
-
-NT_GNU_BUILD_ID = 3
 
 _CAPTURE_SCRIPT = """
 set -e
 cat /proc/kallsyms > "$OUT/kallsyms"
 cat /sys/kernel/notes > "$OUT/notes"
 """
-
-
-def gnu_build_id(notes: bytes) -> str | None:
-    """The GNU build-id in a sequence of ELF notes (such as /sys/kernel/notes), as hex."""
-    offset = 0
-    while offset + 12 <= len(notes):
-        namesz, descsz, ntype = struct.unpack_from("<III", notes, offset)
-        offset += 12
-        name = notes[offset : offset + namesz].rstrip(b"\0")
-        offset += (namesz + 3) & ~3
-        desc = notes[offset : offset + descsz]
-        offset += (descsz + 3) & ~3
-        if ntype == NT_GNU_BUILD_ID and name == b"GNU":
-            return desc.hex()
-    return None
 
 
 def capture_kallsyms(artifacts: KernelArtifacts) -> tuple[str, str | None]:
@@ -47,7 +29,8 @@ def capture_kallsyms(artifacts: KernelArtifacts) -> tuple[str, str | None]:
     if " _text\n" not in kallsyms:
         raise KspliceError("the captured /proc/kallsyms has no _text: it was read without root?")
     artifacts.kallsyms.write_text(kallsyms)
-    build_id = gnu_build_id(result.outputs.get("notes", b""))
+    # The same parser as the runtime's, which reads the running kernel's own notes.
+    build_id = parse_build_id(result.outputs.get("notes", b""))
     if build_id:
         (artifacts.target_dir / "build-id").write_text(build_id + "\n")
     return kallsyms, build_id

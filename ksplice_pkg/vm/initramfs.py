@@ -38,11 +38,6 @@ class Initramfs:
             mode = source.stat().st_mode & 0o777
         self.add_file(path, source.read_bytes(), mode)
 
-    def add_symlink(self, path: str, target: str) -> None:
-        path = path.strip("/")
-        self._parents(path)
-        self._entries.append((path, stat.S_IFLNK | 0o777, target.encode()))
-
     def to_bytes(self) -> bytes:
         out = bytearray()
         for ino, (name, mode, data) in enumerate([*self._entries, ("TRAILER!!!", 0, b"")], 1):

@@ -22,7 +22,7 @@ def referenced_objects(obj: ElfObject, function: str) -> set[str]:
     for r in relocations_in(obj, fn.section, fn.offset, fn.size):
         sym = obj.symbols[r.symbol]
         if sym.type == STT_SECTION:
-            names |= {s.name for s in obj.symbols_in(sym.shndx)}
+            names |= {s.name for s in obj.symbols if s.shndx == sym.shndx and s.type != STT_SECTION}
         else:
             names.add(sym.name)
     return names
