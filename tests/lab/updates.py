@@ -14,8 +14,8 @@ from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run, run_text
 from ksplice_pkg.target.files import TargetSpec
-from ksplice_pkg.vm.guest import GuestResult, run_script
-from ksplice_pkg.vm.trial import trial_script
+from ksplice_pkg.vm import trial as vm_trial
+from ksplice_pkg.vm.guest import GuestResult
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,12 @@ def try_update(
     check: str,
     files: dict[str, Path] | None = None,
 ) -> tuple[str, str, str, GuestResult]:
-    """Run `check` (shell) before loading, after the transition, and after disable + rmmod.
-    Returns what it printed each time."""
-    script = trial_script(update.ko.name, update.name, check)
-    all_files = {update.ko.name: update.ko, **(files or {})}
-    result = run_script(artifacts.vmlinuz, artifacts.modules_dir, script, files=all_files)
-    assert result.status == 0, result.console[-4000:]
-    assert result.crash_lines() == [], result.crash_lines()
-    return (
-        result.output_text("before"),
-        result.output_text("patched"),
-        result.output_text("restored"),
-        result,
+    """Run `check` (shell) before loading, after the transition, and after disable + rmmod
+    (vm.trial, as the demo does). Returns what it printed each time."""
+    trial = vm_trial.try_update(
+        artifacts.vmlinuz, artifacts.modules_dir, update.ko, update.name, check, files
     )
+    return trial.before, trial.patched, trial.restored, trial.result
 
 
 def static_program(directory: Path, name: str, source: str) -> Path:
