@@ -23,11 +23,13 @@ from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import write_part
+from ksplice_pkg.module.resolve import unit_resolver
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.unit import UnitRunPre
 from ksplice_pkg.source.tree import patched_tree
 from ksplice_pkg.tarball import write_tarball
 from ksplice_pkg.target.consistency import check_target
+from ksplice_pkg.target.modules import TargetModules
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
@@ -63,11 +65,13 @@ def _create(cfg: CreateConfig) -> Path:
     changes = diff_pairs(pairs, cfg.runtime_only)
     exports = checked.symvers.vmlinux_exports()
     sizes = entry_sizes(tree, cfg.jobs)
-    runpre = UnitRunPre(symbols, vmlinux, checked.symvers, cfg.target.modules_dir, cfg.series)
+    modules = TargetModules(cfg.target.modules_dir)
+    runpre = UnitRunPre(symbols, vmlinux, modules, cfg.series)
     parts = []
     for n, change in enumerate(changes):
-        sympos, resolver = runpre.verify(change)
-        parts.append(write_part(change, resolver, n, sizes, sympos, cfg.work_dir / "parts"))
+        proof = runpre.verify(change)
+        resolver = unit_resolver(change, proof.evidence, symbols, checked.symvers, modules)
+        parts.append(write_part(change, resolver, n, sizes, proof.sympos, cfg.work_dir / "parts"))
     module = link_update(
         tree,
         cfg.work_dir / "module",

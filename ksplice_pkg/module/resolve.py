@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 
+from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.elf.model import SHN_UNDEF, ElfObject, Symbol
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.module.extract import ExternalRef, Resolver
 from ksplice_pkg.module.klp import klp_symbol_name
-from ksplice_pkg.runpre.module import ModuleBinary
+from ksplice_pkg.runpre.evidence import Evidence, ModuleEvidence
+from ksplice_pkg.target.modules import ModuleBinary, TargetModules
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
-from ksplice_pkg.target.symvers import Export
+from ksplice_pkg.target.symvers import Export, Symvers
+
+
+def unit_resolver(
+    change: UnitChange,
+    evidence: Evidence | ModuleEvidence,
+    symbols: SymbolMap,
+    symvers: Symvers,
+    modules: TargetModules,
+) -> Resolver:
+    """How the unit's code reaches each symbol it references, from what run-pre showed of it:
+    vmlinux's evidence, or its module's."""
+    exported = set(symvers.vmlinux_exports())
+    if isinstance(evidence, ModuleEvidence):
+        return make_module_resolver(
+            exported,
+            module_exports(symvers.exports),
+            symbols,
+            evidence.ko,
+            evidence.lookup,
+            change.unit,
+            change.diff.static_map,
+            functools.partial(modules.binary, unit=change.unit),
+        )
+    return make_resolver(exported, symbols, evidence.lookup, change.unit, change.diff.static_map)
 
 
 def make_resolver(

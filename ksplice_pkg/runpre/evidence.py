@@ -10,8 +10,9 @@ from ksplice_pkg.elf.query import functions, named_target, relocations_in
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import InternalError, KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.runpre.module import ModuleBinary, ModuleMatch
+from ksplice_pkg.runpre.module import ModuleMatch, verify_in_module
 from ksplice_pkg.runpre.verify import Match, PreFunction, PreReloc, verify_function
+from ksplice_pkg.target.modules import ModuleBinary
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
 
 
@@ -76,7 +77,7 @@ class ModuleEvidence:
 
     def verify(self, name: str) -> ModuleMatch:
         pre_fn = pre_function(self.pre, name)
-        match = self.ko.verify(pre_fn)
+        match = verify_in_module(self.ko, pre_fn)
         self.tried.add(name)
         for reloc in pre_fn.relocs:
             seen = match.references.get(reloc.offset)

@@ -1,57 +1,57 @@
 """Run-pre for one unit of the update, whether it is built into vmlinux or into a module: the
-sympos of each function it replaces, and how its code reaches each symbol it references (which
-the evidence run-pre gathered settles)."""
+sympos of each function it replaces, and the evidence of which target symbol each name of its
+pre code is. The pipeline hands that proof to module/, which decides from it how the update's
+code reaches each symbol it references."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.elf.vmlinux import Vmlinux
-from ksplice_pkg.errors import KspliceError, RefusedError
-from ksplice_pkg.module.extract import Resolver
-from ksplice_pkg.module.resolve import make_module_resolver, make_resolver, module_exports
 from ksplice_pkg.runpre.changed import verify_changed, verify_changed_in_module
 from ksplice_pkg.runpre.evidence import Evidence, ModuleEvidence
-from ksplice_pkg.runpre.module import ModuleBinary, module_ko
 from ksplice_pkg.source.series import PreviousUpdate
+from ksplice_pkg.target.modules import TargetModules
 from ksplice_pkg.target.symbols import SymbolMap
-from ksplice_pkg.target.symvers import Symvers
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What run-pre showed of one unit: the sympos of each function it replaces, and the
+    evidence (vmlinux's or its module's .ko's) of what the names of its pre code are."""
+
+    sympos: dict[str, int]
+    evidence: Evidence | ModuleEvidence
 
 
 class UnitRunPre:
-    """What run-pre needs across the units of one update: the target's symbols, binary and
-    exports, its modules' .ko files (read once each), and the updates below a --series one."""
+    """What run-pre needs across the units of one update: the target's symbols and binary, its
+    modules' .ko files (read once each), and the updates below a --series one."""
 
     def __init__(
         self,
         symbols: SymbolMap,
         vmlinux: Vmlinux | None,
-        symvers: Symvers,
-        modules_dir: Path | None,
+        modules: TargetModules,
         series: Sequence[PreviousUpdate],
     ) -> None:
-        self.symbols, self.vmlinux, self.symvers = symbols, vmlinux, symvers
-        self.modules_dir = modules_dir
+        self.symbols, self.vmlinux, self.modules = symbols, vmlinux, modules
         self.series = series
-        self.read: dict[str, ModuleBinary] = {}
 
-    def verify(self, change: UnitChange) -> tuple[dict[str, int], Resolver]:
-        """The sympos of each function the unit replaces, and its resolver."""
+    def verify(self, change: UnitChange) -> Proof:
+        """The sympos of each function the unit replaces, and the evidence run-pre gathered."""
         if change.module is not None:
-            return self._in_module(change, change.module)
+            # Run-pre of a module unit is against its module's .ko.
+            ko = self.modules.binary(change.module, change.unit)
+            module_evidence = ModuleEvidence(change.unit, change.pre, ko)
+            sympos = verify_changed_in_module(
+                change.diff, module_evidence, self._earlier(change.module)
+            )
+            return Proof(sympos, module_evidence)
         evidence = Evidence(change.unit, change.pre, self.symbols, self.vmlinux)
-        sympos = verify_changed(change.diff, evidence, self._earlier("vmlinux"))
-        resolver = make_resolver(
-            set(self.symvers.vmlinux_exports()),
-            self.symbols,
-            evidence.lookup,
-            change.unit,
-            change.diff.static_map,
-        )
-        return sympos, resolver
+        return Proof(verify_changed(change.diff, evidence, self._earlier("vmlinux")), evidence)
 
     def _earlier(self, objname: str) -> dict[str, int]:
         """What the updates below this one replaced (a --series) in one object (vmlinux or a
@@ -59,40 +59,3 @@ class UnitRunPre:
         return {
             e.name: e.sympos for p in self.series for e in p.manifest.patched if e.object == objname
         }
-
-    def module(self, module: str, unit: str) -> ModuleBinary:
-        if self.modules_dir is None:
-            raise KspliceError(
-                f"{unit} is part of the loadable module {module}: patching it needs the "
-                f"target's {module}.ko",
-                hint="give --modules-dir with the target's lib/modules/<release> (from its "
-                "image package), or a `modules` link to it in the --config dir (`ksplice-pkg "
-                "fetch` lays one out)",
-            )
-        if ":" in module:
-            # kbuild's KBUILD_MODNAME of an object linked into several modules joins their names.
-            raise RefusedError(
-                f"{unit} is linked into several modules ({module.replace(':', ', ')}): "
-                "patching code shared between modules is not supported",
-                hint="patch the callers in each module instead",
-            )
-        if module not in self.read:
-            self.read[module] = ModuleBinary(module, module_ko(self.modules_dir, module))
-        return self.read[module]
-
-    def _in_module(self, change: UnitChange, module: str) -> tuple[dict[str, int], Resolver]:
-        """Run-pre of a module unit against its module's .ko."""
-        ko = self.module(module, change.unit)
-        evidence = ModuleEvidence(change.unit, change.pre, ko)
-        sympos = verify_changed_in_module(change.diff, evidence, self._earlier(module))
-        resolver = make_module_resolver(
-            set(self.symvers.vmlinux_exports()),
-            module_exports(self.symvers.exports),
-            self.symbols,
-            ko,
-            evidence.lookup,
-            change.unit,
-            change.diff.static_map,
-            functools.partial(self.module, unit=change.unit),
-        )
-        return sympos, resolver

@@ -71,6 +71,20 @@ def compile_c(tmp_path: Path, source: str, name: str = "t", extra: tuple[str, ..
     return obj
 
 
+def compile_object(
+    tmp_path: Path, name: str, source: str, sections: bool, extra: list[str]
+) -> Path:
+    """tmp_path/name.o from source: with `sections`, as create compiles (one section per
+    function); without, as a distro module is (calls inside one .text resolved by the
+    assembler)."""
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    flags = [f for f in KERNEL_CFLAGS if sections or "sections" not in f]
+    out = tmp_path / f"{name}.o"
+    subprocess.run(["gcc", "-c", *flags, *extra, "-o", out, src], check=True, capture_output=True)
+    return out
+
+
 def tool(*args: str | Path) -> str:
     """A reference tool's output; it must succeed without a word on stderr (readelf warns there
     about bad offsets, string indices and relocation links)."""

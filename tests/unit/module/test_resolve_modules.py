@@ -13,7 +13,7 @@ from ksplice_pkg.elf.model import SHN_UNDEF, STB_GLOBAL, STT_NOTYPE, ElfObject, 
 from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.module.extract import Resolver
 from ksplice_pkg.module.resolve import make_module_resolver
-from ksplice_pkg.runpre.module import ModuleBinary
+from ksplice_pkg.target.modules import ModuleBinary
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
 
 MODULE = """
