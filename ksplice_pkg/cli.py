@@ -294,7 +294,7 @@ def build(
             --kernel-package linux-image-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb \\
             --headers-package linux-headers-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb
     """
-    from ksplice_pkg.distro.hotpatch import OutputFormat, build_hotpatch
+    from ksplice_pkg.hotpatch import OutputFormat, build_hotpatch
     from ksplice_pkg.target.files import TargetSpec
 
     target = TargetSpec(

@@ -31,8 +31,8 @@ from ksplice_pkg.distro.debian import (  # noqa: E402
     fetch_source_package,
     release_with_source,
 )
-from ksplice_pkg.distro.hotpatch import BuildResult, OutputFormat, build_hotpatch  # noqa: E402
 from ksplice_pkg.errors import KspliceError  # noqa: E402
+from ksplice_pkg.hotpatch import BuildResult, OutputFormat, build_hotpatch  # noqa: E402
 from ksplice_pkg.log import setup_logging  # noqa: E402
 from ksplice_pkg.paths import cache_dir  # noqa: E402
 from ksplice_pkg.target.files import TargetSpec  # noqa: E402

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from ksplice_pkg.config import create_config
+from ksplice_pkg.create import create
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
 from ksplice_pkg.target.files import TargetSpec
@@ -52,9 +54,6 @@ def build_hotpatch(
     jobs: int | None = None,
     keyring: Path | None = None,
 ) -> BuildResult:
-    from ksplice_pkg.config import create_config
-    from ksplice_pkg.create import create
-
     result = BuildResult()
     with result.phase("inputs: source tree and target kernel"):
         cfg = create_config(
