@@ -201,8 +201,9 @@ def create_cmd(
     SOURCE_DATE_EPOCH, when set, is the update's `created` stamp and the tarball's time (default:
     now); it orders the updates of a kernel, so it must move from one update to the next.
     """
-    from ksplice_pkg.config import create_config
-    from ksplice_pkg.create import create
+    from ksplice_pkg.config import create_options
+    from ksplice_pkg.create import create, gather, gather_prebuild, prebuild_tree
+    from ksplice_pkg.distro.kernelpkg import KernelPackages
     from ksplice_pkg.target.files import TargetSpec
 
     if verbose:
@@ -216,15 +217,13 @@ def create_cmd(
         symvers=symvers,
         binary=vmlinux,
         release=kernel_release,
-        kernel_package=kernel_package,
-        headers_package=headers_package,
-        debug_package=debug_package,
         modules_dir=modules_dir,
     )
-    cfg = create_config(
+    options = create_options(
         kernel_source,
         target,
         cache=cache_dir or default_cache_dir(),
+        packages=KernelPackages(kernel_package, headers_package, debug_package),
         patch_file=patch_file,
         diffext=diffext,
         git_commit=git_commit,
@@ -239,7 +238,10 @@ def create_cmd(
         runtime_only=runtime_only,
         keyring=keyring,
     )
-    click.echo(create(cfg))
+    if prebuild:
+        click.echo(prebuild_tree(gather_prebuild(options)))
+    else:
+        click.echo(create(gather(options)))
 
 
 main.add_command(create_cmd)
@@ -294,23 +296,15 @@ def build(
             --kernel-package linux-image-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb \\
             --headers-package linux-headers-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb
     """
+    from ksplice_pkg.distro.kernelpkg import KernelPackages
     from ksplice_pkg.hotpatch import OutputFormat, build_hotpatch
     from ksplice_pkg.target.files import TargetSpec
 
-    target = TargetSpec(
-        None,
-        system_map,
-        kconfig,
-        symvers,
-        vmlinux,
-        None,
-        kernel_package,
-        headers_package,
-        debug_package,
-    )
+    target = TargetSpec(system_map=system_map, kconfig=kconfig, symvers=symvers, binary=vmlinux)
     result = build_hotpatch(
         kernel_source,
         target,
+        KernelPackages(kernel_package, headers_package, debug_package),
         patch_file,
         cache=cache_dir or default_cache_dir(),
         output_dir=output_dir,

@@ -1,8 +1,11 @@
-"""The create configuration: built once from the user's options, then passed down unchanged.
+"""The create configuration, in two steps that only check and assemble.
 
-The command line, the demo, the lab tests and the benchmark all build it through
-`create_config`, so input exclusivity, patch loading, the id and the description are decided
-in one place.
+`create_options` takes the options as given (KERNEL_SOURCE may be a source package, the target
+kernel packages) and checks them against each other before anything is read. The first stage of
+the pipeline (inputs.py, from create.configure) makes files of them; `create_config` then
+assembles the configuration the pipeline runs with, passed down unchanged. The command line,
+the build command, the demo, the lab tests and the scripts all go this one way, so input
+exclusivity, the id and the description are decided in one place.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import check_make_path, default_jobs
+from ksplice_pkg.build.kbuild import default_jobs
+from ksplice_pkg.distro.kernelpkg import KernelPackages
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import ID_RE
-from ksplice_pkg.source.patch import diffext_patch, git_patch, read_patch_file
-from ksplice_pkg.source.series import PreviousUpdate, load_previous
+from ksplice_pkg.source.patch import PatchInput
+from ksplice_pkg.source.series import PreviousUpdate
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
 from ksplice_pkg.timestamp import build_time
 
@@ -32,11 +36,31 @@ class Mode(Enum):
 
 
 @dataclass(frozen=True)
-class CreateConfig:
+class CreateOptions:
+    """What `create` (or `build`) was asked for, checked but not yet read."""
+
     mode: Mode
-    source: Path
+    source: Path  # KERNEL_SOURCE: a tree or a distro source package
+    target: TargetSpec
+    packages: KernelPackages  # the target's distro packages, unpacked by the first stage
+    patch: PatchInput | None  # None in PREBUILD mode
+    keyring: Path | None  # checks a .dsc's signature
+    cache: Path
+    update_id: str | None
+    description: str | None
+    jobs: int | None
+    output_dir: Path
+    patch_opt: str
+    series: tuple[Path, ...]
+    replace: bool
+    runtime_only: bool
+
+
+@dataclass(frozen=True)
+class CreateConfig:
+    source: Path  # the kernel tree
     target: TargetFiles
-    patch: str  # unified diff text; "" in PREBUILD mode
+    patch: bytes  # the unified diff, its bytes as given
     patch_opt: str
     id: str
     description: str
@@ -60,9 +84,21 @@ def work_dir_for(cache: Path, source: Path) -> Path:
     return cache / "work" / f"{source.resolve().name}-{key}"
 
 
-def _description_from(patch: str, release: str) -> str:
+@dataclass(frozen=True)
+class PrebuildConfig:
+    """`create --prebuild`: the tree built once with the differ's flags, for later updates."""
+
+    source: Path  # the kernel tree
+    target: TargetFiles
+    jobs: int
+    work_dir: Path
+    cache: Path
+
+
+def _description_from(patch: bytes, release: str) -> str:
     """The patch's first line (a mail's Subject), or a generic one for a bare diff."""
-    first = next((ln for ln in patch.splitlines() if ln.strip()), "")
+    text = patch.decode("utf-8", errors="surrogateescape")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
     if not first or first.startswith(("---", "diff ", "Index:")):
         return f"livepatch update for {release}"
     # A mailed patch's subject may be in any encoding: keep what is printable text.
@@ -87,15 +123,16 @@ def check_description(description: str) -> str:
     return description
 
 
-def create_config(
+def create_options(
     source: Path,
-    target: TargetFiles | TargetSpec,
+    target: TargetSpec,
     *,
     cache: Path,
+    packages: KernelPackages | None = None,
     patch_file: Path | None = None,
     diffext: str | None = None,
     git_commit: str | None = None,
-    patch: str | None = None,
+    patch: bytes | None = None,
     prebuild: bool = False,
     update_id: str | None = None,
     description: str | None = None,
@@ -106,78 +143,97 @@ def create_config(
     replace: bool = False,
     runtime_only: bool = False,
     keyring: Path | None = None,
-) -> CreateConfig:
-    """Check the options against each other, then find the target's files and load the patch.
+) -> CreateOptions:
+    """Check the options against each other before anything is read.
 
-    `patch` is the diff text itself (the demo's and the tests' way); the others are
-    ksplice-create's options. The cheap checks come first, so a wrong option is reported as such
-    before anything is read. `source` may be a tree or a distro source package (see
-    distro/source.py): kernel packages are checked against its version before it is unpacked.
+    `patch` is the diff itself (the demo's and the tests' way); the others are ksplice-create's
+    options. `source` may be a tree or a distro source package (see distro/source.py).
     """
-    from ksplice_pkg.distro.source import SourceKind, identify, prepare_source
-
-    kernel_source = identify(source)
-    given = [x for x in (patch_file, diffext, git_commit, patch) if x is not None]
-    if len(given) + prebuild != 1:
+    given = PatchInput(patch_file, diffext, git_commit, patch)
+    if len(given.given()) + prebuild != 1:
         raise KspliceError(
             "give exactly one of --patch, --diffext, --git or --prebuild",
             hint="e.g. ksplice-pkg create --patch fix.patch /usr/src/linux",
         )
+    _check_choices(update_id, jobs, description, series, replace)
+    return CreateOptions(
+        mode=Mode.PREBUILD if prebuild else Mode.UPDATE,
+        source=source,
+        target=target,
+        packages=packages or KernelPackages(),
+        patch=None if prebuild else given,
+        keyring=keyring,
+        cache=cache,
+        update_id=update_id,
+        description=description,
+        jobs=jobs,
+        output_dir=output_dir,
+        patch_opt=patch_opt,
+        series=tuple(series),
+        replace=replace,
+        runtime_only=runtime_only,
+    )
+
+
+def _check_choices(
+    update_id: str | None,
+    jobs: int | None,
+    description: str | None,
+    series: Sequence[object],
+    replace: bool,
+) -> None:
     if update_id is not None and not ID_RE.fullmatch(update_id):
         raise KspliceError(f"--id {update_id!r}: use 1 to 32 characters of [a-z0-9]")
     if jobs is not None and jobs < 1:
         raise KspliceError(f"-j {jobs}: give a positive number of parallel jobs")
     if description is not None:
         check_description(description)
-    if kernel_source.kind is SourceKind.TREE:
-        check_make_path(source.resolve(), "the kernel source tree")
-        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
-    if kernel_source.kind is SourceKind.TARBALL and keyring is None:
-        # A bare tarball's name says no version: unpack it first, then its Makefile does.
-        source = prepare_source(kernel_source, cache)
-        kernel_source = identify(source)
-        check_make_path(source.resolve(), "the unpacked kernel source tree")
-        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
-    if isinstance(target, TargetSpec):
-        target = target.resolve(cache=cache, source=kernel_source)
     if series and replace:
         raise KspliceError(
             "--series and --replace do not go together: a cumulative update stands alone",
             hint="make the cumulative patch hold every fix, and give it --replace only",
         )
-    previous = tuple(load_previous(p, target.release) for p in series)
-    ids = [p.manifest.id for p in previous]
-    if len(set(ids)) != len(ids) or (update_id is not None and update_id in ids):
+
+
+def create_config(
+    options: CreateOptions,
+    tree: Path,
+    target: TargetFiles,
+    series: Sequence[PreviousUpdate],
+    patch: bytes,
+) -> CreateConfig:
+    """The configuration of an update, from the options and what the first stage made of them:
+    the kernel tree, the target's files, the earlier updates and the patch."""
+    _check_choices(options.update_id, options.jobs, options.description, series, options.replace)
+    ids = [p.manifest.id for p in series]
+    if len(set(ids)) != len(ids) or (options.update_id is not None and options.update_id in ids):
         raise KspliceError(f"--series: update ids repeat ({', '.join(ids)})")
-    if kernel_source.kind is not SourceKind.TREE or keyring is not None:
-        source = prepare_source(kernel_source, cache, keyring)
-        check_make_path(source.resolve(), "the unpacked kernel source tree")
-        check_make_path(work_dir_for(cache, source), "the work directory (under the cache)")
-    text = ""
-    if patch is not None:
-        text = patch
-    elif patch_file is not None:
-        text = read_patch_file(patch_file)
-    elif diffext is not None:
-        text = diffext_patch(source, diffext)
-    elif git_commit is not None:
-        text = git_patch(source, git_commit)
+    description = options.description
     return CreateConfig(
-        mode=Mode.PREBUILD if prebuild else Mode.UPDATE,
-        source=source.resolve(),
+        source=tree.resolve(),
         target=target,
-        patch=text,
-        patch_opt=patch_opt,
-        id=update_id or random_id(),
+        patch=patch,
+        patch_opt=options.patch_opt,
+        id=options.update_id or random_id(),
         description=check_description(
-            description if description is not None else _description_from(text, target.release)
+            description if description is not None else _description_from(patch, target.release)
         ),
-        jobs=jobs or default_jobs(),
-        output_dir=output_dir.resolve(),
-        work_dir=work_dir_for(cache, source),
-        cache=cache,
-        series=previous,
-        replace=replace,
-        runtime_only=runtime_only,
+        jobs=options.jobs or default_jobs(),
+        output_dir=options.output_dir.resolve(),
+        work_dir=work_dir_for(options.cache, tree),
+        cache=options.cache,
+        series=tuple(series),
+        replace=options.replace,
+        runtime_only=options.runtime_only,
         created=build_time(),
+    )
+
+
+def prebuild_config(options: CreateOptions, tree: Path, target: TargetFiles) -> PrebuildConfig:
+    return PrebuildConfig(
+        source=tree.resolve(),
+        target=target,
+        jobs=options.jobs or default_jobs(),
+        work_dir=work_dir_for(options.cache, tree),
+        cache=options.cache,
     )

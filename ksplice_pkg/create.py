@@ -1,8 +1,9 @@
 """`ksplice-pkg create`: a patch against the target kernel's source becomes a livepatch update.
 
-The pipeline, one stage per subpackage, in order: source (the patched tree) -> build (pre and
-post objects) -> diff -> runpre (the pre code is the target's) -> module (extract, link, klp
-relocations) -> update (manifest and tarball).
+The pipeline, in order: inputs (source and kernel packages unpacked, the patch read; then the
+configuration) -> source (the patched tree) -> build (pre and post objects) -> diff -> runpre
+(the pre code is the target's) -> module (extract, link, klp relocations) -> update (manifest
+and tarball). `--prebuild` stops after build, with the whole tree built.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
 from ksplice_pkg.build.objects import compile_pairs, derived_tree
 from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, held, mark_used
-from ksplice_pkg.config import CreateConfig, Mode
+from ksplice_pkg.config import (
+    CreateConfig,
+    CreateOptions,
+    Mode,
+    PrebuildConfig,
+    create_config,
+    prebuild_config,
+)
 from ksplice_pkg.diff.unit import diff_pairs
+from ksplice_pkg.errors import InternalError
 from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
+from ksplice_pkg.inputs import Inputs, unpack_inputs
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
@@ -26,6 +36,7 @@ from ksplice_pkg.module.parts import write_part
 from ksplice_pkg.module.resolve import unit_resolver
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.unit import UnitRunPre
+from ksplice_pkg.source.patch import read_patch
 from ksplice_pkg.source.tree import patched_tree
 from ksplice_pkg.tarball import write_tarball
 from ksplice_pkg.target.consistency import check_target
@@ -35,16 +46,48 @@ from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
 
 
+def gather(options: CreateOptions) -> CreateConfig:
+    """The first stage: the inputs unpacked and the patch read, then the configuration."""
+    if options.patch is None or options.mode is not Mode.UPDATE:
+        raise InternalError("an update needs a patch: --prebuild is gather_prebuild's")
+    inputs = _inputs(options)
+    patch = read_patch(inputs.tree, options.patch)
+    return create_config(options, inputs.tree, inputs.target, inputs.series, patch)
+
+
+def gather_prebuild(options: CreateOptions) -> PrebuildConfig:
+    """The first stage of `create --prebuild`: the inputs unpacked; no patch."""
+    if options.mode is not Mode.PREBUILD:
+        raise InternalError("gather_prebuild is for --prebuild; an update is gather's")
+    inputs = _inputs(options)
+    return prebuild_config(options, inputs.tree, inputs.target)
+
+
+def _inputs(options: CreateOptions) -> Inputs:
+    return unpack_inputs(
+        options.source,
+        options.target,
+        options.packages,
+        cache=options.cache,
+        keyring=options.keyring,
+        series=options.series,
+    )
+
+
 def create(cfg: CreateConfig) -> Path:
-    """Run the pipeline; returns the update tarball (the work dir in PREBUILD mode)."""
+    """Run the pipeline; returns the update tarball."""
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
-    if cfg.mode is Mode.UPDATE:
-        ensure_writable_dir(cfg.output_dir, "the output directory")
+    ensure_writable_dir(cfg.output_dir, "the output directory")
     with _locked(cfg):
-        if cfg.mode is Mode.PREBUILD:
-            prebuild(_prepare(cfg), cfg.jobs)
-            return cfg.work_dir
         return _create(cfg)
+
+
+def prebuild_tree(cfg: PrebuildConfig) -> Path:
+    """Build the whole tree once with the differ's flags; returns the work dir."""
+    ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
+    with _locked(cfg):
+        prebuild(_prepare(cfg), cfg.jobs)
+    return cfg.work_dir
 
 
 def _create(cfg: CreateConfig) -> Path:
@@ -107,7 +150,7 @@ def _series_base(cfg: CreateConfig, tree: PreparedTree, units: tuple[str, ...]) 
     prepared like `tree`."""
     earlier = [p.patch for p in cfg.series]
     with step(f"applying the series below this update: {', '.join(series_ids(cfg))}"):
-        base = patched_tree(cfg.source, cfg.work_dir / "series-src", "", cfg.patch_opt, earlier)
+        base = patched_tree(cfg.source, cfg.work_dir / "series-src", b"", cfg.patch_opt, earlier)
     return derived_tree(tree, base.post, cfg.work_dir / "series-pre", units)
 
 
@@ -115,7 +158,7 @@ def series_ids(cfg: CreateConfig) -> list[str]:
     return [p.manifest.id for p in cfg.series]
 
 
-def _prepare(cfg: CreateConfig) -> PreparedTree:
+def _prepare(cfg: CreateConfig | PrebuildConfig) -> PreparedTree:
     return prepare_tree(
         cfg.source,
         cfg.work_dir / "pre",
@@ -127,7 +170,7 @@ def _prepare(cfg: CreateConfig) -> PreparedTree:
 
 
 @contextmanager
-def _locked(cfg: CreateConfig) -> Iterator[None]:
+def _locked(cfg: CreateConfig | PrebuildConfig) -> Iterator[None]:
     """One create at a time per work dir: they share the prepared pre tree and its objects.
     The cache entries it reads are marked used and listed beside the lock, for `ksplice-pkg
     cache --clean`, which leaves them alone while the lock is held."""

@@ -11,9 +11,15 @@ from importlib import resources
 from pathlib import Path
 
 from ksplice_pkg.build.kbuild import PreparedTree, default_jobs, prepare_tree
+from ksplice_pkg.config import create_options
+from ksplice_pkg.create import create, gather
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, step
+from ksplice_pkg.tarball import read_tarball
+from ksplice_pkg.target.files import TargetSpec
+from ksplice_pkg.vm.capture import capture_kallsyms
+from ksplice_pkg.vm.trial import try_update
 
 
 def prepared_tree(artifacts: KernelArtifacts, jobs: int | None = None) -> PreparedTree:
@@ -27,8 +33,8 @@ def prepared_tree(artifacts: KernelArtifacts, jobs: int | None = None) -> Prepar
     )
 
 
-def example_patch() -> str:
-    return (resources.files("ksplice_pkg") / "examples" / "proc-cmdline.patch").read_text()
+def example_patch() -> bytes:
+    return (resources.files("ksplice_pkg") / "examples" / "proc-cmdline.patch").read_bytes()
 
 
 def header_example_patch() -> str:
@@ -38,35 +44,26 @@ def header_example_patch() -> str:
 
 def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Path) -> Path:
     """Build the example update for the distro kernel with `create` and prove it in the VM."""
-    from ksplice_pkg.config import create_config
-    from ksplice_pkg.create import create
-    from ksplice_pkg.tarball import read_tarball
-    from ksplice_pkg.target.files import resolve_target
-    from ksplice_pkg.vm.capture import capture_kallsyms
-    from ksplice_pkg.vm.trial import try_update
-
     artifacts = fetch(cache, release)
     if not artifacts.kallsyms.is_file():
         capture_kallsyms(artifacts)
-    target = resolve_target(
+    target = TargetSpec(
         artifacts.target_dir,
         system_map=artifacts.kallsyms,
-        kconfig=None,
-        symvers=None,
         binary=artifacts.vmlinuz,
         release=artifacts.release,
     )
     patch = example_patch()
-    cfg = create_config(
+    options = create_options(
         artifacts.source_tree,
         target,
         cache=cache,
         patch=patch,
-        description=patch.splitlines()[0],
+        description=patch.splitlines()[0].decode(),
         jobs=jobs,
         output_dir=output_dir,
     )
-    tarball = create(cfg)
+    tarball = create(gather(options))
     update = read_tarball(tarball)
     ko = artifacts.root / "demo" / update.manifest.module
     ko.parent.mkdir(parents=True, exist_ok=True)

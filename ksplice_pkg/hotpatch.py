@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.config import create_config
-from ksplice_pkg.create import create
+from ksplice_pkg.config import create_options
+from ksplice_pkg.create import create, gather
+from ksplice_pkg.distro.kernelpkg import KernelPackages
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger
 from ksplice_pkg.target.files import TargetSpec
@@ -44,6 +45,7 @@ class BuildResult:
 def build_hotpatch(
     source: Path,
     target: TargetSpec,
+    packages: KernelPackages,
     patch_file: Path,
     *,
     cache: Path,
@@ -56,10 +58,11 @@ def build_hotpatch(
 ) -> BuildResult:
     result = BuildResult()
     with result.phase("inputs: source tree and target kernel"):
-        cfg = create_config(
+        options = create_options(
             source,
             target,
             cache=cache,
+            packages=packages,
             patch_file=patch_file,
             update_id=update_id,
             description=description,
@@ -67,6 +70,7 @@ def build_hotpatch(
             output_dir=output_dir,
             keyring=keyring,
         )
+        cfg = gather(options)
     if cfg.target.binary is None:
         raise KspliceError(
             "build verifies the update against the target kernel's binary (run-pre), and none "

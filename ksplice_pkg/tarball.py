@@ -196,7 +196,7 @@ def write_directory(update: UpdateFiles, directory: Path) -> None:
 
 
 def write_tarball(
-    output_dir: Path, manifest: Manifest, ko: Path, patch: str, description: str, mtime: int
+    output_dir: Path, manifest: Manifest, ko: Path, patch: bytes, description: str, mtime: int
 ) -> Path:
     """Write ksplice-<id>.tar.gz atomically: a failed run leaves no partial tarball. Every
     time in it (members, gzip header) is `mtime`, and the gzip header names no file, so the
@@ -222,8 +222,7 @@ def write_tarball(
     ):
         data = {
             manifest.module: ko.read_bytes(),
-            # The patch keeps its bytes: a mailed patch need not be UTF-8.
-            PATCH: patch.encode(errors="surrogateescape"),
+            PATCH: patch,
             DESCRIPTION: (description.rstrip("\n") + "\n").encode(),
             MANIFEST_NAME: manifest.to_json().encode(),
         }

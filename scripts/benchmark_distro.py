@@ -31,6 +31,7 @@ from ksplice_pkg.distro.debian import (  # noqa: E402
     fetch_source_package,
     release_with_source,
 )
+from ksplice_pkg.distro.kernelpkg import KernelPackages  # noqa: E402
 from ksplice_pkg.errors import KspliceError  # noqa: E402
 from ksplice_pkg.hotpatch import BuildResult, OutputFormat, build_hotpatch  # noqa: E402
 from ksplice_pkg.log import setup_logging  # noqa: E402
@@ -67,9 +68,8 @@ def main() -> int:
         debs = artifacts.root / "debs"
         (image,) = debs.glob(f"linux-image-{release}_*.deb")
         (headers,) = debs.glob(f"linux-headers-{release}_*.deb")
-        target = TargetSpec(
-            system_map=artifacts.kallsyms, kernel_package=image, headers_package=headers
-        )
+        target = TargetSpec(system_map=artifacts.kallsyms)
+        packages = KernelPackages(kernel=image, headers=headers)
         # A fresh cache for the cold run, on the same filesystem as the real one.
         cache.mkdir(parents=True, exist_ok=True)
         bench = Path(tempfile.mkdtemp(prefix="benchmark-distro-", dir=cache))
@@ -80,6 +80,7 @@ def main() -> int:
                 result = build_hotpatch(
                     dsc,
                     target,
+                    packages,
                     EXAMPLE,
                     cache=bench / "cache",
                     output_dir=bench / "out",

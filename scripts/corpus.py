@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ksplice_pkg.build.headers import kernel_units  # noqa: E402
-from ksplice_pkg.config import create_config  # noqa: E402
-from ksplice_pkg.create import create  # noqa: E402
+from ksplice_pkg.config import create_options  # noqa: E402
+from ksplice_pkg.create import create, gather  # noqa: E402
 from ksplice_pkg.demo import prepared_tree  # noqa: E402
 from ksplice_pkg.distro.debian import (  # noqa: E402
     KernelArtifacts,
@@ -83,7 +83,7 @@ def changed_sources(old: KernelArtifacts, new: KernelArtifacts) -> list[str]:
     return changed
 
 
-def file_patch(old: KernelArtifacts, new: KernelArtifacts, src: str) -> str:
+def file_patch(old: KernelArtifacts, new: KernelArtifacts, src: str) -> bytes:
     proc = run(
         [
             "diff",
@@ -97,9 +97,7 @@ def file_patch(old: KernelArtifacts, new: KernelArtifacts, src: str) -> str:
         ],
         check=False,
     )
-    return f"Per-file change of {src} ({old.version} -> {new.version})\n\n" + proc.stdout.decode(
-        "utf-8", errors="surrogateescape"
-    )
+    return f"Per-file change of {src} ({old.version} -> {new.version})\n\n".encode() + proc.stdout
 
 
 def try_one(old: KernelArtifacts, new: KernelArtifacts, src: str, out: Path) -> Outcome:
@@ -110,17 +108,19 @@ def try_one(old: KernelArtifacts, new: KernelArtifacts, src: str, out: Path) -> 
 
     try:
         tarball = create(
-            create_config(
-                old.source_tree,
-                TargetSpec(
-                    old.target_dir,
-                    system_map=old.kallsyms,
-                    binary=old.vmlinuz,
-                    modules_dir=old.modules_dir,
-                ),
-                cache=cache_dir(),
-                patch=file_patch(old, new, src),
-                output_dir=out,
+            gather(
+                create_options(
+                    old.source_tree,
+                    TargetSpec(
+                        old.target_dir,
+                        system_map=old.kallsyms,
+                        binary=old.vmlinuz,
+                        modules_dir=old.modules_dir,
+                    ),
+                    cache=cache_dir(),
+                    patch=file_patch(old, new, src),
+                    output_dir=out,
+                )
             )
         )
     except RunPreMismatchError as e:

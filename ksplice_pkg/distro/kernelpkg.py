@@ -18,7 +18,7 @@ import lzma
 import platform
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ksplice_pkg.cache import cache_entry_lock, mark_used
@@ -38,6 +38,7 @@ from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_output, copy_at_most, sha256_file
 from ksplice_pkg.log import step
 from ksplice_pkg.run import piped
+from ksplice_pkg.target.files import TargetSpec
 from ksplice_pkg.unpack import ArchiveError
 
 # The names each packaging gives this machine's architecture: the update is compiled here, with
@@ -320,4 +321,43 @@ def target_from_packages(
         )
     return PackageTarget(
         found.release, found.vmlinuz, found.config, found.symvers, found.system_map, modules
+    )
+
+
+@dataclass(frozen=True)
+class KernelPackages:
+    """The target kernel's distro packages, as --kernel-package, --headers-package and
+    --debug-package name them."""
+
+    kernel: Path | None = None
+    headers: Path | None = None
+    debug: Path | None = None
+
+    def given(self) -> bool:
+        return any(p is not None for p in (self.kernel, self.headers, self.debug))
+
+
+def unpack_kernel_packages(
+    spec: TargetSpec, packages: KernelPackages, *, cache: Path, source: KernelSource | None
+) -> TargetSpec:
+    """spec with what the packages hold (unpacked under cache, checked against source's
+    version) filled in wherever spec itself names nothing."""
+    if not packages.given():
+        return spec
+    found = target_from_packages(
+        kernel=packages.kernel,
+        headers=packages.headers,
+        debug=packages.debug,
+        cache=cache,
+        source=source,
+        need_symbol_map=not spec.names_symbol_map(),
+        need_symvers=not spec.names_symvers(),
+    )
+    return replace(
+        spec,
+        system_map=spec.system_map or found.system_map,
+        kconfig=spec.kconfig or found.kconfig,
+        symvers=spec.symvers or found.symvers,
+        binary=spec.binary or found.binary,
+        release=spec.release or found.release,
     )

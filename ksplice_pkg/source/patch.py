@@ -1,5 +1,8 @@
 """The patch an update is made from, as ksplice-create takes it: a file (--patch), the files
-beside their new versions in the tree (--diffext), or a commit of a git checkout (--git)."""
+beside their new versions in the tree (--diffext), or a commit of a git checkout (--git).
+
+A patch is bytes from end to end: a mailed patch need not be UTF-8 (a Latin-1 name), and what
+reaches `patch` and the update's tarball is what was given."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.errors import CommandError, KspliceError
+from ksplice_pkg.errors import CommandError, InternalError, KspliceError
 from ksplice_pkg.run import run, run_text
 
 # A file's header in a unified diff: `--- old` then `+++ new` (a tab and a date may follow).
@@ -27,11 +30,39 @@ class FileChange:
     deleted: bool
 
 
-def file_changes(patch: str, strip: int) -> list[FileChange]:
+@dataclass(frozen=True)
+class PatchInput:
+    """Where the patch comes from: one of --patch FILE, --diffext EXT and --git COMMIT, or the
+    patch itself (the demo's and the tests' way)."""
+
+    file: Path | None = None
+    diffext: str | None = None
+    git_commit: str | None = None
+    data: bytes | None = None
+
+    def given(self) -> list[object]:
+        return [x for x in (self.file, self.diffext, self.git_commit, self.data) if x is not None]
+
+
+def read_patch(tree: Path, given: PatchInput) -> bytes:
+    """The patch's bytes; --diffext and --git read them from the (unpacked) kernel tree."""
+    if given.data is not None:
+        return given.data
+    if given.file is not None:
+        return read_patch_file(given.file)
+    if given.diffext is not None:
+        return diffext_patch(tree, given.diffext)
+    if given.git_commit is not None:
+        return git_patch(tree, given.git_commit)
+    raise InternalError("no patch given")
+
+
+def file_changes(patch: bytes, strip: int) -> list[FileChange]:
     """The files a unified diff adds, deletes or changes, after stripping `strip` leading
     components; a path that is not plainly inside the tree is refused."""
     changes: dict[str, FileChange] = {}
-    for m in _FILE_PAIR.finditer(patch):
+    # Read as text: a byte that is not UTF-8 becomes a lone surrogate, which no plain path has.
+    for m in _FILE_PAIR.finditer(patch.decode("utf-8", errors="surrogateescape")):
         old, new = m["old"].strip(), m["new"].strip()
         added, deleted = old == DEV_NULL, new == DEV_NULL
         if added and deleted:
@@ -47,12 +78,12 @@ def file_changes(patch: str, strip: int) -> list[FileChange]:
     return list(changes.values())
 
 
-def patch_paths(patch: str, strip: int) -> list[str]:
+def patch_paths(patch: bytes, strip: int) -> list[str]:
     """The files a unified diff leaves in the tree (changed or added)."""
     return [c.path for c in file_changes(patch, strip) if not c.deleted]
 
 
-def git_patch(repo: Path, commit: str) -> str:
+def git_patch(repo: Path, commit: str) -> bytes:
     """The diff a commit introduces, as --git COMMIT takes it (ksplice-create's --git)."""
     try:
         # Resolved to a commit id first: the user's text never reaches `git show`, where
@@ -70,9 +101,7 @@ def git_patch(repo: Path, commit: str) -> str:
                 f"{commit}^{{commit}}",
             ]
         ).strip()
-        return run(["git", "-C", repo, "show", "--format=", "--no-color", sha, "--"]).stdout.decode(
-            "utf-8", errors="surrogateescape"
-        )
+        return run(["git", "-C", repo, "show", "--format=", "--no-color", sha, "--"]).stdout
     except CommandError as e:
         raise KspliceError(
             f"cannot read commit {commit!r} from {repo}: {e.message}",
@@ -80,12 +109,12 @@ def git_patch(repo: Path, commit: str) -> str:
         ) from e
 
 
-def diffext_patch(source: Path, ext: str) -> str:
+def diffext_patch(source: Path, ext: str) -> bytes:
     """ksplice-create's --diffext: every FILE<EXT> in the tree is the new version of FILE."""
     # Glob characters would make rglob match every file: an extension is plain text.
     if not re.fullmatch(r"[A-Za-z0-9._+~-]+", ext) or not ext.strip("."):
         raise KspliceError(f"--diffext {ext!r} is not a file name extension", hint="e.g. .new")
-    chunks: list[str] = []
+    chunks: list[bytes] = []
     for new in sorted(source.rglob(f"*{ext}")):
         old = new.with_name(new.name[: -len(ext)])
         rel = old.relative_to(source)
@@ -104,16 +133,15 @@ def diffext_patch(source: Path, ext: str) -> str:
         )
         if proc.returncode > 1:
             raise KspliceError(f"diff of {old} and {new} failed: {proc.stderr.decode().strip()}")
-        chunks.append(proc.stdout.decode(errors="surrogateescape"))
+        chunks.append(proc.stdout)
     if not chunks:
         raise KspliceError(f"no file ending in {ext!r} under {source}", hint="check --diffext")
-    return "".join(chunks)
+    return b"".join(chunks)
 
 
-def read_patch_file(path: Path) -> str:
-    """A patch file as text; bytes that are not UTF-8 (a Latin-1 name in a mailed patch) survive
-    the round trip to `patch` unchanged."""
+def read_patch_file(path: Path) -> bytes:
+    """A patch file, its bytes as they are."""
     try:
-        return path.read_bytes().decode("utf-8", errors="surrogateescape")
+        return path.read_bytes()
     except OSError as e:
         raise KspliceError(f"cannot read the patch {path}: {e.strerror}") from e

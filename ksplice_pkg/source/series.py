@@ -20,7 +20,7 @@ from ksplice_pkg.tarball import PATCH, read_tarball
 class PreviousUpdate:
     path: Path
     manifest: Manifest
-    patch: str
+    patch: bytes
 
 
 def load_previous(path: Path, release: str) -> PreviousUpdate:
@@ -33,5 +33,4 @@ def load_previous(path: Path, release: str) -> PreviousUpdate:
             f"{path} is an update for kernel {manifest.kernel_release}, not for {release}",
             hint="a series is built for one kernel release",
         )
-    patch = update.files[PATCH].decode("utf-8", errors="surrogateescape")
-    return PreviousUpdate(path, manifest, patch)
+    return PreviousUpdate(path, manifest, update.files[PATCH])

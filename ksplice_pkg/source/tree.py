@@ -37,7 +37,7 @@ def strip_count(patch_opt: str) -> int:
     return int(m[1])
 
 
-def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> PatchedTree:
+def make_post_tree(pristine: Path, post: Path, patch: bytes, patch_opt: str) -> PatchedTree:
     """Hard-link pristine into post (fresh) and apply patch there; refuse what fails to apply."""
     strip = strip_count(patch_opt)
     files = file_changes(patch, strip)
@@ -69,7 +69,7 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
         run(
             ["patch", f"-p{strip}", "--forward", "--batch", "--no-backup-if-mismatch", "-s"],
             cwd=post,
-            input=patch.encode(errors="surrogateescape"),
+            input=patch,
         )
     except CommandError as e:
         shutil.rmtree(post, ignore_errors=True)
@@ -87,7 +87,7 @@ def make_post_tree(pristine: Path, post: Path, patch: str, patch_opt: str) -> Pa
 
 
 def patched_tree(
-    pristine: Path, post: Path, patch: str, patch_opt: str, earlier: Sequence[str] = ()
+    pristine: Path, post: Path, patch: bytes, patch_opt: str, earlier: Sequence[bytes] = ()
 ) -> PatchedTree:
     """The post tree of an update: the patch applied to a hard-link copy, with #line directives
     so that code the patch only moved keeps its line numbers.
@@ -96,7 +96,7 @@ def patched_tree(
     numbered against the pristine tree too, so that both sides of the new update's diff count
     lines as the running kernel does. `changed` then lists only what `patch` itself changes.
     """
-    tree = make_post_tree(pristine, post, "".join([*earlier, patch]), patch_opt)
+    tree = make_post_tree(pristine, post, b"".join([*earlier, patch]), patch_opt)
     # <ksplice/hooks.h>, for patches that declare callbacks or use shadow variables: a new
     # file of the post tree only (the pristine side never includes it).
     hooks_h = post / "include" / "ksplice" / "hooks.h"

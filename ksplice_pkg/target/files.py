@@ -8,13 +8,9 @@ import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import RELEASE_RE
-
-if TYPE_CHECKING:
-    from ksplice_pkg.distro.source import KernelSource
 
 _SYMBOL_MAPS = ("System.map", "kallsyms")
 # Written by `ksplice-pkg fetch` into the target directories it lays out.
@@ -88,8 +84,9 @@ def version_string(binary: Path) -> str | None:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """The target as the options name it: a config directory, distro kernel packages, and
-    single-file overrides (a single file named wins over what a directory or package holds)."""
+    """The target as the options name it: a config directory and single-file overrides (a
+    single file named wins over what the directory holds). Distro kernel packages are unpacked
+    into such paths by the first stage of the pipeline (distro/kernelpkg.py)."""
 
     config_dir: Path | None = None
     system_map: Path | None = None
@@ -97,45 +94,22 @@ class TargetSpec:
     symvers: Path | None = None
     binary: Path | None = None
     release: str | None = None
-    kernel_package: Path | None = None
-    headers_package: Path | None = None
-    debug_package: Path | None = None
     modules_dir: Path | None = None
 
-    def resolve(
-        self, *, cache: Path | None = None, source: KernelSource | None = None
-    ) -> TargetFiles:
-        """Packages are unpacked under `cache` and checked against `source`'s version."""
-        system_map, kconfig, symvers = self.system_map, self.kconfig, self.symvers
-        binary, release = self.binary, self.release
-        packages = (self.kernel_package, self.headers_package, self.debug_package)
-        if any(p is not None for p in packages):
-            from ksplice_pkg.distro.kernelpkg import target_from_packages
-            from ksplice_pkg.paths import cache_dir
+    def names_symbol_map(self) -> bool:
+        return self.system_map is not None or _first(self.config_dir, _SYMBOL_MAPS) is not None
 
-            found = target_from_packages(
-                kernel=self.kernel_package,
-                headers=self.headers_package,
-                debug=self.debug_package,
-                cache=cache or cache_dir(),
-                source=source,
-                need_symbol_map=system_map is None
-                and _first(self.config_dir, _SYMBOL_MAPS) is None,
-                need_symvers=symvers is None
-                and _first(self.config_dir, ("Module.symvers",)) is None,
-            )
-            system_map = system_map or found.system_map
-            kconfig = kconfig or found.kconfig
-            symvers = symvers or found.symvers
-            binary = binary or found.binary
-            release = release or found.release
+    def names_symvers(self) -> bool:
+        return self.symvers is not None or _first(self.config_dir, ("Module.symvers",)) is not None
+
+    def resolve(self) -> TargetFiles:
         return resolve_target(
             self.config_dir,
-            system_map=system_map,
-            kconfig=kconfig,
-            symvers=symvers,
-            binary=binary,
-            release=release,
+            system_map=self.system_map,
+            kconfig=self.kconfig,
+            symvers=self.symvers,
+            binary=self.binary,
+            release=self.release,
             modules_dir=self.modules_dir,
         )
 

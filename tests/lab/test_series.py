@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ksplice_pkg.config import create_config
+from ksplice_pkg.config import create_options
+from ksplice_pkg.create import gather
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.paths import cache_dir
@@ -114,19 +115,20 @@ def test_series_of_another_kernel_is_refused(
     tmp_path: Path,
     updates: dict[str, tuple[Path, dict[str, object], Path]],
 ) -> None:
+    options = create_options(
+        artifacts.source_tree,
+        TargetSpec(
+            artifacts.target_dir,
+            system_map=kallsyms,
+            binary=None,
+            release="6.1.0-0-other-amd64",
+        ),
+        cache=cache_dir(),
+        patch=_cmdline_patch(A_LINE, B_LINE).encode(),
+        series=(updates["a"][0],),
+    )
     with pytest.raises(KspliceError) as e:
-        create_config(
-            artifacts.source_tree,
-            TargetSpec(
-                artifacts.target_dir,
-                system_map=kallsyms,
-                binary=None,
-                release="6.1.0-0-other-amd64",
-            ),
-            cache=cache_dir(),
-            patch=_cmdline_patch(A_LINE, B_LINE),
-            series=(updates["a"][0],),
-        )
+        gather(options)
     assert artifacts.release in e.value.message and "6.1.0-0-other-amd64" in e.value.message
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ksplice_pkg.config import create_config
-from ksplice_pkg.create import create
+from ksplice_pkg.config import create_options
+from ksplice_pkg.create import create, gather
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.run import run, run_text
@@ -56,8 +56,8 @@ def build_update(
     **options: Any,
 ) -> Update:
     """An update made by the real pipeline for the fetched kernel (its modules included);
-    `options` are create_config's (series, replace, runtime_only...)."""
-    cfg = create_config(
+    `options` are create_options' (series, replace, runtime_only...)."""
+    given = create_options(
         artifacts.source_tree,
         TargetSpec(
             artifacts.target_dir,
@@ -68,12 +68,13 @@ def build_update(
             modules_dir=artifacts.modules_dir,
         ),
         cache=cache_dir(),
-        patch=patch,
+        patch=patch.encode(),
         update_id=update_id,
         description=description or f"test update {update_id}",
         output_dir=out,
         **options,
     )
+    cfg = gather(given)
     if not with_binary:
         cfg = replace(cfg, target=replace(cfg.target, binary=None))
     tarball = create(cfg)

@@ -150,7 +150,7 @@ def test_git_commit_cannot_become_an_option(bench: Bench) -> None:
 def test_patch_paths_that_are_not_plain_tree_paths_are_refused(path: str) -> None:
     patch = f"--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-x\n+y\n"
     with pytest.raises(KspliceError) as e:
-        file_changes(patch, 1)
+        file_changes(patch.encode(), 1)
     assert path.lstrip("/") in e.value.message or path in e.value.message
 
 
@@ -274,7 +274,7 @@ def test_patch_that_adds_or_deletes_a_c_file_is_refused(
     (tree / "fs").mkdir(parents=True)
     (tree / "fs" / "a.c").write_text(C_FILE)
     with pytest.raises(RefusedError) as e:
-        make_post_tree(tree, tmp_path / "post", header, "-p1")
+        make_post_tree(tree, tmp_path / "post", header.encode(), "-p1")
     assert verb in e.value.message and ".c" in e.value.message
     assert not (tmp_path / "post").exists()
 

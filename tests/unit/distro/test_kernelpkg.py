@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
-from ksplice_pkg.distro.kernelpkg import host_arch
+from ksplice_pkg.distro.kernelpkg import KernelPackages, host_arch, unpack_kernel_packages
 from ksplice_pkg.distro.source import identify
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.run import run
@@ -61,9 +61,12 @@ def test_pieces_are_taken_from_the_packages(tmp_path: Path) -> None:
     kallsyms = tmp_path / "kallsyms"
     kallsyms.write_text(KALLSYMS)
     dsc = fixtures.dsc(tmp_path / "pkg")
-    target = TargetSpec(system_map=kallsyms, kernel_package=image, headers_package=headers).resolve(
-        cache=tmp_path / "cache", source=identify(dsc)
-    )
+    target = unpack_kernel_packages(
+        TargetSpec(system_map=kallsyms),
+        KernelPackages(kernel=image, headers=headers),
+        cache=tmp_path / "cache",
+        source=identify(dsc),
+    ).resolve()
     assert target.release == fixtures.RELEASE
     assert target.kconfig.read_bytes() == fixtures.CONFIG
     assert target.symvers.read_bytes() == fixtures.SYMVERS
@@ -155,7 +158,9 @@ def test_kernel_core_rpm_gives_every_piece(tmp_path: Path) -> None:
     """Fedora's kernel-core ships its System.map and symvers.xz beside vmlinuz."""
     rpm = fixtures.kernel_core_rpm(tmp_path / "rpm")
     source = identify(fixtures.srpm(tmp_path / "srpm"))
-    target = TargetSpec(kernel_package=rpm).resolve(cache=tmp_path / "cache", source=source)
+    target = unpack_kernel_packages(
+        TargetSpec(), KernelPackages(kernel=rpm), cache=tmp_path / "cache", source=source
+    ).resolve()
     assert target.release == fixtures.RPM_RELEASE
     assert target.symvers.read_bytes() == fixtures.SYMVERS
     assert target.system_map.read_bytes() == fixtures.REAL_MAP
@@ -199,9 +204,12 @@ def test_symbol_map_from_the_debug_package(tmp_path: Path) -> None:
         f"linux-image-{fixtures.RELEASE}-dbg",
         {f"usr/lib/debug/boot/System.map-{fixtures.RELEASE}": fixtures.REAL_MAP},
     )
-    target = TargetSpec(kernel_package=image, headers_package=headers, debug_package=dbg).resolve(
-        cache=tmp_path / "cache"
-    )
+    target = unpack_kernel_packages(
+        TargetSpec(),
+        KernelPackages(kernel=image, headers=headers, debug=dbg),
+        cache=tmp_path / "cache",
+        source=None,
+    ).resolve()
     assert target.system_map.read_bytes() == fixtures.REAL_MAP
 
 

@@ -63,7 +63,7 @@ def test_git_patch_is_the_commits_diff(tmp_path: Path) -> None:
     git("commit", "-qam", "fix b")
     patch = git_patch(repo, "HEAD")
     assert patch_paths(patch, 1) == ["kernel/b.c"]
-    assert "+\treturn 3;" in patch
+    assert b"+\treturn 3;" in patch
     # git's own failure becomes the user's error, naming the commit: not a CommandError.
     with pytest.raises(KspliceError, match=r"\bnope\b") as e:
         git_patch(repo, "nope")
@@ -71,11 +71,11 @@ def test_git_patch_is_the_commits_diff(tmp_path: Path) -> None:
 
 
 def test_patch_file_bytes_survive(tmp_path: Path) -> None:
-    """A Latin-1 name in a mailed patch is not UTF-8; its bytes reach `patch` unchanged."""
+    """A Latin-1 name in a mailed patch is not UTF-8; its bytes are kept as they are."""
     raw = b"--- a/kernel/b.c\n+++ b/kernel/b.c\n@@ -1 +1 @@\n-M\xfcller\n+Mueller\n"
     path = tmp_path / "fix.patch"
     path.write_bytes(raw)
-    assert read_patch_file(path).encode("utf-8", errors="surrogateescape") == raw
+    assert read_patch_file(path) == raw
     with pytest.raises(KspliceError, match=re.escape(str(tmp_path / "missing.patch"))):
         read_patch_file(tmp_path / "missing.patch")
 
@@ -83,7 +83,7 @@ def test_patch_file_bytes_survive(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # patch_paths
 
-GIT_PATCH = """\
+GIT_PATCH = b"""\
 diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c
 index 1234567..89abcde 100644
 --- a/fs/proc/cmdline.c
@@ -116,12 +116,12 @@ def test_patch_paths_strips_components_and_skips_deleted_files() -> None:
 
 def test_patch_paths_of_diff_u_output_with_timestamps() -> None:
     patch = (
-        "--- linux.orig/mm/slab.c\t2024-01-01 10:00:00.000000000 +0000\n"
-        "+++ linux/mm/slab.c\t2024-01-02 10:00:00.000000000 +0000\n"
-        "@@ -1 +1 @@\n-a\n+b\n"
-        "--- linux.orig/mm/slab.c\t2024-01-01 10:00:00.000000000 +0000\n"
-        "+++ linux/mm/slab.c\t2024-01-02 10:00:00.000000000 +0000\n"
-        "@@ -9 +9 @@\n-c\n+d\n"
+        b"--- linux.orig/mm/slab.c\t2024-01-01 10:00:00.000000000 +0000\n"
+        b"+++ linux/mm/slab.c\t2024-01-02 10:00:00.000000000 +0000\n"
+        b"@@ -1 +1 @@\n-a\n+b\n"
+        b"--- linux.orig/mm/slab.c\t2024-01-01 10:00:00.000000000 +0000\n"
+        b"+++ linux/mm/slab.c\t2024-01-02 10:00:00.000000000 +0000\n"
+        b"@@ -9 +9 @@\n-c\n+d\n"
     )
     assert patch_paths(patch, 1) == ["mm/slab.c"]  # once, though named twice
-    assert patch_paths("not a patch\n", 1) == []
+    assert patch_paths(b"not a patch\n", 1) == []

@@ -13,8 +13,8 @@ from ksplice_pkg.source.tree import make_post_tree, patched_tree
 from tests.unit.tools import small_tree
 
 B_PATCH = (
-    "--- a/kernel/b.c\n+++ b/kernel/b.c\n@@ -1,4 +1,5 @@\n"
-    " int b(void)\n {\n+\tb_calls++;\n \treturn 2;\n }\n"
+    b"--- a/kernel/b.c\n+++ b/kernel/b.c\n@@ -1,4 +1,5 @@\n"
+    b" int b(void)\n {\n+\tb_calls++;\n \treturn 2;\n }\n"
 )
 
 
@@ -39,8 +39,8 @@ def test_patched_tree_keeps_line_numbers(tmp_path: Path) -> None:
 def test_patch_that_does_not_apply_leaves_nothing(tmp_path: Path) -> None:
     tree = small_tree(tmp_path / "src")
     bad = (
-        "--- a/kernel/b.c\n+++ b/kernel/b.c\n@@ -1,3 +1,3 @@\n"
-        " int b(void)\n {\n-\treturn 7;\n+\treturn 8;\n"
+        b"--- a/kernel/b.c\n+++ b/kernel/b.c\n@@ -1,3 +1,3 @@\n"
+        b" int b(void)\n {\n-\treturn 7;\n+\treturn 8;\n"
     )
     with pytest.raises(KspliceError, match=re.escape(str(tree))):
         make_post_tree(tree, tmp_path / "post", bad, "-p1")
@@ -51,11 +51,11 @@ def test_patch_that_does_not_apply_leaves_nothing(tmp_path: Path) -> None:
     ("patch", "patch_opt", "named"),
     [
         pytest.param(B_PATCH, "-R", "-R", id="patch-opt-not-pN"),
-        pytest.param("not a patch\n", "-p1", None, id="names-no-file"),
+        pytest.param(b"not a patch\n", "-p1", None, id="names-no-file"),
     ],
 )
 def test_unusable_patch_is_refused_before_copying(
-    tmp_path: Path, patch: str, patch_opt: str, named: str | None
+    tmp_path: Path, patch: bytes, patch_opt: str, named: str | None
 ) -> None:
     with pytest.raises(KspliceError) as e:
         make_post_tree(small_tree(tmp_path / "src"), tmp_path / "post", patch, patch_opt)
