@@ -2,7 +2,7 @@
 
 `create_options` takes the options as given (KERNEL_SOURCE may be a source package, the target
 kernel packages) and checks them against each other before anything is read. The first stage of
-the pipeline (inputs.py, from create.configure) makes files of them; `create_config` then
+the pipeline (inputs.py, from create.gather) makes files of them; `create_config` then
 assembles the configuration the pipeline runs with, passed down unchanged. The command line,
 the build command, the demo, the lab tests and the scripts all go this one way, so input
 exclusivity, the id and the description are decided in one place.
