@@ -101,7 +101,7 @@ def test_what_is_written_reads_back_checked(tmp_path: Path) -> None:
     update = read_tarball(_written(tmp_path))
     assert update.manifest.id == "fix1"
     assert update.module == b"\x7fELF module"
-    assert update.files["patch"] == PATCH.encode(errors="surrogateescape")
+    assert update.files["patch"] == PATCH
     # --series reads earlier updates the same way.
     previous = load_previous(tmp_path / "out" / "ksplice-fix1.tar.gz", MANIFEST.kernel_release)
     assert previous.patch == PATCH
