@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import default_jobs
+from ksplice_pkg.compile.kbuild import default_jobs
 from ksplice_pkg.distro.kernelpkg import KernelPackages
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import ID_RE
@@ -147,7 +147,7 @@ def create_options(
     """Check the options against each other before anything is read.
 
     `patch` is the diff itself (the demo's and the tests' way); the others are ksplice-create's
-    options. `source` may be a tree or a distro source package (see distro/source.py).
+    options. `source` may be a tree or a distro source package (see distro/srcpkg.py).
     """
     given = PatchInput(patch_file, diffext, git_commit, patch)
     if len(given.given()) + prebuild != 1:

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import PreparedTree, prepare_tree
-from ksplice_pkg.build.objects import compile_pairs, derived_tree
-from ksplice_pkg.build.prebuild import prebuild
 from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, held, mark_used
+from ksplice_pkg.compile.kbuild import PreparedTree, prepare_tree
+from ksplice_pkg.compile.objects import compile_pairs, derived_tree
+from ksplice_pkg.compile.prebuild import prebuild
 from ksplice_pkg.config import (
     CreateConfig,
     CreateOptions,

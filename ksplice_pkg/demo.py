@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import PreparedTree, default_jobs, prepare_tree
+from ksplice_pkg.compile.kbuild import PreparedTree, default_jobs, prepare_tree
 from ksplice_pkg.config import create_options
 from ksplice_pkg.create import create, gather
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import check_make_path
+from ksplice_pkg.compile.kbuild import check_make_path
 from ksplice_pkg.config import work_dir_for
 from ksplice_pkg.distro.kernelpkg import KernelPackages, unpack_kernel_packages
-from ksplice_pkg.distro.source import SourceKind, identify, prepare_source
+from ksplice_pkg.distro.srcpkg import SourceKind, identify, prepare_source
 from ksplice_pkg.source.series import PreviousUpdate, load_previous
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
 

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ksplice_pkg.build.headers import kernel_units  # noqa: E402
+from ksplice_pkg.compile.headers import kernel_units  # noqa: E402
 from ksplice_pkg.config import create_options  # noqa: E402
 from ksplice_pkg.create import create, gather  # noqa: E402
 from ksplice_pkg.demo import prepared_tree  # noqa: E402

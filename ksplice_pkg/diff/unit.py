@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ksplice_pkg.build.objects import ObjectPair
+from ksplice_pkg.compile.objects import ObjectPair
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.compare import UnitDiff, explain, is_init_section, pair_functions, signature
 from ksplice_pkg.diff.data import changed_init_data, check_data, correlate_statics

@@ -32,7 +32,7 @@ from debian.debian_support import Version
 
 from ksplice_pkg.cache import mark_used
 from ksplice_pkg.distro.archive import unpack_deb
-from ksplice_pkg.distro.source import unpack_source_deb
+from ksplice_pkg.distro.srcpkg import unpack_source_deb
 from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.fsutil import atomic_directory, atomic_write
 from ksplice_pkg.log import logger, step

@@ -29,7 +29,7 @@ from ksplice_pkg.distro.archive import (
     unpack_deb,
     unpack_rpm,
 )
-from ksplice_pkg.distro.source import (
+from ksplice_pkg.distro.srcpkg import (
     KernelSource,
     SourceKind,
     upstream_version,

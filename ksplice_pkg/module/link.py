@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.compile.kbuild import PreparedTree, build_external_module
 from ksplice_pkg.elf.model import SHF_ALLOC
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, RefusedError

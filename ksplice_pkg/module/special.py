@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.log import logger

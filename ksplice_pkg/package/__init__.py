@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ksplice_pkg.fsutil import atomic_output, ensure_writable_dir
 from ksplice_pkg.package.common import DEFAULT_MAINTAINER, check_maintainer
+from ksplice_pkg.package.contents import read_update
 from ksplice_pkg.package.naming import PackagingError
-from ksplice_pkg.package.source import read_update
 
 __all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "build_packages"]
 

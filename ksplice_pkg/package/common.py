@@ -7,6 +7,7 @@ import re
 from importlib import resources
 
 from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
+from ksplice_pkg.package.contents import UpdateContents
 from ksplice_pkg.package.naming import (
     Flavour,
     PackagePlan,
@@ -14,7 +15,6 @@ from ksplice_pkg.package.naming import (
     plain,
     plan,
 )
-from ksplice_pkg.package.source import UpdateContents
 from ksplice_pkg.timestamp import parse_created
 
 DEFAULT_MAINTAINER = "ksplice-pkg <ksplice-pkg@localhost>"

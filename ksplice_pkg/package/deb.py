@@ -28,8 +28,8 @@ from ksplice_pkg.package.common import (
     prepare,
     script,
 )
+from ksplice_pkg.package.contents import UpdateContents
 from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, one_line
-from ksplice_pkg.package.source import UpdateContents
 from ksplice_pkg.run import run
 
 

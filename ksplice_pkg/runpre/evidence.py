@@ -10,7 +10,7 @@ from ksplice_pkg.elf.query import functions, named_target, relocations_in
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import InternalError, KspliceError
 from ksplice_pkg.log import logger
-from ksplice_pkg.runpre.module import ModuleMatch, verify_in_module
+from ksplice_pkg.runpre.ko import ModuleMatch, verify_in_module
 from ksplice_pkg.runpre.verify import Match, PreFunction, PreReloc, verify_function
 from ksplice_pkg.target.modules import ModuleBinary
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap

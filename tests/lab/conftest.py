@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.demo import prepared_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
 from ksplice_pkg.elf.vmlinux import Vmlinux

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import PreparedTree, build_external_module, default_jobs
+from ksplice_pkg.compile.kbuild import PreparedTree, build_external_module, default_jobs
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.vm.guest import GuestResult, run_script

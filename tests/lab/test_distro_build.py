@@ -24,7 +24,7 @@ from ksplice_pkg.distro.debian import (
     fetch_source_package,
     release_with_source,
 )
-from ksplice_pkg.distro.source import identify, prepare_source
+from ksplice_pkg.distro.srcpkg import identify, prepare_source
 from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.run import run
 from ksplice_pkg.vm.trial import try_update

@@ -17,7 +17,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from ksplice_pkg.build.kbuild import PreparedTree, default_jobs
+from ksplice_pkg.compile.kbuild import PreparedTree, default_jobs
 from ksplice_pkg.elf.model import is_pc_relative
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import RunPreMismatchError

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.kbuild import PreparedTree, build_external_module, default_jobs
+from ksplice_pkg.compile.kbuild import PreparedTree, build_external_module, default_jobs
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import VmError
 from ksplice_pkg.runtime.errors import (

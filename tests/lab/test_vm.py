@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.kbuild import PreparedTree, build_external_module
+from ksplice_pkg.compile.kbuild import PreparedTree, build_external_module
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import VmError
 from ksplice_pkg.vm.guest import run_script

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.objects import ObjectPair
+from ksplice_pkg.compile.objects import ObjectPair
 from ksplice_pkg.diff.unit import diff_pairs
 from ksplice_pkg.elf.query import functions
 from ksplice_pkg.errors import RefusedError

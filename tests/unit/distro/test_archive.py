@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ksplice_pkg.cli import main
-from ksplice_pkg.distro import source
+from ksplice_pkg.distro import srcpkg
 from ksplice_pkg.distro.archive import unpack_deb, unpack_rpm, unpack_tar
 from ksplice_pkg.run import run
 from ksplice_pkg.unpack import ArchiveError
@@ -162,6 +162,6 @@ def test_source_rpm_payload_is_checked_flat_before_anything_is_written(
     # A binary RPM stands in for a hostile source RPM: its first member is in a subdirectory.
     rpm = fixtures.binary_rpm(tmp_path / "rpm", "kernel", {"a/x": b"1", "z.spec": b"2"})
     with pytest.raises(ArchiveError, match="'a/x' is in a subdirectory"):
-        source._prepare_srpm(rpm, box.dest)
+        srcpkg._prepare_srpm(rpm, box.dest)
     assert list((box.dest / "rpmbuild" / "SOURCES").iterdir()) == []
     box.untouched()

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from ksplice_pkg.cli import main
 from ksplice_pkg.distro.kernelpkg import KernelPackages, host_arch, unpack_kernel_packages
-from ksplice_pkg.distro.source import identify
+from ksplice_pkg.distro.srcpkg import identify
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.run import run
 from ksplice_pkg.target.consistency import check_target

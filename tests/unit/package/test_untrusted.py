@@ -26,10 +26,10 @@ from ksplice_pkg.cli import main
 from ksplice_pkg.errors import CommandError
 from ksplice_pkg.manifest import PatchedEntry
 from ksplice_pkg.package import PackageFormat, build_packages
+from ksplice_pkg.package.contents import UpdateContents, UpdateFile
 from ksplice_pkg.package.deb import build_deb, control
 from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, plan
 from ksplice_pkg.package.rpm import build_rpm, spec
-from ksplice_pkg.package.source import UpdateContents, UpdateFile
 from ksplice_pkg.run import run as real_run
 from tests.unit.package.conftest import (
     EPOCH,

@@ -12,7 +12,7 @@ import pytest
 
 from ksplice_pkg.errors import IntegrityError as UpdateTarballError
 from ksplice_pkg.manifest import ManifestError
-from ksplice_pkg.package.source import read_update
+from ksplice_pkg.package.contents import read_update
 from tests.unit.package.conftest import MakeUpdate
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ksplice_pkg.build.kbuild import PreparedTree
-from ksplice_pkg.build.objects import PREBUILT_STAMP, SECTION_FLAGS
+from ksplice_pkg.compile.kbuild import PreparedTree
+from ksplice_pkg.compile.objects import PREBUILT_STAMP, SECTION_FLAGS
 from ksplice_pkg.log import step
 from ksplice_pkg.run import run
 

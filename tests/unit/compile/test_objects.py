@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.kbuild import PreparedTree
-from ksplice_pkg.build.objects import PREBUILT_STAMP, objects_for
+from ksplice_pkg.compile.kbuild import PreparedTree
+from ksplice_pkg.compile.objects import PREBUILT_STAMP, objects_for
 from ksplice_pkg.errors import KspliceError
 
 

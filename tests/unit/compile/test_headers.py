@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.build.headers import (
+from ksplice_pkg.compile.headers import (
     IncludeIndex,
     changed_names,
     definitions,
     mentioning_units,
     only_unused_inlines,
 )
-from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.errors import RefusedError
 
 HEADER = """\

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ksplice_pkg.build.headers import header_users
-from ksplice_pkg.build.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.compile.headers import header_users
+from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, terminate_children

@@ -15,7 +15,7 @@ import pytest
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.runpre.evidence import ModuleEvidence, pre_function
-from ksplice_pkg.runpre.module import verify_in_module
+from ksplice_pkg.runpre.ko import verify_in_module
 from ksplice_pkg.target.modules import ModuleBinary
 from tests.unit.tools import compile_object
 

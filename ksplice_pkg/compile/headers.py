@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ksplice_pkg.build.kbuild import PreparedTree
+from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import logger, step

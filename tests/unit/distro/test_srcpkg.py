@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.distro.source import SourceKind, identify, prepare_source
+from ksplice_pkg.distro.srcpkg import SourceKind, identify, prepare_source
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.run import run
 from ksplice_pkg.unpack import ArchiveError
