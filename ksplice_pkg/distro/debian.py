@@ -20,7 +20,6 @@ the source package is downloaded through a private deb-src view kept in `<cache>
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -34,7 +33,7 @@ from ksplice_pkg.cache import mark_used
 from ksplice_pkg.distro.archive import unpack_deb
 from ksplice_pkg.distro.srcpkg import unpack_source_deb
 from ksplice_pkg.errors import CommandError, KspliceError
-from ksplice_pkg.fsutil import atomic_directory, atomic_write
+from ksplice_pkg.fsutil import atomic_directory, atomic_write, sha256_file
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, run_text
 from ksplice_pkg.target.files import FETCHED_MARK, MODULES_DIR
@@ -146,19 +145,11 @@ def _not_found(what: str, release: str, flavour: str) -> KspliceError:
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(record: Packages, debs: Path) -> Path:
     """The .deb of record in debs/, downloaded by apt unless a verified copy is already there."""
     filename = Path(record["Filename"]).name
     deb = debs / filename
-    if deb.is_file() and _sha256(deb) == record["SHA256"]:
+    if deb.is_file() and sha256_file(deb) == record["SHA256"]:
         logger.debug("reusing %s", deb)
         return deb
     debs.mkdir(parents=True, exist_ok=True)

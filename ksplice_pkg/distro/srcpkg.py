@@ -13,7 +13,6 @@ prepared work directory (create keys it by the tree's path).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ksplice_pkg.distro.archive import (
     unpack_tar,
 )
 from ksplice_pkg.errors import CommandError, InternalError, KspliceError
-from ksplice_pkg.fsutil import atomic_directory, sha256_file
+from ksplice_pkg.fsutil import atomic_directory, file_digest, sha256_file
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run
 from ksplice_pkg.unpack import ArchiveError, MemberKind, SafeTree
@@ -237,17 +236,14 @@ def check_dsc(dsc_path: Path, keyring: Path | None) -> list[Path]:
         if not path.is_file():
             missing.append(name)
             continue
-        digest = hashlib.new("md5" if algorithm == "md5sum" else "sha256")
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
         size = entry["size"]
         if not size.isdigit():
             raise KspliceError(
                 f"{dsc_path} lists {name!r} with the size {size!r}, which is not a number",
                 hint="the .dsc is damaged: download the source package again",
             )
-        if path.stat().st_size != int(size) or digest.hexdigest() != entry[algorithm]:
+        digest = file_digest(path, "md5" if algorithm == "md5sum" else "sha256")
+        if path.stat().st_size != int(size) or digest != entry[algorithm]:
             wrong.append(name)
     source, version = dsc["Source"], dsc["Version"]
     if missing:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ksplice_pkg.elf.model import RELOC_FORMS, SHN_UNDEF, STT_FUNC, Relocation, Symbol
 from ksplice_pkg.elf.query import is_text, named_target, relocations_in, symbol_at
 from ksplice_pkg.errors import RunPreMismatchError
-from ksplice_pkg.runpre.verify import PreFunction, PreReloc, masked
+from ksplice_pkg.runpre.verify import PreFunction, PreReloc, first_difference, masked
 from ksplice_pkg.target.modules import ModuleBinary
 
 _MISMATCH_HINT = (
@@ -78,15 +78,12 @@ def _compare(ko: ModuleBinary, fn: PreFunction, sym: Symbol) -> tuple[str | None
     ko_relocs = {
         r.offset - sym.value: r for r in relocations_in(ko.obj, sym.shndx, sym.value, sym.size)
     }
-    for offset, r in ko_relocs.items():
+    for site, r in ko_relocs.items():
         size = RELOC_FORMS[r.type].size if r.type in RELOC_FORMS else 0
-        mask[offset : offset + size] = b"\x01" * size
-    for offset, (ours, theirs) in enumerate(zip(fn.code, code, strict=True)):
-        if ours != theirs and not mask[offset]:
-            return (
-                f"differs at +{offset:#x} (ours {ours:#04x}, the module's {theirs:#04x})",
-                {},
-            )
+        mask[site : site + size] = b"\x01" * size
+    if (at := first_difference(fn.code, code, mask)) is not None:
+        ours, theirs = fn.code[at], code[at]
+        return f"differs at +{at:#x} (ours {ours:#04x}, the module's {theirs:#04x})", {}
     references: dict[int, int] = {}
     for reloc in fn.relocs:
         if not reloc.symbol:

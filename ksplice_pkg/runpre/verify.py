@@ -82,7 +82,8 @@ def masked(fn: PreFunction) -> bytearray:
     return mask
 
 
-def _first_difference(code: bytes, target: bytes, mask: bytearray) -> int | None:
+def first_difference(code: bytes, target: bytes, mask: bytearray) -> int | None:
+    """The first offset where code and target differ outside the masked relocation sites."""
     for offset, (ours, theirs) in enumerate(zip(code, target, strict=True)):
         if ours != theirs and not mask[offset]:
             return offset
@@ -144,7 +145,7 @@ def _try_candidate(
         target = resolver.vmlinux.read(link_address, len(fn.code))
     except KspliceError as e:
         return _Attempt(candidate, {}, e.message)
-    difference = _first_difference(fn.code, target, mask)
+    difference = first_difference(fn.code, target, mask)
     if difference is not None:
         return _Attempt(
             candidate,
