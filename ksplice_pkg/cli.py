@@ -335,8 +335,25 @@ def build(
     "--maintainer",
     help="Maintainer/Packager field (default: $DEBFULLNAME <$DEBEMAIL>, as dch uses).",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Package each (cumulative) update as a version of its kernel's stream package, "
+    "ksplice-updates-<release>, which apt and dnf upgrade to the newest update.",
+)
+@click.option(
+    "--build-number",
+    type=int,
+    help="The stream package's build number (Debian revision, RPM release; default 1): "
+    "raise it to rebuild the same update.",
+)
 def package_cmd(
-    updates: tuple[Path, ...], fmt: str, output_dir: Path, maintainer: str | None
+    updates: tuple[Path, ...],
+    fmt: str,
+    output_dir: Path,
+    maintainer: str | None,
+    stream: bool,
+    build_number: int | None,
 ) -> None:
     """Turn update tarballs (ksplice-<id>.tar.gz) into .deb or .rpm packages, one each.
 
@@ -345,9 +362,11 @@ def package_cmd(
     """
     import os
 
-    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, Stream, build_packages
     from ksplice_pkg.timestamp import source_date_epoch
 
+    if build_number is not None and not stream:
+        raise click.UsageError("--build-number numbers the builds of a stream: give --stream")
     if maintainer is None and os.environ.get("DEBEMAIL"):
         name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
         maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
@@ -357,6 +376,7 @@ def package_cmd(
         output_dir,
         source_date_epoch=source_date_epoch(),
         maintainer=maintainer or DEFAULT_MAINTAINER,
+        stream=Stream(build_number or 1) if stream else None,
     ):
         click.echo(path)
 
