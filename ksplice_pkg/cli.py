@@ -9,7 +9,7 @@ import click
 
 from ksplice_pkg import __version__
 from ksplice_pkg.boundary import BoundaryCommand, BoundaryGroup
-from ksplice_pkg.log import setup_logging
+from ksplice_pkg.log import logger, setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
 
 _cache_option = click.option(
@@ -379,6 +379,41 @@ def package_cmd(
         stream=Stream(build_number or 1) if stream else None,
     ):
         click.echo(path)
+
+
+@main.command("publish")
+@click.argument("packages", nargs=-1, required=True, type=_file)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The repository directory: apt/ and rpm/ in it, made if missing.",
+)
+@click.option("--gpg-key", help="Sign with this secret key (fingerprint, key id or email).")
+@click.option(
+    "--gpg-homedir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="gpg's home directory holding the key (default: $GNUPGHOME, else ~/.gnupg).",
+)
+def publish_cmd(
+    packages: tuple[Path, ...], repo: Path, gpg_key: str | None, gpg_homedir: Path | None
+) -> None:
+    """Add .deb and .rpm packages to the apt and dnf repositories in REPO.
+
+    apt: a pool indexed by apt-ftparchive, Release signed (InRelease, Release.gpg). dnf:
+    the RPMs signed (rpmsign), createrepo_c's metadata, an updateinfo.xml advisory per update
+    naming its CVE ids, repomd.xml signed. The public key is written to REPO/signing-key.gpg
+    (for apt's signed-by) and REPO/signing-key.asc (dnf's gpgkey). Every version published
+    stays; publishing the same package again changes nothing.
+    """
+    from ksplice_pkg.publish import Signer, publish
+
+    signer = Signer.find(gpg_key, gpg_homedir) if gpg_key else None
+    if signer is None:
+        logger.warning("no --gpg-key: the repository is not signed; apt and dnf refuse it "
+                       "unless told to trust it")  # fmt: skip
+    for placed in publish(repo, packages, signer):
+        click.echo(f"{placed.path}" + ("" if placed.new else " (already published)"))
 
 
 @main.command("cache")
