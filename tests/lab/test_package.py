@@ -70,6 +70,11 @@ class Lab:
     work: Path
     unfit: Path | None = None  # A's update, declared for another build of this release
 
+    @classmethod
+    def of_two(cls, artifacts: KernelArtifacts, cache: Path, a: Path, b: Path, work: Path) -> Lab:
+        """The boot helper for tests of two updates of this kernel, none for another one."""
+        return cls(artifacts, cache, a=a, b=b, other=a, other_release="", work=work)
+
     def boot(
         self, script: str, files: dict[str, Path], overlay: Path, name: str
     ) -> dict[str, bytes]:
