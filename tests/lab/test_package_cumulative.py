@@ -107,8 +107,8 @@ def _seen(out: dict[str, bytes], name: str) -> dict[str, int]:
 
 
 def _marker(text: str, unpatched: str) -> str:
-    """'A', 'C' or '' (unpatched) for one line /proc/cmdline showed."""
-    for marker in ("A", "C"):
+    """'A', 'B', 'C' or '' (unpatched) for one line /proc/cmdline showed."""
+    for marker in ("A", "B", "C"):
         if text == f"{marker}: {unpatched}":
             return marker
     assert text == unpatched, f"/proc/cmdline read {text!r}"

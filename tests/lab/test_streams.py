@@ -1,11 +1,13 @@
 """The stream of a kernel from signed repositories, in the full Debian userland on the real kernel:
 `apt install ksplice-updates-<release>` from the apt repository `publish` made, then `apt-get
-update && apt-get upgrade` to the next (cumulative) version once it is published, with a loop
-reading /proc/cmdline across the upgrade; the same with dnf, `gpgcheck=1` and `repo_gpgcheck=1`,
+update && apt-get upgrade` to the next (cumulative) version once it is published, and the real
+`unattended-upgrade` to the one after, with a loop reading /proc/cmdline across each upgrade;
+the same with dnf, `gpgcheck=1` and `repo_gpgcheck=1`,
 taking the new version by `dnf upgrade --cve=...`. A repository signed by a key the machine does
 not trust is refused.
 
-v1 changes /proc/cmdline to start with "A: ", v2 (built later, both with --replace) with "C: ".
+v1 changes /proc/cmdline to start with "A: ", v2 (built later, all with --replace) with "C: ",
+v3 with "B: ".
 Their CVE ids are set by rewriting the manifests of the real updates (`create --cve` is not
 wired yet); the modules and their sha256 stay the real ones.
 
@@ -26,16 +28,22 @@ import pytest
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.package import PackageFormat, Stream, build_packages
 from ksplice_pkg.publish import Signer, publish
-from ksplice_pkg.vm.userland import image_for, new_overlay
 from tests.lab.runtime_guest import output, rewritten, status, tar_dir
-from tests.lab.test_package import MAINTAINER, Lab, provider_rpm, rpm_tools_overlay, stand_in_deb
+from tests.lab.test_package import (
+    MAINTAINER,
+    Lab,
+    overlay_with,
+    provider_rpm,
+    rpm_tools_overlay,
+    stand_in_deb,
+)
 from tests.lab.test_package_cumulative import POLL, _markers
-from tests.lab.test_series import A_LINE, C_LINE, ORIGINAL, _cmdline_patch
+from tests.lab.test_series import A_LINE, B_LINE, C_LINE, ORIGINAL, _cmdline_patch
 from tests.lab.updates import build_update
 from tests.unit.package.own import build_debs, build_rpms
 
-ID_1, ID_2 = "stv1", "stv2"
-CVE_1, CVE_2 = "CVE-2024-1086", "CVE-2024-26581"
+ID_1, ID_2, ID_3 = "stv1", "stv2", "stv3"
+CVE_1, CVE_2, CVE_3 = "CVE-2024-1086", "CVE-2024-26581", "CVE-2024-36971"
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("rpmbuild", "createrepo_c", "apt-ftparchive", "gpg")),
@@ -47,6 +55,7 @@ pytestmark = pytest.mark.skipif(
 class Updates:
     v1: Path  # update tarballs
     v2: Path
+    v3: Path
 
 
 def _key(home: Path, who: str) -> Signer:
@@ -70,11 +79,15 @@ def updates(
     v2 = build_update(
         artifacts, kallsyms, _cmdline_patch(ORIGINAL, C_LINE), out / ID_2, ID_2, replace=True
     )
-    assert str(v1.manifest["created"]) < str(v2.manifest["created"])
-    # A cumulative update names every CVE it fixes: v1's and its own.
+    v3 = build_update(
+        artifacts, kallsyms, _cmdline_patch(ORIGINAL, B_LINE), out / ID_3, ID_3, replace=True
+    )
+    assert str(v1.manifest["created"]) < str(v2.manifest["created"]) < str(v3.manifest["created"])
+    # A cumulative update names every CVE it fixes: the earlier ones' and its own.
     return Updates(
         v1=tar_dir(rewritten(v1, out / "cve1", cves=[CVE_1]), out / "v1.tar.gz"),
         v2=tar_dir(rewritten(v2, out / "cve2", cves=[CVE_1, CVE_2]), out / "v2.tar.gz"),
+        v3=tar_dir(rewritten(v3, out / "cve3", cves=[CVE_1, CVE_2, CVE_3]), out / "v3.tar.gz"),
     )
 
 
@@ -95,23 +108,28 @@ def keys(lab: Lab) -> tuple[Signer, Signer]:
 
 
 def _published(
-    lab: Lab, fmt: PackageFormat, base: list[Path], keys: tuple[Signer, Signer], name: str
+    lab: Lab,
+    fmt: PackageFormat,
+    base: list[Path],
+    tarballs: list[Path],
+    keys: tuple[Signer, Signer],
+    name: str,
 ) -> dict[str, Path]:
-    """The guest's files: the repository as published with v1 (v1/), then with v2 too (v2/),
-    and v1's publication signed by a key the guest does not trust (bad/)."""
-    v1, v2 = (
-        build_packages([u], fmt, lab.work / f"{name}-{u.stem}", maintainer=MAINTAINER,
+    """The guest's files: the repository as published with v1 (v1/), then with each later
+    version too (v2/, v3/), and v1's publication signed by a key the guest does not trust
+    (bad/)."""
+    packages = [
+        build_packages([t], fmt, lab.work / f"{name}-{t.stem}", maintainer=MAINTAINER,
                        stream=Stream())[0]
-        for u in (lab.a, lab.b)
-    )  # fmt: skip
+        for t in tarballs
+    ]  # fmt: skip
     repo = lab.work / f"{name}-repo"
     snapshots = lab.work / f"{name}-snapshots"
     publisher, stranger = keys
-    publish(repo, [*base, v1], publisher)
-    shutil.copytree(repo, snapshots / "v1", symlinks=True)
-    publish(repo, [v2], publisher)
-    shutil.copytree(repo, snapshots / "v2", symlinks=True)
-    publish(snapshots / "bad", [*base, v1], stranger)
+    for n, package in enumerate(packages, 1):
+        publish(repo, [*base, package] if n == 1 else [package], publisher)
+        shutil.copytree(repo, snapshots / f"v{n}", symlinks=True)
+    publish(snapshots / "bad", [*base, packages[0]], stranger)
     return {
         str(p.relative_to(snapshots)): p
         for p in sorted(snapshots.rglob("*"))
@@ -128,6 +146,8 @@ def _cves(out: dict[str, bytes], name: str) -> dict[str, object]:
 # --- apt -----------------------------------------------------------------------------------
 
 APT_FIRST_BOOT = """
+# apt's daily timers would take the dpkg lock in the middle of the test: ours runs them by hand.
+systemctl stop apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 mkdir -p /etc/apt/keyrings
 cp v1/signing-key.gpg /etc/apt/keyrings/ksplice.gpg
@@ -158,6 +178,17 @@ poll_stop upgrade
 live v2
 rc cves-2 ksplice-pkg view --cves --json
 rc changelog apt-get changelog {stream}
+# v3 is published: the real unattended-upgrade run takes it, its origin allowed.
+cat > /etc/apt/apt.conf.d/51ksplice-pkg <<EOF
+Unattended-Upgrade::Origins-Pattern {{ "origin=ksplice-pkg"; }};
+EOF
+ln -sfn v3 repo
+rc update-3 apt-get update
+poll_start
+rc unattended unattended-upgrade -v
+poll_stop unattended
+live v3
+rc cves-3 ksplice-pkg view --cves --json
 dpkg-query -W -f '${{Package}} ${{Version}} ${{db:Status-Status}}\\n' 'ksplice-*' \
     > "$OUT/packages" 2>&1
 rc stable ksplice-pkg confirm --after 20
@@ -170,13 +201,17 @@ rc cves-boot ksplice-pkg view --cves --json
 """
 
 
-def test_apt_stream_from_a_signed_repository(lab: Lab, keys: tuple[Signer, Signer]) -> None:
+def test_apt_stream_from_a_signed_repository(
+    lab: Lab, updates: Updates, keys: tuple[Signer, Signer]
+) -> None:
     release = lab.artifacts.release
     stream = f"ksplice-updates-{release}"
     base = [*build_debs(lab.work / "own-debs"),
             stand_in_deb(f"linux-image-{release}", lab.work / "stand-in")]  # fmt: skip
-    files = _published(lab, PackageFormat.DEB, base, keys, "apt")
-    overlay = new_overlay(image_for(lab.artifacts, lab.cache), lab.work / "apt.qcow2")
+    files = _published(
+        lab, PackageFormat.DEB, base, [updates.v1, updates.v2, updates.v3], keys, "apt"
+    )
+    overlay = overlay_with(lab, lab.work / "apt.qcow2", ("unattended-upgrades",))
 
     out = lab.boot(POLL + APT_FIRST_BOOT.format(stream=stream), files, overlay, "apt stream")
     unpatched = out["unpatched"].decode().rstrip("\n")
@@ -204,14 +239,24 @@ def test_apt_stream_from_a_signed_repository(lab: Lab, keys: tuple[Signer, Signe
     assert cves["effective_version"] == f"{release}+{ID_2}"
     assert status(out, "changelog") == 0, output(out, "changelog")
     assert f"Fixes {CVE_2}." in output(out, "changelog"), output(out, "changelog")
+    # v3 by unattended-upgrades, the same way.
+    assert status(out, "update-3") == 0, output(out, "update-3")
+    assert status(out, "unattended") == 0, output(out, "unattended")
+    assert out["v3.live"].decode().split() == [f"ksplice_{ID_3}"], output(out, "unattended")
+    markers = _markers(out, "unattended", unpatched)
+    print(f"unattended-upgrade v2 -> v3, reads of /proc/cmdline by what they showed: {markers}")
+    assert "" not in markers, (markers, output(out, "unattended"))
+    assert markers.get("C", 0) > 0 and markers.get("B", 0) > 0, markers
+    every = sorted([CVE_1, CVE_2, CVE_3])
+    assert _cves(out, "cves-3")["cves"] == every
     packages = out["packages"].decode()
     installed = [line.split()[0] for line in packages.splitlines() if line.endswith(" installed")]
     assert [p for p in installed if p.startswith("ksplice-update")] == [stream], packages
     assert status(out, "stable") == 0, output(out, "stable")
 
     out = lab.boot(POLL + APT_SECOND_BOOT, {}, overlay, "apt stream reboot")
-    assert out["boot.live"].decode().split() == [f"ksplice_{ID_2}"]
-    assert _cves(out, "cves-boot")["cves"] == sorted([CVE_1, CVE_2])
+    assert out["boot.live"].decode().split() == [f"ksplice_{ID_3}"]
+    assert _cves(out, "cves-boot")["cves"] == every
 
 
 # --- dnf -----------------------------------------------------------------------------------
@@ -250,11 +295,13 @@ rpm -qa 'ksplice-*' > "$OUT/packages"
 """
 
 
-def test_dnf_stream_from_a_signed_repository(lab: Lab, keys: tuple[Signer, Signer]) -> None:
+def test_dnf_stream_from_a_signed_repository(
+    lab: Lab, updates: Updates, keys: tuple[Signer, Signer]
+) -> None:
     release = lab.artifacts.release
     stream = f"ksplice-updates-{release}"
     base = [*build_rpms(lab.work / "own-rpms"), provider_rpm(release, lab.work)]
-    files = _published(lab, PackageFormat.RPM, base, keys, "dnf")
+    files = _published(lab, PackageFormat.RPM, base, [updates.v1, updates.v2], keys, "dnf")
     overlay = rpm_tools_overlay(lab, lab.work / "dnf.qcow2")
 
     script = DNF_BOOT.format(stream=stream, cve=CVE_2)
