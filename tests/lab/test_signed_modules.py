@@ -20,9 +20,10 @@ import pytest
 
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.runtime.errors import LoadError
-from ksplice_pkg.update.sign import sign_module, signature_of
+from ksplice_pkg.update.sign import sign_module
 from tests.lab.runtime_guest import make_update, output, rewritten, status, tar_dir
 from tests.lab.test_runtime import A_PATCH, boot
+from tests.unit.update.test_sign import verify_with_openssl
 
 ID = "sga"
 SIGNER = "ksplice-pkg lab module signing"
@@ -61,15 +62,7 @@ def test_only_trusted_signed_modules_load(
         != (update.manifest["module_sha256"])
     )
     # The signature is the kernel's PKCS#7 over the unsigned module, by this certificate.
-    content, pkcs7 = signature_of(signed)
-    (tmp_path / "content").write_bytes(content)
-    (tmp_path / "sig.der").write_bytes(pkcs7)
-    subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig.der",
-         "-content", tmp_path / "content", "-certfile", cert, "-CAfile", cert,
-         "-purpose", "any", "-out", "/dev/null"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    verify_with_openssl(signed, cert, tmp_path)
     files = {
         "unsigned.tar.gz": update.tarball,
         "signed.tar.gz": tar_dir(directory, tmp_path / "signed.tar.gz"),

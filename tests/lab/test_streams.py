@@ -137,6 +137,24 @@ def _published(
     }
 
 
+def _swapped(
+    out: dict[str, bytes],
+    step: str,
+    texts: tuple[str, str],
+    new: tuple[str, str],
+    unpatched: str,
+) -> None:
+    """The package manager's `step` took the stream from the version whose /proc/cmdline starts
+    with texts[0] to the one with texts[1], update new[1] (`live` snapshot new[0]) alone live
+    after it, and the loop reading /proc/cmdline across it never saw the unpatched text."""
+    assert status(out, step) == 0, output(out, step)
+    assert out[f"{new[0]}.live"].decode().split() == [f"ksplice_{new[1]}"], output(out, step)
+    markers = _markers(out, step, unpatched)
+    print(f"{step}: reads of /proc/cmdline by the version they showed: {markers}")
+    assert "" not in markers, (markers, output(out, step))
+    assert markers.get(texts[0], 0) > 0 and markers.get(texts[1], 0) > 0, markers
+
+
 def _cves(out: dict[str, bytes], name: str) -> dict[str, object]:
     data = json.loads(output(out, name))
     assert isinstance(data, dict), data
@@ -227,12 +245,7 @@ def test_apt_stream_from_a_signed_repository(
     assert _cves(out, "cves-1")["cves"] == [CVE_1]
     # v2 by `apt-get upgrade`, the kernel never unpatched on the way.
     assert status(out, "update-2") == 0, output(out, "update-2")
-    assert status(out, "upgrade") == 0, output(out, "upgrade")
-    assert out["v2.live"].decode().split() == [f"ksplice_{ID_2}"], output(out, "upgrade")
-    markers = _markers(out, "upgrade", unpatched)
-    print(f"apt upgrade v1 -> v2, reads of /proc/cmdline by what they showed: {markers}")
-    assert "" not in markers, (markers, output(out, "upgrade"))
-    assert markers.get("A", 0) > 0 and markers.get("C", 0) > 0, markers
+    _swapped(out, "upgrade", ("A", "C"), ("v2", ID_2), unpatched)
     cves = _cves(out, "cves-2")
     assert cves["cves"] == sorted([CVE_1, CVE_2])
     assert cves["updates"] == [{"id": ID_2, "cves": [CVE_1, CVE_2]}]
@@ -241,12 +254,7 @@ def test_apt_stream_from_a_signed_repository(
     assert f"Fixes {CVE_2}." in output(out, "changelog"), output(out, "changelog")
     # v3 by unattended-upgrades, the same way.
     assert status(out, "update-3") == 0, output(out, "update-3")
-    assert status(out, "unattended") == 0, output(out, "unattended")
-    assert out["v3.live"].decode().split() == [f"ksplice_{ID_3}"], output(out, "unattended")
-    markers = _markers(out, "unattended", unpatched)
-    print(f"unattended-upgrade v2 -> v3, reads of /proc/cmdline by what they showed: {markers}")
-    assert "" not in markers, (markers, output(out, "unattended"))
-    assert markers.get("C", 0) > 0 and markers.get("B", 0) > 0, markers
+    _swapped(out, "unattended", ("C", "B"), ("v3", ID_3), unpatched)
     every = sorted([CVE_1, CVE_2, CVE_3])
     assert _cves(out, "cves-3")["cves"] == every
     packages = out["packages"].decode()
@@ -318,11 +326,7 @@ def test_dnf_stream_from_a_signed_repository(
     listed = output(out, "updateinfo")
     assert status(out, "updateinfo") == 0, listed
     assert CVE_2 in listed and f"{stream}-" in listed, listed
-    assert status(out, "upgrade") == 0, output(out, "upgrade")
-    assert out["v2.live"].decode().split() == [f"ksplice_{ID_2}"], output(out, "upgrade")
-    markers = _markers(out, "upgrade", unpatched)
-    print(f"dnf upgrade --cve v1 -> v2, reads of /proc/cmdline by what they showed: {markers}")
-    assert "" not in markers, (markers, output(out, "upgrade"))
+    _swapped(out, "upgrade", ("A", "C"), ("v2", ID_2), unpatched)
     assert _cves(out, "cves")["cves"] == sorted([CVE_1, CVE_2])
     assert f"- Fixes {CVE_2}" in output(out, "changelog"), output(out, "changelog")
     (installed,) = [p for p in out["packages"].decode().split() if p.startswith(stream)]
