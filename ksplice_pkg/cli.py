@@ -9,7 +9,7 @@ import click
 
 from ksplice_pkg import __version__
 from ksplice_pkg.boundary import BoundaryCommand, BoundaryGroup
-from ksplice_pkg.log import setup_logging
+from ksplice_pkg.log import logger, setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
 
 _cache_option = click.option(
@@ -329,8 +329,25 @@ def build(
     "--maintainer",
     help="Maintainer/Packager field (default: $DEBFULLNAME <$DEBEMAIL>, as dch uses).",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Package each (cumulative) update as a version of its kernel's stream package, "
+    "ksplice-updates-<release>, which apt and dnf upgrade to the newest update.",
+)
+@click.option(
+    "--build-number",
+    type=int,
+    help="The stream package's build number (Debian revision, RPM release; default 1): "
+    "raise it to rebuild the same update.",
+)
 def package_cmd(
-    updates: tuple[Path, ...], fmt: str, output_dir: Path, maintainer: str | None
+    updates: tuple[Path, ...],
+    fmt: str,
+    output_dir: Path,
+    maintainer: str | None,
+    stream: bool,
+    build_number: int | None,
 ) -> None:
     """Turn update tarballs (ksplice-<id>.tar.gz) into .deb or .rpm packages, one each.
 
@@ -339,9 +356,11 @@ def package_cmd(
     """
     import os
 
-    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, build_packages
+    from ksplice_pkg.package import DEFAULT_MAINTAINER, PackageFormat, Stream, build_packages
     from ksplice_pkg.timestamp import source_date_epoch
 
+    if build_number is not None and not stream:
+        raise click.UsageError("--build-number numbers the builds of a stream: give --stream")
     if maintainer is None and os.environ.get("DEBEMAIL"):
         name = os.environ.get("DEBFULLNAME", "ksplice-pkg")
         maintainer = f"{name} <{os.environ['DEBEMAIL']}>"
@@ -351,8 +370,44 @@ def package_cmd(
         output_dir,
         source_date_epoch=source_date_epoch(),
         maintainer=maintainer or DEFAULT_MAINTAINER,
+        stream=Stream(build_number or 1) if stream else None,
     ):
         click.echo(path)
+
+
+@main.command("publish")
+@click.argument("packages", nargs=-1, required=True, type=_file)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The repository directory: apt/ and rpm/ in it, made if missing.",
+)
+@click.option("--gpg-key", help="Sign with this secret key (fingerprint, key id or email).")
+@click.option(
+    "--gpg-homedir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="gpg's home directory holding the key (default: $GNUPGHOME, else ~/.gnupg).",
+)
+def publish_cmd(
+    packages: tuple[Path, ...], repo: Path, gpg_key: str | None, gpg_homedir: Path | None
+) -> None:
+    """Add .deb and .rpm packages to the apt and dnf repositories in REPO.
+
+    apt: a pool indexed by apt-ftparchive, Release signed (InRelease, Release.gpg). dnf:
+    the RPMs signed (rpmsign), createrepo_c's metadata, an updateinfo.xml advisory per update
+    naming its CVE ids, repomd.xml signed. The public key is written to REPO/signing-key.gpg
+    (for apt's signed-by) and REPO/signing-key.asc (dnf's gpgkey). Every version published
+    stays; publishing the same package again changes nothing.
+    """
+    from ksplice_pkg.publish import Signer, publish
+
+    signer = Signer.find(gpg_key, gpg_homedir) if gpg_key else None
+    if signer is None:
+        logger.warning("no --gpg-key: the repository is not signed; apt and dnf refuse it "
+                       "unless told to trust it")  # fmt: skip
+    for placed in publish(repo, packages, signer):
+        click.echo(f"{placed.path}" + ("" if placed.new else " (already published)"))
 
 
 @main.command("cache")

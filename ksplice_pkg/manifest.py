@@ -36,6 +36,9 @@ FUNCTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,511}")
 OBJECT_RE = re.compile(r"vmlinux|[A-Za-z0-9_-]{1,55}")
 BUILD_ID_RE = re.compile(r"[0-9a-f]{2,128}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# A CVE id as MITRE assigns them: the year, then four or more digits (since 2014, CVE-2014-0001
+# to CVE-2024-1234567). Nineteen digits are far beyond any real one and keep a value short.
+CVE_RE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,19}")
 # The `created` stamp, UTC; it orders the updates of a kernel (package versions).
 CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_TEXT = 1000  # one line of free text: a description, a left-out change
@@ -117,6 +120,8 @@ class Manifest:
     replace: bool = False
     # Changes of the patch the update does not carry (__init code and data, --runtime-only).
     left_out: list[str] = field(default_factory=list)
+    # The CVE ids the update fixes (`create --cve`): packages' changelogs, advisories, `view`.
+    cves: list[str] = field(default_factory=list)
     created: str = ""
     tool: str = f"ksplice-pkg {__version__}"
     manifest_version: int = MANIFEST_VERSION
@@ -189,6 +194,10 @@ def content_problem(m: Manifest) -> str | None:
             return f"invalid function name {entry.name!r} in patched"
     if bad := [f for f in m.new_functions if not FUNCTION_RE.fullmatch(f)]:
         return f"invalid function name {bad[0]!r} in new_functions"
+    if bad := [c for c in m.cves if not CVE_RE.fullmatch(c)]:
+        return f"invalid CVE id {bad[0]!r} in cves (expected CVE-YYYY-NNNN)"
+    if len(set(m.cves)) != len(m.cves):
+        return "cves names a CVE twice"
     for name, text in [("description", m.description), ("tool", m.tool)] + [
         ("left_out", t) for t in m.left_out
     ]:
@@ -213,6 +222,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "depends_on": (list,),
     "replace": (bool,),
     "left_out": (list,),
+    "cves": (list,),
     "created": (str,),
     "tool": (str,),
     "manifest_version": (int,),
@@ -223,6 +233,7 @@ _OPTIONAL = {
     "depends_on",
     "replace",
     "left_out",
+    "cves",
     "created",
     "tool",
 }
@@ -242,7 +253,7 @@ def _typed(data: Any, spec: dict[str, tuple[type, ...]]) -> dict[str, Any]:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise TypeError(f"{name}: expected {' or '.join(t.__name__ for t in types)}")
         out[name] = value
-    for name in ("depends_on", "new_functions", "left_out"):
+    for name in ("depends_on", "new_functions", "left_out", "cves"):
         if name in out and not all(isinstance(d, str) and d for d in out[name]):
             raise TypeError(f"{name}: expected a list of names")
     if "sympos" in out and out["sympos"] < 0:

@@ -18,9 +18,9 @@ from pathlib import Path
 from ksplice_pkg.fsutil import atomic_output, ensure_writable_dir
 from ksplice_pkg.package.common import DEFAULT_MAINTAINER, check_maintainer
 from ksplice_pkg.package.contents import read_update
-from ksplice_pkg.package.naming import PackagingError
+from ksplice_pkg.package.naming import PackagingError, Stream
 
-__all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "build_packages"]
+__all__ = ["DEFAULT_MAINTAINER", "PackageFormat", "Stream", "build_packages"]
 
 
 class PackageFormat(enum.Enum):
@@ -35,8 +35,10 @@ def build_packages(
     *,
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
+    stream: Stream | None = None,
 ) -> list[Path]:
     """One package per update tarball, written to output_dir; returns their paths in order.
+    With `stream`, each is a version of its kernel's stream package (naming.py).
 
     All of them or, on any failure, none: dpkg-deb and rpmbuild write into a directory of our
     own, and the packages are then copied to temporary names in output_dir and renamed, so that
@@ -51,12 +53,14 @@ def build_packages(
         if fmt is PackageFormat.DEB:
             from ksplice_pkg.package.deb import build_deb
 
-            built = [build_deb(u, work, source_date_epoch, maintainer) for u in updates]
+            built = [build_deb(u, work, source_date_epoch, maintainer, stream) for u in updates]
         else:
             from ksplice_pkg.package.rpm import build_rpm
 
             known = tuple(u.manifest for u in updates)
-            built = [build_rpm(u, work, source_date_epoch, maintainer, known) for u in updates]
+            built = [
+                build_rpm(u, work, source_date_epoch, maintainer, known, stream) for u in updates
+            ]
         published: list[Path] = []
         try:
             for path in built:

@@ -12,6 +12,7 @@ from ksplice_pkg.package.naming import (
     Flavour,
     PackagePlan,
     PackagingError,
+    Stream,
     plain,
     plan,
 )
@@ -47,7 +48,10 @@ def check_maintainer(maintainer: str) -> str:
 
 
 def prepare(
-    update: UpdateContents, flavour: Flavour, known: tuple[Manifest, ...] = ()
+    update: UpdateContents,
+    flavour: Flavour,
+    known: tuple[Manifest, ...] = (),
+    stream: Stream | None = None,
 ) -> tuple[PackagePlan, dict[str, bytes]]:
     """The update's package plan and the files it ships, name -> data.
 
@@ -62,7 +66,7 @@ def prepare(
         raise PackagingError(
             f"{update.origin}: the update has no {' or '.join(repr(n) for n in missing)}"
         )
-    package = plan(m, held[m.module], flavour, str(update.origin), known)
+    package = plan(m, held[m.module], flavour, str(update.origin), known, stream)
     return package, {name: held[name] for name in names}
 
 

@@ -29,14 +29,14 @@ from ksplice_pkg.package.common import (
     script,
 )
 from ksplice_pkg.package.contents import UpdateContents
-from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, one_line
+from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, Stream, one_line
 from ksplice_pkg.run import run
 
 
 def control(package: PackagePlan, installed_kib: int, maintainer: str) -> Deb822:
     values = {
         "Package": package.name,
-        "Version": package.version,
+        "Version": package.deb_version,
         "Architecture": package.arch.deb,
         "Maintainer": maintainer,
         "Installed-Size": str(installed_kib),
@@ -79,8 +79,9 @@ def build_deb(
     output_dir: Path,
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
+    stream: Stream | None = None,
 ) -> Path:
-    package, files = prepare(update, Flavour.DEB)
+    package, files = prepare(update, Flavour.DEB, stream=stream)
     epoch = build_epoch(package, source_date_epoch)
     with tempfile.TemporaryDirectory(prefix="ksplice-deb-") as tmp:
         root = Path(tmp) / "root"
@@ -89,8 +90,10 @@ def build_deb(
         payload[f"{doc}/copyright"] = COPYRIGHT.format(
             release=package.manifest.kernel_release
         ).encode()
-        # A version without a Debian revision is a native package's: changelog.gz.
-        payload[f"{doc}/changelog.gz"] = _changelog(package, maintainer, epoch)
+        # A version without a Debian revision is a native package's: changelog.gz; a stream's
+        # has one (its build number), which makes it changelog.Debian.gz (Policy 12.7).
+        changelog = "changelog.Debian.gz" if package.revision else "changelog.gz"
+        payload[f"{doc}/{changelog}"] = _changelog(package, maintainer, epoch)
         for name, data in payload.items():
             _write(root / name, data, FILE_MODE, epoch)
         md5sums = "".join(
@@ -111,7 +114,7 @@ def build_deb(
         for directory in sorted({p for p in root.rglob("*") if p.is_dir()} | {root}):
             directory.chmod(0o755)
             os.utime(directory, (epoch, epoch))
-        out = output_dir / f"{package.name}_{package.version}_{package.arch.deb}.deb"
+        out = output_dir / f"{package.name}_{package.deb_version}_{package.arch.deb}.deb"
         run(
             ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, out],
             env={"SOURCE_DATE_EPOCH": str(epoch)},
@@ -121,9 +124,12 @@ def build_deb(
 
 def _changelog(package: PackagePlan, maintainer: str, epoch: int) -> bytes:
     one_line(maintainer, "the maintainer")
+    # CVE ids are checked by the manifest (CVE-YYYY-NNNN): one per line, as `apt changelog`
+    # and the security trackers' scanners read them.
+    fixes = "".join(f"  * Fixes {cve}.\n" for cve in package.manifest.cves)
     text = (
-        f"{package.name} ({package.version}) unstable; urgency=medium\n\n"
-        f"  * {package.summary}.\n\n"
+        f"{package.name} ({package.deb_version}) unstable; urgency=medium\n\n"
+        f"  * {package.summary}.\n{fixes}\n"
         f" -- {maintainer}  {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime(epoch))}\n"
     )
     # mtime=0 and no file name in the gzip header (gzip -n): same bytes every time.

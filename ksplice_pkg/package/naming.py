@@ -1,20 +1,28 @@
 """Names, versions and relations of hotpatch packages, for both formats.
 
 The scheme follows the distributions' livepatch packages (RHEL's `kpatch-patch-<kver>`, SUSE's
-`kernel-livepatch-<kver>`): one package per update, named after the kernel release it patches and
-the update id, `ksplice-update-<release>-<id>`. Its version is the update's creation stamp
-(`created`, UTC, as YYYYMMDD.HHMMSS), so that versions order updates by age.
+`kernel-livepatch-<kver>`). Two kinds:
+- one package per update, `ksplice-update-<release>-<id>`, versioned by the update's creation
+  stamp (`created`, UTC, as YYYYMMDD.HHMMSS), so that versions order updates by age;
+- the stream of a kernel, `ksplice-updates-<release>`: one name whose version grows with each
+  cumulative update for that kernel (the stamp, then a build number as the Debian revision and
+  the RPM release), so that `apt upgrade` and `dnf upgrade` bring each new one. A package
+  holds one update at a time, so only a cumulative (replace) update can be in a stream: the
+  next version's apply supersedes the live one before its files are gone.
 
 Relations:
 - the runtime package (`ksplice-pkg-runtime`), which applies and reapplies updates;
 - the exact kernel it patches: `linux-image-<release>` on Debian, `kernel-uname-r = <release>`
   (what Fedora's and RHEL's kernel-core provide) on RPM systems, or `kernel-uname-r(<release>)`
   for a release with more than one '-', which no RPM version can hold;
-- for a stacked update, the packages of the updates in `depends_on`;
-- every package provides `ksplice-updates-<release>` at its stamp: apt and dnf find all updates
-  of a kernel through it, and a cumulative (`replace`) update conflicts with / replaces /
-  obsoletes every provider of an older stamp, which is how it knows the updates it supersedes
-  without naming them. Updates stacked on top of it later carry a newer stamp and stay.
+- for a stacked update, the packages of the updates in `depends_on` (a stream package provides
+  the name of the update it holds, so updates stacked on it find it);
+- every package provides `ksplice-hotpatch-<release>` at its version: apt and dnf find all
+  updates of a kernel through it, and a cumulative update (a stream's included) conflicts with /
+  replaces / obsoletes every provider of an older version, which is how it knows the updates it
+  supersedes without naming them. Updates stacked on top of it later carry a newer stamp and
+  stay. The virtual name is not the stream's: a package that provides and conflicts with its
+  own name would leave the resolvers to tell an upgrade from a conflict.
 
 Every manifest value a package carries (in its name, relations, description and maintainer
 scripts) is checked here first, whatever built the Manifest: the tarball can come from anyone,
@@ -35,7 +43,8 @@ from ksplice_pkg.manifest import ID_RE, Manifest, content_problem
 RUNTIME_PACKAGE = "ksplice-pkg-runtime"
 UPDATES_DIR = "usr/lib/ksplice-pkg/updates"
 NAME_PREFIX = "ksplice-update-"
-VIRTUAL_PREFIX = "ksplice-updates-"
+STREAM_PREFIX = "ksplice-updates-"
+VIRTUAL_PREFIX = "ksplice-hotpatch-"
 
 # [0-9], not \d: \d also matches other scripts' digits, which no package version may hold.
 _CREATED_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
@@ -162,6 +171,22 @@ def virtual_name(release: str, flavour: Flavour) -> str:
     return f"{VIRTUAL_PREFIX}{_release_part(release, flavour)}"
 
 
+def stream_name(release: str, flavour: Flavour) -> str:
+    return f"{STREAM_PREFIX}{_release_part(release, flavour)}"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Package updates as the stream of their kernel (`package --stream`)."""
+
+    # The build number: a new build of the same update (a packaging fix) takes the next one.
+    build: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.build < 10**9:
+            raise PackagingError(f"build number {self.build}: expected 1 to 999999999")
+
+
 def kernel_relation(release: str, flavour: Flavour) -> Relation:
     if flavour is Flavour.DEB:
         return Relation(f"linux-image-{release}")
@@ -178,7 +203,8 @@ class PackagePlan:
     """Everything both formats say about one hotpatch package."""
 
     name: str
-    version: str
+    version: str  # Debian: the upstream version; RPM: Version
+    revision: str | None  # Debian: the revision (None: a native version); RPM: Release ("1")
     arch: Arch
     summary: str
     description: str  # the update's description and what it patches, plain text
@@ -191,6 +217,14 @@ class PackagePlan:
     obsoletes: tuple[Relation, ...]
     manifest: Manifest
 
+    @property
+    def deb_version(self) -> str:
+        return f"{self.version}-{self.revision}" if self.revision else self.version
+
+    @property
+    def rpm_release(self) -> str:
+        return self.revision or "1"
+
 
 def plan(
     manifest: Manifest,
@@ -198,12 +232,22 @@ def plan(
     flavour: Flavour,
     origin: str,
     known: tuple[Manifest, ...] = (),
+    stream: Stream | None = None,
 ) -> PackagePlan:
     """The package of `manifest`; `known` are the other updates packaged in the same run."""
     check_manifest(manifest)
     version = version_of(manifest)
     release = manifest.kernel_release
     virtual = virtual_name(release, flavour)
+    if stream is not None and (not manifest.replace or manifest.depends_on):
+        raise PackagingError(
+            f"update {manifest.id} is not cumulative: a stream package holds one update at a "
+            "time, and only a cumulative (replace) one takes over from the update before it",
+            hint="create the update with --replace, or package it without --stream",
+        )
+    revision = str(stream.build) if stream else None
+    # What the relations compare: the whole version of the package's own format.
+    full = f"{version}-{revision}" if revision else version
     depends = [
         Relation(RUNTIME_PACKAGE, Op.GE, __version__),
         kernel_relation(release, flavour),
@@ -221,18 +265,30 @@ def plan(
         description += f"\nApplied on top of: {', '.join(manifest.depends_on)}."
     if manifest.replace:
         description += "\nCumulative: supersedes every earlier update of this kernel."
+    if manifest.cves:
+        description += f"\nFixes: {', '.join(manifest.cves)}."
+    own = package_name(release, manifest.id, flavour)
+    provides = [Relation(virtual, Op.EQ, full)]
+    if stream:
+        description += "\nThe stream of this kernel: each new version is its newest update."
+        provides.append(Relation(own, Op.EQ, full))
     return PackagePlan(
-        name=package_name(release, manifest.id, flavour),
+        name=stream_name(release, flavour) if stream else own,
         version=version,
+        revision=revision,
         arch=module_arch(module, origin),
-        summary=f"Live kernel update {manifest.id} for Linux {release}",
+        summary=(
+            f"Live kernel updates for Linux {release}: update {manifest.id}"
+            if stream
+            else f"Live kernel update {manifest.id} for Linux {release}"
+        ),
         description=description,
         install_dir=f"{UPDATES_DIR}/{release}/{manifest.id}",
         depends=tuple(depends),
-        provides=(Relation(virtual, Op.EQ, version),),
-        supersedes=(Relation(virtual, Op.LT, version),) if manifest.replace else (),
+        provides=tuple(provides),
+        supersedes=(Relation(virtual, Op.LT, full),) if manifest.replace else (),
         obsoletes=tuple(
-            Relation(package_name(release, other.id, flavour), Op.LT, version)
+            Relation(package_name(release, other.id, flavour), Op.LT, full)
             for other in sorted(known, key=lambda o: o.id)
             if manifest.replace
             and other.kernel_release == release

@@ -30,7 +30,7 @@ from ksplice_pkg.package.common import (
     script,
 )
 from ksplice_pkg.package.contents import UpdateContents
-from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, one_line
+from ksplice_pkg.package.naming import Flavour, PackagePlan, PackagingError, Stream, one_line
 from ksplice_pkg.run import run
 
 RPMBUILD_DEFINES = {
@@ -78,7 +78,7 @@ def spec(package: PackagePlan, staged: Path, file_list: Path, maintainer: str, e
     tags = [
         ("Name", package.name),
         ("Version", package.version),
-        ("Release", "1"),
+        ("Release", package.rpm_release),
         ("Summary", package.summary),
         ("License", "GPL-2.0-only"),
         ("Group", "System Environment/Kernel"),
@@ -114,8 +114,11 @@ def spec(package: PackagePlan, staged: Path, file_list: Path, maintainer: str, e
         "%defattr(-,root,root,-)",
         "",
         "%changelog",
-        f"* {date} {_inline(maintainer, 'the maintainer')} - {package.version}-1",
+        f"* {date} {_inline(maintainer, 'the maintainer')} - "
+        f"{package.version}-{package.rpm_release}",
         f"- {_inline(package.summary, 'the summary')} ({_inline(m.kernel_release, 'release')})",
+        # The manifest's CVE ids are CVE-YYYY-NNNN, nothing rpmbuild interprets; one an entry.
+        *(f"- Fixes {_inline(cve, 'the CVE id')}" for cve in m.cves),
         "",
     ]
     return "\n".join(lines)
@@ -146,8 +149,9 @@ def build_rpm(
     source_date_epoch: int | None = None,
     maintainer: str = DEFAULT_MAINTAINER,
     known: tuple[Manifest, ...] = (),
+    stream: Stream | None = None,
 ) -> Path:
-    package, files = prepare(update, Flavour.RPM, known)
+    package, files = prepare(update, Flavour.RPM, known, stream)
     epoch = build_epoch(package, source_date_epoch)
     with tempfile.TemporaryDirectory(prefix="ksplice-rpm-") as tmp:
         top = Path(tmp)
@@ -169,7 +173,7 @@ def build_rpm(
         for key, value in defines.items():
             argv += ["--define", f"{key} {value}"]
         run([*argv, spec_file], env={"SOURCE_DATE_EPOCH": str(epoch)})
-        name = f"{package.name}-{package.version}-1.{package.arch.rpm}.rpm"
+        name = f"{package.name}-{package.version}-{package.rpm_release}.{package.arch.rpm}.rpm"
         built = top / "RPMS" / package.arch.rpm / name
         out = output_dir / name
         shutil.copyfile(built, out)

@@ -58,10 +58,15 @@ def staged_module(store: Store, bundle: Bundle) -> Iterator[Path]:
         yield atomic_write(Path(tmp) / bundle.manifest.module, bundle.update.module, 0o600)
 
 
+_KERNEL_WORDS = ("livepatch", "Loading of ", "Lockdown: ")
+
+
 def _kernel_says(name: str) -> str:
     """The kernel log lines about the module: why insmod failed, in the kernel's words."""
     log = run(["dmesg"], check=False).stdout.decode(errors="replace").splitlines()
-    lines = [ln for ln in log if name in ln or "livepatch" in ln][-5:]
+    # The module signature checks name no module: "Loading of unsigned module is rejected",
+    # "Loading of module with unavailable key is rejected", "Lockdown: insmod: unsigned module".
+    lines = [ln for ln in log if name in ln or any(w in ln for w in _KERNEL_WORDS)][-5:]
     return "\n".join("    " + ln for ln in lines)
 
 
@@ -95,6 +100,31 @@ def wait_patched(name: str, timing: Timing) -> None:
     )
 
 
+# What insmod (strerror) says when only signed modules may load: under module.sig_enforce=1 an
+# unsigned module and one signed by a key the kernel does not trust are both EKEYREJECTED
+# (kernel/module/signing.c, 6.1; the log says which), ENOKEY on kernels that pass the key
+# lookup's error through; under lockdown (Secure Boot) an unsigned module is EPERM, told apart
+# by the lockdown state.
+_SIGNATURE_REFUSALS = ("Key was rejected by service", "Required key not available")
+_LOCKDOWN = Path("/sys/kernel/security/lockdown")
+_SIGNING_HINT = (
+    "this kernel loads only modules signed by a key it trusts (module.sig_enforce=1, or "
+    "lockdown under Secure Boot): sign the update (create --sign-key KEY --sign-cert CERT) and "
+    "enroll the certificate with `mokutil --import CERT` (confirmed in MokManager at the next "
+    "boot); nothing was loaded"
+)
+
+
+def _signature_refused(said: str) -> bool:
+    if any(s in said for s in _SIGNATURE_REFUSALS):
+        return True
+    try:
+        locked = "[none]" not in _LOCKDOWN.read_text()
+    except OSError:  # no securityfs, or no lockdown LSM
+        locked = False
+    return locked and "Operation not permitted" in said
+
+
 def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
     """Check, load and wait for the transition; the caller holds the lock."""
     manifest = bundle.manifest
@@ -124,8 +154,10 @@ def apply_bundle(store: Store, bundle: Bundle, timing: Timing) -> Applied:
         with staged_module(store, bundle) as module:
             sysfs.insmod(module)
     except CommandError as e:
+        said = _kernel_says(name)
         raise LoadError(
-            f"the kernel refused {manifest.module}: {e.message}\n{_kernel_says(name)}"
+            f"the kernel refused {manifest.module}: {e.message}\n{said}",
+            hint=_SIGNING_HINT if _signature_refused(e.message) else None,
         ) from e
     if not sysfs.present(name):
         raise LoadError(f"{name} loaded but /sys/kernel/livepatch/{name} did not appear")

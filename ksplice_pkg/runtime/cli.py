@@ -32,8 +32,10 @@ from ksplice_pkg.runtime.undo import Deferred, defer_undo, undo, undo_all, undo_
 from ksplice_pkg.runtime.view import (
     collect,
     describe_bundle,
+    format_cves,
     format_update,
     format_view,
+    live_cves,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -172,10 +174,21 @@ def _report_deferred(results: list[Deferred]) -> None:
 @click.argument("update_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--file", "update_file", help="Describe this tarball or directory instead.")
-def view_cmd(update_id: str | None, as_json: bool, update_file: str | None) -> None:
+@click.option(
+    "--cves", "only_cves", is_flag=True, help="The CVE ids fixed live, by applied update."
+)
+def view_cmd(
+    update_id: str | None, as_json: bool, update_file: str | None, only_cves: bool
+) -> None:
     """Show applied and installed updates, their state and the effective kernel version
     (the release plus the newest applied update, like uptrack-uname)."""
     store = Store.default()
+    if only_cves:
+        if update_id or update_file:
+            raise KspliceError("--cves lists what is live: give no update or --file with it")
+        cves = live_cves(collect(store))
+        click.echo(json.dumps(cves, indent=2) if as_json else format_cves(cves))
+        return
     if update_file:
         info = describe_bundle(open_update(update_file, store, kernel.release()))
         if as_json:

@@ -32,6 +32,7 @@ class UpdateState:
     patched: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     replace: bool = False
+    cves: list[str] = field(default_factory=list)
     installed: bool = False
     applied_at: float | None = None
     source: str = ""
@@ -57,6 +58,7 @@ def _from_manifest(m: Manifest, state: str, **kw: Any) -> UpdateState:
         patched=[f"{p.object}:{p.name}" + (f",{p.sympos}" if p.sympos else "") for p in m.patched],
         depends_on=list(m.depends_on),
         replace=m.replace,
+        cves=list(m.cves),
         **kw,
     )
 
@@ -132,6 +134,8 @@ def format_update(s: UpdateState) -> str:
         lines.append(f"  built on: {', '.join(s.depends_on)}")
     if s.replace:
         lines.append("  cumulative: replaces every earlier update")
+    if s.cves:
+        lines.append(f"  fixes: {', '.join(s.cves)}")
     return shown("\n".join(lines))
 
 
@@ -140,6 +144,30 @@ def format_view(view: View) -> str:
     head = [f"kernel: {view.kernel_release}{build}", f"effective version: {view.effective_version}"]
     body = [format_update(s) for s in view.updates] or ["no updates applied or installed"]
     return "\n".join([*map(shown, head), "", *body])
+
+
+def live_cves(view: View) -> dict[str, Any]:
+    """view --cves: the CVE ids the kernel has fixed live now, by applied update (an update in
+    transition is not yet live everywhere, a superseded one no longer; a cumulative update's
+    own list is what it fixes)."""
+    live = [s for s in view.updates if s.state == APPLIED]
+    return {
+        "kernel_release": view.kernel_release,
+        "effective_version": view.effective_version,
+        "updates": [{"id": s.id, "cves": s.cves} for s in live],
+        "cves": sorted({cve for s in live for cve in s.cves}),
+    }
+
+
+def format_cves(cves: dict[str, Any]) -> str:
+    head = [
+        f"kernel: {cves['kernel_release']}",
+        f"effective version: {cves['effective_version']}",
+    ]
+    body = [f"{u['id']}: {', '.join(u['cves']) or 'no CVE named'}" for u in cves["updates"]] or [
+        "no updates applied: no CVE fixed live"
+    ]
+    return shown("\n".join([*head, "", *body]))
 
 
 def describe_bundle(bundle: Bundle) -> dict[str, Any]:

@@ -22,6 +22,7 @@ def assemble_manifest(
     replace: bool,
     left_out: list[str],
     created: int,
+    cves: list[str] | None = None,
 ) -> Manifest:
     return Manifest(
         id=update_id,
@@ -42,5 +43,6 @@ def assemble_manifest(
         depends_on=depends_on,
         replace=replace,
         left_out=left_out,
+        cves=sorted(set(cves or [])),
         created=format_created(created),
     )

@@ -70,6 +70,11 @@ class Lab:
     work: Path
     unfit: Path | None = None  # A's update, declared for another build of this release
 
+    @classmethod
+    def of_two(cls, artifacts: KernelArtifacts, cache: Path, a: Path, b: Path, work: Path) -> Lab:
+        """The boot helper for tests of two updates of this kernel, none for another one."""
+        return cls(artifacts, cache, a=a, b=b, other=a, other_release="", work=work)
+
     def boot(
         self, script: str, files: dict[str, Path], overlay: Path, name: str
     ) -> dict[str, bytes]:
@@ -260,19 +265,24 @@ RPM_TOOLS = ("rpm", "dnf")
 
 
 def rpm_tools_overlay(lab: Lab, path: Path) -> Path:
-    """A qcow2 over the lab's image with Debian's rpm and dnf installed (the guest has no
-    network). The installed state is cached as its own qcow2, built once per image."""
+    """A qcow2 over the lab's image with Debian's rpm and dnf installed."""
+    return overlay_with(lab, path, RPM_TOOLS)
+
+
+def overlay_with(lab: Lab, path: Path, tools: tuple[str, ...]) -> Path:
+    """A qcow2 over the lab's image with the Debian packages `tools` installed (the guest has
+    no network). The installed state is cached as its own qcow2, built once per image."""
     image = image_for(lab.artifacts, lab.cache)
-    derived = image.with_name(f"{image.stem}-{'-'.join(RPM_TOOLS)}.qcow2")
+    derived = image.with_name(f"{image.stem}-{'-'.join(tools)}.qcow2")
     if not derived.is_file():
-        debs = _rpm_tools_debs(lab, image)
+        debs = _tools_debs(lab, image, tools)
         partial = derived.with_name(derived.name + ".partial")
         partial.unlink(missing_ok=True)
         new_overlay(image, partial)
         result = run_userland(
             lab.artifacts,
             lab.cache,
-            'dpkg -i ./*.deb > "$OUT/dpkg.out" 2>&1 && rpm --version && dnf --version\nsync',
+            'dpkg -i ./*.deb > "$OUT/dpkg.out" 2>&1\nsync',
             files={d.name: d for d in debs},
             overlay=partial,
             timeout=1500,
@@ -283,13 +293,13 @@ def rpm_tools_overlay(lab: Lab, path: Path) -> Path:
     return path
 
 
-def _rpm_tools_debs(lab: Lab, image: Path) -> list[Path]:
-    """rpm, dnf and what they need beyond what the image has: apt on this machine resolves
+def _tools_debs(lab: Lab, image: Path, tools: tuple[str, ...]) -> list[Path]:
+    """`tools` and what they need beyond what the image has: apt on this machine resolves
     them against the image's own dpkg status file and downloads them (checksums checked)."""
     status_file = lab.work / "guest-dpkg-status"
     run(["debugfs", "-R", f"dump /var/lib/dpkg/status {status_file}", image])
-    key = hashlib.sha256(status_file.read_bytes() + " ".join(RPM_TOOLS).encode()).hexdigest()
-    archives = lab.cache / "userland" / f"{SUITE}-rpm-tools-{key[:12]}"
+    key = hashlib.sha256(status_file.read_bytes() + " ".join(tools).encode()).hexdigest()
+    archives = lab.cache / "userland" / f"{SUITE}-{'-'.join(tools)}-{key[:12]}"
     (archives / "partial").mkdir(parents=True, exist_ok=True)
     run(
         [
@@ -305,7 +315,7 @@ def _rpm_tools_debs(lab: Lab, image: Path) -> list[Path]:
             "-o",
             "Debug::NoLocking=1",
             "install",
-            *RPM_TOOLS,
+            *tools,
         ],
         timeout=1800,
     )

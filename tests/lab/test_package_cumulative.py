@@ -72,10 +72,9 @@ def lab(
     updates: Updates,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Lab:
-    # The package lab's boot helper, with C where B is; no update for another kernel here.
+    # The package lab's boot helper, with C where B is.
     work = tmp_path_factory.mktemp("cumulative-lab")
-    return Lab(artifacts, cache, a=updates.a, b=updates.c, other=updates.a, other_release="",
-               work=work)  # fmt: skip
+    return Lab.of_two(artifacts, cache, updates.a, updates.c, work)
 
 
 # poll_start / poll_stop NAME: read /proc/cmdline in a loop while something else runs, then keep
@@ -108,8 +107,8 @@ def _seen(out: dict[str, bytes], name: str) -> dict[str, int]:
 
 
 def _marker(text: str, unpatched: str) -> str:
-    """'A', 'C' or '' (unpatched) for one line /proc/cmdline showed."""
-    for marker in ("A", "C"):
+    """'A', 'B', 'C' or '' (unpatched) for one line /proc/cmdline showed."""
+    for marker in ("A", "B", "C"):
         if text == f"{marker}: {unpatched}":
             return marker
     assert text == unpatched, f"/proc/cmdline read {text!r}"

@@ -35,6 +35,7 @@ MANIFEST = Manifest(
     klp_relocations=2,
     depends_on=["base1"],
     replace=True,
+    cves=["CVE-2024-1086", "CVE-2023-12345"],
     created="2026-11-25T15:00:00Z",
 )
 
@@ -54,10 +55,12 @@ def test_round_trip() -> None:
 
 def test_optional_fields_take_their_defaults() -> None:
     data = _data()
-    for name in ("new_functions", "klp_relocations", "depends_on", "replace", "created", "tool"):
+    optional = ("new_functions", "klp_relocations", "depends_on", "replace", "cves", "created")
+    for name in (*optional, "tool"):
         del data[name]
     m = Manifest.from_json(json.dumps(data))
     assert (m.new_functions, m.klp_relocations, m.depends_on, m.replace) == ([], 0, [], False)
+    assert m.cves == []
     assert m.tool.startswith("ksplice-pkg ")
 
 
@@ -103,6 +106,13 @@ MALFORMED: dict[str, tuple[dict[str, Any], str | None]] = {
     "module-with-a-path": (_set(("module",), "../ksplice_abc123.ko"), "../ksplice_abc123.ko"),
     "module-not-a-ko": (_set(("module",), "ksplice_abc123.so"), "ksplice_abc123.so"),
     "build-id-a-number": (_set(("target_build_id",), 5), "target_build_id"),
+    "cves-not-a-list": (_set(("cves",), "CVE-2024-1086"), "cves"),
+    "cves-not-strings": (_set(("cves",), [2024]), "cves"),
+    "cve-lower-case": (_set(("cves",), ["cve-2024-1086"]), "cve-2024-1086"),
+    "cve-short-number": (_set(("cves",), ["CVE-2024-108"]), "CVE-2024-108"),
+    "cve-with-a-line": (_set(("cves",), ["CVE-2024-1086\n%post"]), "cves"),
+    "cve-other-digits": (_set(("cves",), ["CVE-\uff12\uff10\uff12\uff14-1086"]), "cves"),
+    "cve-twice": (_set(("cves",), ["CVE-2024-1086", "CVE-2024-1086"]), "twice"),
 }
 ORIGIN = "updates/abc123/manifest.json"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ksplice_pkg.cli import main
@@ -52,3 +54,39 @@ def test_build_side_command_without_the_build_side_says_what_to_install() -> Non
     assert proc.returncode == 1, proc.stderr
     assert "install the ksplice-pkg package" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_package_stream_and_build_number(make_update: MakeUpdate, tmp_path: Path) -> None:
+    tarball = str(make_update("one", replace=True))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["package", "--format=deb", "--stream", "--build-number", "2", "-o", str(out), tarball],
+    )
+    assert result.exit_code == 0, result.output
+    (path,) = (Path(line) for line in result.output.splitlines())
+    control = read_deb(path).control
+    assert control["Package"].startswith("ksplice-updates-")
+    assert control["Version"].endswith("-2")
+    # A build number belongs to a stream.
+    result = CliRunner().invoke(
+        main, ["package", "--format=deb", "--build-number", "2", "-o", str(out), tarball]
+    )
+    assert result.exit_code == 2
+    assert "--stream" in result.output
+
+
+@pytest.mark.skipif(shutil.which("apt-ftparchive") is None, reason="apt-utils: scripts/setup")
+def test_publish_unsigned(make_update: MakeUpdate, tmp_path: Path) -> None:
+    (deb,) = (
+        CliRunner()
+        .invoke(main, ["package", "--format=deb", "-o", str(tmp_path), str(make_update("fix1"))])
+        .output.split()
+    )
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(main, ["publish", "--repo", str(repo), deb])
+    assert result.exit_code == 0, result.output
+    assert "not signed" in result.output
+    assert (repo / "apt/dists/ksplice/Release").is_file()
+    again = CliRunner().invoke(main, ["publish", "--repo", str(repo), deb])
+    assert "(already published)" in again.output

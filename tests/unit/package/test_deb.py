@@ -31,7 +31,7 @@ def test_package_of_a_single_update(make_update: MakeUpdate, tmp_path: Path) -> 
     assert c["Version"] == "20261120.101112"
     assert c["Architecture"] == "amd64"
     assert c["Depends"] == (f"ksplice-pkg-runtime (>= 0.1.0), linux-image-{RELEASE}")
-    assert c["Provides"] == f"ksplice-updates-{RELEASE} (= 20261120.101112)"
+    assert c["Provides"] == f"ksplice-hotpatch-{RELEASE} (= 20261120.101112)"
     assert "Conflicts" not in c and "Replaces" not in c
     assert c["Description"].startswith(f"Live kernel update fix1 for Linux {RELEASE}\n")
     assert "Fix /proc/cmdline (fix1)" in c["Description"]
@@ -63,7 +63,7 @@ def test_stacked_and_cumulative_relations(make_update: MakeUpdate, tmp_path: Pat
     top = read_deb(top_deb).control
     assert f"ksplice-update-{RELEASE}-base" in [d.strip() for d in top["Depends"].split(",")]
     cumul = read_deb(cumul_deb).control
-    assert cumul["Conflicts"] == f"ksplice-updates-{RELEASE} (<< 20261122.080000)"
+    assert cumul["Conflicts"] == f"ksplice-hotpatch-{RELEASE} (<< 20261122.080000)"
     assert cumul["Replaces"] == cumul["Conflicts"]
 
 

@@ -38,7 +38,7 @@ def test_debian_relations() -> None:
         f"linux-image-{RELEASE}",
         f"ksplice-update-{RELEASE}-a",
     ]
-    assert [r.deb() for r in p.provides] == [f"ksplice-updates-{RELEASE} (= 20260110.000000)"]
+    assert [r.deb() for r in p.provides] == [f"ksplice-hotpatch-{RELEASE} (= 20260110.000000)"]
     assert p.supersedes == ()
 
 
@@ -48,7 +48,7 @@ def test_cumulative_supersedes_older_stamps_only() -> None:
     later = manifest_for("d", KO, created="2026-02-01T00:00:00Z")
     other_kernel = manifest_for("e", KO, kernel_release="6.1.0-57-cloud-amd64")
     p = plan(m, KO, Flavour.RPM, "t", (m, older, later, other_kernel))
-    assert [r.rpm() for r in p.supersedes] == [f"ksplice-updates-{RELEASE} < 20260110.000000"]
+    assert [r.rpm() for r in p.supersedes] == [f"ksplice-hotpatch-{RELEASE} < 20260110.000000"]
     assert [r.rpm() for r in p.obsoletes] == [f"ksplice-update-{RELEASE}-a < 20260110.000000"]
 
 

@@ -35,7 +35,7 @@ def test_package_of_a_single_update(make_update: MakeUpdate, tmp_path: Path) -> 
         f"kernel-uname-r({RELEASE})",
         "ksplice-pkg-runtime >= 0.1.0",
     ]
-    assert f"ksplice-updates-{RELEASE} = 20261120.101112" in info.provides
+    assert f"ksplice-hotpatch-{RELEASE} = 20261120.101112" in info.provides
     assert info.conflicts == [] and info.obsoletes == []
     assert sorted(info.files) == [
         f"{UPDATES}/fix1/{name}"
@@ -62,7 +62,7 @@ def test_stacked_and_cumulative_relations(make_update: MakeUpdate, tmp_path: Pat
     _, top_rpm, cumul_rpm = _build([base, stacked, cumulative], tmp_path / "out")
     assert f"ksplice-update-{RELEASE}-base" in read_rpm(top_rpm).requires
     cumul = read_rpm(cumul_rpm)
-    assert cumul.conflicts == [f"ksplice-updates-{RELEASE} < 20261122.080000"]
+    assert cumul.conflicts == [f"ksplice-hotpatch-{RELEASE} < 20261122.080000"]
     # Both older ones packaged in the same run are obsoleted by name.
     assert cumul.obsoletes == [
         f"ksplice-update-{RELEASE}-base < 20261122.080000",
