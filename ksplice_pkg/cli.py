@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ksplice_pkg import __version__
 from ksplice_pkg.boundary import BoundaryCommand, BoundaryGroup
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, setup_logging
 from ksplice_pkg.paths import cache_dir as default_cache_dir
+
+if TYPE_CHECKING:  # the runtime's package ships no config.py: imported where used
+    from ksplice_pkg.config import Signing
 
 _cache_option = click.option(
     "--cache-dir",
@@ -114,6 +119,41 @@ def _package_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
+def _update_options(f: Callable[..., None]) -> Callable[..., None]:
+    """What the update says of itself (its CVE ids) and who signs its module."""
+    for option in reversed(
+        [
+            click.option(
+                "--cve",
+                "cves",
+                multiple=True,
+                metavar="CVE-YYYY-NNNN",
+                help="A CVE the update fixes (repeatable): in the manifest, the packages' "
+                "changelogs and `view --cves`.",
+            ),
+            click.option(
+                "--sign-key",
+                type=_file,
+                help="PEM private key to sign the module with, as scripts/sign-file does.",
+            ),
+            click.option("--sign-cert", type=_file, help="The PEM certificate of --sign-key."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _signing(key: Path | None, cert: Path | None) -> Signing | None:
+    from ksplice_pkg.config import Signing
+
+    if (key is None) != (cert is None):
+        raise KspliceError(
+            "--sign-key and --sign-cert go together",
+            hint="give the private key and its certificate (the one enrolled with mokutil)",
+        )
+    return Signing(key, cert) if key is not None and cert is not None else None
+
+
 @click.command("create", cls=BoundaryCommand)
 @_source_argument
 @click.option("--patch", "patch_file", type=_file, help="The patch (a unified diff) to apply.")
@@ -163,6 +203,7 @@ def _package_options(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--patch-opt", default="-p1", show_default=True, help="Option passed to patch.")
 @click.option("-v", "--verbose", count=True, help="Say why each function is included.")
+@_update_options
 @_package_options
 @_cache_option
 def create_cmd(
@@ -187,6 +228,9 @@ def create_cmd(
     output_dir: Path,
     patch_opt: str,
     verbose: int,
+    cves: tuple[str, ...],
+    sign_key: Path | None,
+    sign_cert: Path | None,
     kernel_package: Path | None,
     headers_package: Path | None,
     debug_package: Path | None,
@@ -237,6 +281,8 @@ def create_cmd(
         replace=replace,
         runtime_only=runtime_only,
         keyring=keyring,
+        cves=cves,
+        signing=_signing(sign_key, sign_cert),
     )
     if prebuild:
         click.echo(prebuild_tree(gather_prebuild(options)))
@@ -267,6 +313,7 @@ main.add_command(create_cmd)
 @click.option("--description", help="What the update fixes (default: the patch's first line).")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel build jobs.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@_update_options
 @_cache_option
 def build(
     kernel_source: Path,
@@ -284,6 +331,9 @@ def build(
     description: str | None,
     jobs: int | None,
     output_dir: Path,
+    cves: tuple[str, ...],
+    sign_key: Path | None,
+    sign_cert: Path | None,
     cache_dir: Path | None,
 ) -> None:
     """Source package + kernel packages + patch -> a verified hotpatch package.
@@ -313,6 +363,8 @@ def build(
         description=description,
         jobs=jobs,
         keyring=keyring,
+        cves=cves,
+        signing=_signing(sign_key, sign_cert),
     )
     for name, seconds in result.timings:
         click.echo(f"{seconds:7.1f} s  {name}")

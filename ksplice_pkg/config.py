@@ -21,7 +21,7 @@ from pathlib import Path
 from ksplice_pkg.compile.kbuild import default_jobs
 from ksplice_pkg.distro.kernelpkg import KernelPackages
 from ksplice_pkg.errors import KspliceError
-from ksplice_pkg.manifest import ID_RE
+from ksplice_pkg.manifest import CVE_RE, ID_RE
 from ksplice_pkg.source.patch import PatchInput
 from ksplice_pkg.source.series import PreviousUpdate
 from ksplice_pkg.target.files import TargetFiles, TargetSpec
@@ -54,6 +54,16 @@ class CreateOptions:
     series: tuple[Path, ...]
     replace: bool
     runtime_only: bool
+    cves: tuple[str, ...] = ()  # the CVE ids the update fixes (manifest, packages, view)
+    signing: Signing | None = None
+
+
+@dataclass(frozen=True)
+class Signing:
+    """The key and certificate that sign the livepatch module, as scripts/sign-file does."""
+
+    key: Path
+    cert: Path
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,8 @@ class CreateConfig:
     replace: bool = False  # a cumulative update: supersedes every earlier one when applied
     runtime_only: bool = False  # leave out changes to __init code and data, listing them
     created: int = 0  # the update's creation time (epoch): SOURCE_DATE_EPOCH or now
+    cves: tuple[str, ...] = ()
+    signing: Signing | None = None
 
 
 def random_id() -> str:
@@ -143,6 +155,8 @@ def create_options(
     replace: bool = False,
     runtime_only: bool = False,
     keyring: Path | None = None,
+    cves: Sequence[str] = (),
+    signing: Signing | None = None,
 ) -> CreateOptions:
     """Check the options against each other before anything is read.
 
@@ -156,6 +170,9 @@ def create_options(
             hint="e.g. ksplice-pkg create --patch fix.patch /usr/src/linux",
         )
     _check_choices(update_id, jobs, description, series, replace)
+    for cve in cves:
+        if not CVE_RE.fullmatch(cve):
+            raise KspliceError(f"--cve {cve!r} is not a CVE id", hint="e.g. --cve CVE-2024-26581")
     return CreateOptions(
         mode=Mode.PREBUILD if prebuild else Mode.UPDATE,
         source=source,
@@ -172,6 +189,8 @@ def create_options(
         series=tuple(series),
         replace=replace,
         runtime_only=runtime_only,
+        cves=tuple(cves),
+        signing=signing,
     )
 
 
@@ -226,6 +245,8 @@ def create_config(
         replace=options.replace,
         runtime_only=options.runtime_only,
         created=build_time(),
+        cves=options.cves,
+        signing=options.signing,
     )
 
 

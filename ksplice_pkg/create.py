@@ -44,6 +44,7 @@ from ksplice_pkg.target.modules import TargetModules
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
 from ksplice_pkg.update.assemble import assemble_manifest
+from ksplice_pkg.update.sign import sign_module
 
 
 def gather(options: CreateOptions) -> CreateConfig:
@@ -125,6 +126,12 @@ def _create(cfg: CreateConfig) -> Path:
         exports=exports,
         replace=cfg.replace,
     )
+    if cfg.signing is not None:
+        # After the klp relocations are written (link_update), before the manifest takes the
+        # module's sha256: the signature covers the module as the kernel loads it.
+        with step(f"signing {module.ko.name} with {cfg.signing.cert.name}"):
+            data = sign_module(module.ko.read_bytes(), cfg.signing.key, cfg.signing.cert)
+            atomic_write(module.ko, data)
     manifest = assemble_manifest(
         update_id=cfg.id,
         description=cfg.description,
@@ -137,6 +144,7 @@ def _create(cfg: CreateConfig) -> Path:
         replace=cfg.replace,
         left_out=[what for change in changes for what in change.diff.init_changes],
         created=cfg.created,
+        cves=list(cfg.cves),
     )
     tarball = write_tarball(
         cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description, cfg.created

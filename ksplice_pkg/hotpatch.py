@@ -8,13 +8,13 @@ binary the pre code is checked against), followed by packaging, with each phase 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from ksplice_pkg.config import create_options
+from ksplice_pkg.config import Signing, create_options
 from ksplice_pkg.create import create, gather
 from ksplice_pkg.distro.kernelpkg import KernelPackages
 from ksplice_pkg.errors import KspliceError
@@ -55,6 +55,8 @@ def build_hotpatch(
     description: str | None = None,
     jobs: int | None = None,
     keyring: Path | None = None,
+    cves: Sequence[str] = (),
+    signing: Signing | None = None,
 ) -> BuildResult:
     result = BuildResult()
     with result.phase("inputs: source tree and target kernel"):
@@ -69,6 +71,8 @@ def build_hotpatch(
             jobs=jobs,
             output_dir=output_dir,
             keyring=keyring,
+            cves=cves,
+            signing=signing,
         )
         cfg = gather(options)
     if cfg.target.binary is None:

@@ -98,3 +98,27 @@ def test_bad_options_are_refused_before_the_target_is_read(
     with pytest.raises(KspliceError) as e:
         create_options(small_tree(tmp_path / "src"), missing, cache=tmp_path, **options)  # type: ignore[arg-type]
     assert all(name in e.value.message for name in names), e.value.message
+
+
+def test_cve_ids_reach_the_config_and_others_are_refused(
+    tmp_path: Path, target: TargetSpec
+) -> None:
+    source = small_tree(tmp_path / "src")
+    cves = ("CVE-2024-26581", "CVE-2023-4623")
+    options = create_options(source, target, cache=tmp_path / "cache", patch=PATCH, cves=cves)
+    assert gather(options).cves == cves
+    for bad in ("CVE-24-1", "cve-2024-26581", "CVE-2024-26581\n%pre", "../x"):
+        with pytest.raises(KspliceError, match="not a CVE id"):
+            create_options(source, target, cache=tmp_path / "cache", patch=PATCH, cves=[bad])
+
+
+def test_sign_key_and_cert_go_together(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ksplice_pkg.cli import main
+
+    key = tmp_path / "key.pem"
+    key.write_text("")
+    result = CliRunner().invoke(main, ["create", "--prebuild", "--sign-key", str(key), "."])
+    assert result.exit_code == 1
+    assert "--sign-key and --sign-cert go together" in result.output
