@@ -15,13 +15,14 @@ from ksplice_pkg.manifest import Manifest
 from ksplice_pkg.runtime import guard, kernel, order
 from ksplice_pkg.runtime.apply import Outcome, Timing, apply_bundle
 from ksplice_pkg.runtime.bundle import load_installed
+from ksplice_pkg.runtime.state import LIVE, State
 from ksplice_pkg.runtime.store import Store, read_json, write_json
 
 
 @dataclass(frozen=True)
 class Result:
     id: str
-    state: str  # applied, already applied, failed, skipped, quarantined, superseded
+    state: str  # a State; report.json of an older boot may hold any string
     reason: str = ""
     seconds: float = 0.0
 
@@ -38,7 +39,7 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
         try:
             bundle = load_installed(store, release, update_id)
         except KspliceError as e:
-            results[update_id] = Result(update_id, "failed", str(e))
+            results[update_id] = Result(update_id, State.FAILED, str(e))
             continue
         manifests[update_id] = bundle.manifest
         bundles[update_id] = bundle
@@ -49,25 +50,25 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
         if update_id in superseded:
             results[update_id] = Result(
                 update_id,
-                "superseded",
+                State.SUPERSEDED,
                 f"replaced by the cumulative update {superseded[update_id]}",
             )
             continue
         if update_id in quarantined:
-            results[update_id] = Result(update_id, "quarantined", quarantined[update_id])
+            results[update_id] = Result(update_id, State.QUARANTINED, quarantined[update_id])
             continue
         if blocker := next((d for d in manifest.depends_on if _not_ok(results, d)), None):
             why = results[blocker].state if blocker in results else "not installed"
             results[update_id] = Result(
-                update_id, "skipped", f"it is built on {blocker}, which is {why}"
+                update_id, State.SKIPPED, f"it is built on {blocker}, which is {why}"
             )
             continue
         try:
             applied = apply_bundle(store, bundles[update_id], timing)
         except KspliceError as e:
-            results[update_id] = Result(update_id, "failed", e.message, 0.0)
+            results[update_id] = Result(update_id, State.FAILED, e.message, 0.0)
             continue
-        state = "already applied" if applied.outcome is Outcome.ALREADY else "applied"
+        state = State.ALREADY_APPLIED if applied.outcome is Outcome.ALREADY else State.APPLIED
         results[update_id] = Result(update_id, state, "", applied.seconds)
     ordered = list(results.values())
     write_json(
@@ -78,10 +79,8 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
 
 
 def _not_ok(results: dict[str, Result], dependency: str) -> bool:
-    return results.get(dependency, Result(dependency, "missing")).state not in (
-        "applied",
-        "already applied",
-    )
+    found = results.get(dependency)
+    return found is None or found.state not in LIVE
 
 
 def last_report(store: Store) -> dict[str, Result]:

@@ -12,15 +12,8 @@ from ksplice_pkg.runtime import guard, kernel, sysfs
 from ksplice_pkg.runtime.bundle import Bundle, check_kernel, installed_manifest
 from ksplice_pkg.runtime.errors import WrongKernelError
 from ksplice_pkg.runtime.reapply import last_report
+from ksplice_pkg.runtime.state import State
 from ksplice_pkg.runtime.store import Store
-
-APPLIED = "applied"
-IN_TRANSITION = "in transition"
-INSTALLED = "installed"
-SUPERSEDED = "superseded"
-QUARANTINED = "quarantined"
-FAILED = "failed"
-SKIPPED = "skipped"
 
 
 @dataclass
@@ -81,7 +74,7 @@ def collect(store: Store) -> View:
         if not name.startswith("ksplice_"):
             continue
         update_id = name.removeprefix("ksplice_")
-        state = IN_TRANSITION if sysfs.in_transition(name) else APPLIED
+        live = State.IN_TRANSITION if sysfs.in_transition(name) else State.APPLIED
         known = records.get(update_id)
         manifest = known[0] if known else installed.get(update_id)
         applied_at = known[1].get("applied_at") if known else None
@@ -89,29 +82,37 @@ def collect(store: Store) -> View:
         if isinstance(manifest, Manifest):
             states[update_id] = _from_manifest(
                 manifest,
-                state,
+                live,
                 installed=update_id in installed,
                 applied_at=applied_at if isinstance(applied_at, float) else None,
                 source=source,
             )
         else:
-            states[update_id] = UpdateState(update_id, state, source=source)
+            states[update_id] = UpdateState(update_id, live, source=source)
     for update_id, found in installed.items():
         if update_id in states:
             continue
         if isinstance(found, KspliceError):
-            states[update_id] = UpdateState(update_id, FAILED, found.message, installed=True)
+            states[update_id] = UpdateState(update_id, State.FAILED, found.message, installed=True)
             continue
-        state, reason = INSTALLED, ""
+        state: str = State.INSTALLED  # or what the last reapply reported, a string
+        reason = ""
         if update_id in quarantined:
-            state, reason = QUARANTINED, quarantined[update_id]
+            state, reason = State.QUARANTINED, quarantined[update_id]
         elif update_id in superseded:
-            state, reason = SUPERSEDED, f"replaced by the cumulative update {superseded[update_id]}"
-        elif update_id in report and report[update_id].state in (FAILED, SKIPPED, SUPERSEDED):
+            state, reason = (
+                State.SUPERSEDED,
+                f"replaced by the cumulative update {superseded[update_id]}",
+            )
+        elif update_id in report and report[update_id].state in (
+            State.FAILED,
+            State.SKIPPED,
+            State.SUPERSEDED,
+        ):
             state, reason = report[update_id].state, report[update_id].reason
         states[update_id] = _from_manifest(found, state, reason=reason, installed=True)
     applied = sorted(
-        (s for s in states.values() if s.state == APPLIED and s.applied_at is not None),
+        (s for s in states.values() if s.state == State.APPLIED and s.applied_at is not None),
         key=lambda s: s.applied_at or 0.0,
     )
     effective = f"{release}+{applied[-1].id}" if applied else release
@@ -150,7 +151,7 @@ def live_cves(view: View) -> dict[str, Any]:
     """view --cves: the CVE ids the kernel has fixed live now, by applied update (an update in
     transition is not yet live everywhere, a superseded one no longer; a cumulative update's
     own list is what it fixes)."""
-    live = [s for s in view.updates if s.state == APPLIED]
+    live = [s for s in view.updates if s.state == State.APPLIED]
     return {
         "kernel_release": view.kernel_release,
         "effective_version": view.effective_version,

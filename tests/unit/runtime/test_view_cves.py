@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from ksplice_pkg.runtime.state import State
 from ksplice_pkg.runtime.view import (
-    APPLIED,
-    IN_TRANSITION,
-    INSTALLED,
-    SUPERSEDED,
     UpdateState,
     View,
     format_cves,
@@ -20,11 +17,11 @@ def _view(*updates: UpdateState) -> View:
 
 def test_only_applied_updates_count() -> None:
     view = _view(
-        UpdateState("a", SUPERSEDED, cves=["CVE-2023-0001"]),
-        UpdateState("b", INSTALLED, cves=["CVE-2023-0002"]),
-        UpdateState("t", IN_TRANSITION, cves=["CVE-2023-0003"]),
-        UpdateState("c", APPLIED, cves=["CVE-2024-1086", "CVE-2023-0001"]),
-        UpdateState("d", APPLIED),
+        UpdateState("a", State.SUPERSEDED, cves=["CVE-2023-0001"]),
+        UpdateState("b", State.INSTALLED, cves=["CVE-2023-0002"]),
+        UpdateState("t", State.IN_TRANSITION, cves=["CVE-2023-0003"]),
+        UpdateState("c", State.APPLIED, cves=["CVE-2024-1086", "CVE-2023-0001"]),
+        UpdateState("d", State.APPLIED),
     )
     assert live_cves(view) == {
         "kernel_release": "6.1.0-test-amd64",
