@@ -14,11 +14,12 @@ depend on them, until `ksplice-pkg apply ID` or `ksplice-pkg reapply --clear`.
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ksplice_pkg.errors import CommandError
+from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.log import logger
 from ksplice_pkg.run import run
 from ksplice_pkg.runtime import kernel
@@ -156,7 +157,18 @@ def note_loading(store: Store, update_id: str) -> None:
         state.loaded.append(update_id)
     state.last_load = boottime()
     state.stable = False
-    state.write(store)
+    try:
+        state.write(store)
+    except OSError as e:
+        # No record, no load: a load the guard does not know of would escape its judgement.
+        # The write is atomic, so the previous record is intact.
+        raise KspliceError(
+            f"{update_id}: not loaded: the crash-loop guard cannot record the load in "
+            f"{store.guard_file}: {e.strerror or e}",
+            hint=f"free space on the file system that holds {store.state_dir}"
+            if e.errno == errno.ENOSPC
+            else f"check {store.state_dir} and its permissions",
+        ) from e
 
 
 def remaining(store: Store, window: float) -> float:

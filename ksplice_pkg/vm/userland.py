@@ -130,8 +130,10 @@ def image_for(artifacts: KernelArtifacts, cache: Path) -> Path:
 
 
 def new_overlay(image: Path, path: Path) -> Path:
-    """A qcow2 file whose writes persist across boots while the cached image stays untouched."""
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", path])
+    """A qcow2 file whose writes persist across boots while the cached image stays untouched.
+    `image` may itself be an overlay (.qcow2): a state that several tests start from."""
+    backing = "qcow2" if image.suffix == ".qcow2" else "raw"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", backing, path])
     return path
 
 
