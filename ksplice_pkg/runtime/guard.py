@@ -148,20 +148,19 @@ def arm_shutdown_mark(store: Store) -> None:
 
 def note_loading(store: Store, update_id: str) -> None:
     """Record, durably, that this boot is about to load update_id."""
-    boot_id = kernel.boot_id()
-    for i, reason in judge_previous_boot(store, boot_id).items():
-        logger.warning("%s: quarantined: %s", i, reason)
-    arm_shutdown_mark(store)
-    state = GuardState.read(store)
-    if update_id not in state.loaded:
-        state.loaded.append(update_id)
-    state.last_load = boottime()
-    state.stable = False
     try:
+        for i, reason in judge_previous_boot(store, kernel.boot_id()).items():
+            logger.warning("%s: quarantined: %s", i, reason)
+        arm_shutdown_mark(store)
+        state = GuardState.read(store)
+        if update_id not in state.loaded:
+            state.loaded.append(update_id)
+        state.last_load = boottime()
+        state.stable = False
         state.write(store)
     except OSError as e:
         # No record, no load: a load the guard does not know of would escape its judgement.
-        # The write is atomic, so the previous record is intact.
+        # Every write is atomic, so the previous record is intact.
         raise KspliceError(
             f"{update_id}: not loaded: the crash-loop guard cannot record the load in "
             f"{store.guard_file}: {e.strerror or e}",
