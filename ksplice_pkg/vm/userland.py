@@ -180,7 +180,7 @@ def cut_power(
     artifacts: KernelArtifacts,
     cache: Path,
     script: str,
-    marker: str,
+    marker: str | None,
     *,
     overlay: Path,
     files: Mapping[str, Path] | None = None,
@@ -189,7 +189,8 @@ def cut_power(
 ) -> Interrupted:
     """Boot like run_userland and kill qemu the moment `marker` shows on the console (the
     script prints it with lab_cut). A guest that crashes or resets itself first ends the boot
-    too; one that reports back instead is an error: the cut never happened."""
+    too (marker None: the script does that itself); one that reports back instead is an
+    error: the cut never happened."""
     with tempfile.TemporaryDirectory(prefix="ksplice-lab-") as tmp:
         work = Path(tmp)
         result = _boot(
@@ -198,8 +199,9 @@ def cut_power(
         )  # fmt: skip
         if result.status is not None:
             raise KspliceError(
-                f"the guest reported status {result.status} before printing {marker!r}: no "
-                "power cut happened; its console ended with:\n" + result.console[-3000:]
+                f"the guest reported status {result.status} instead of going down (marker "
+                f"{marker!r}): no power cut happened; its console ended with:\n"
+                + result.console[-3000:]
             )
     return Interrupted(result.console, result.power_cut)
 

@@ -86,19 +86,20 @@ class Kit:
         assert result.crash_lines() == [], result.crash_lines()
         return result.outputs
 
-    def cut(self, script: str, overlay: Path, point: str, name: str) -> Interrupted:
-        """Boot, run script, cut the power when it reaches `point` (lab_cut)."""
+    def cut(self, script: str, overlay: Path, point: str | None, name: str) -> Interrupted:
+        """Boot, run script, cut the power when it reaches `point` (lab_cut); None: the
+        script brings the guest down itself (a crash, a reset)."""
         start = time.monotonic()
         ended = cut_power(
             self.artifacts,
             self.cache,
             PRELUDE + script,
-            f"{CUT} {point}",
+            f"{CUT} {point}" if point else None,
             files=self.files,
             overlay=overlay,
         )
         self.timings[name] = time.monotonic() - start
-        assert ended.power_cut, f"{name}: the guest went down by itself: {ended.console[-3000:]}"
+        assert ended.power_cut == (point is not None), f"{name}: {ended.console[-3000:]}"
         return ended
 
 
@@ -158,7 +159,8 @@ seen() {
 # apt_cut POINT APT-ARGS...: apt-get, stopped at POINT for the host to cut the power there:
 #   unpacked      dpkg unpacked the package (its post-invoke hook), nothing configured yet;
 #   before-apply  a hotpatch's postinst is about to run `ksplice-pkg apply`;
-#   after-apply   that apply is done, the postinst has not returned.
+#   after-apply   that apply is done, the postinst has not returned;
+#   deferred-undo the runtime's trigger is about to carry out the undos deferred by removals.
 # The hooks live in /run: the power cut takes them away with the guest's memory.
 apt_cut() {
     mkdir -p /run/lab-bin
@@ -174,6 +176,8 @@ state() {
         > /dev/ttyS0
 }
 [ "$point $1" = "before-apply apply" ] && { state; lab_cut "ksplice-lab-cut: $point"; }
+[ "$point $1 $2" = "deferred-undo undo --deferred" ] &&
+    { state; lab_cut "ksplice-lab-cut: $point"; }
 /run/lab-bin/ksplice-pkg.real "$@"
 rc=$?
 [ "$point $1" = "after-apply apply" ] && { state; lab_cut "ksplice-lab-cut: $point"; }
@@ -249,6 +253,8 @@ def assert_truth(s: Seen, live: set[str], installed: set[str], what: str) -> Non
     assert set(s.view) == installed | live, (what, s)
     assert {i for i, state in s.packages.items() if state == "installed"} == installed, (what, s)
     assert set(s.tree) == installed, (what, s)
+    # No package left half-way (half-installed, unpacked, half-configured, triggers-*).
+    assert set(s.packages.values()) <= {"installed", "not-installed", "config-files"}, (what, s)
     assert s.debris == [], (what, s)
     assert s.cmdline == ("C" if ID_C in live else "A" if ID_A in live else ""), (what, s)
     assert s.version_patched == (ID_B in live), (what, s)
@@ -369,28 +375,59 @@ rc install-a apt-get install -y --no-install-recommends $(deb $A)
 """
 
 CUT_UPGRADE = """
-apt_cut before-apply install -y --no-install-recommends $(deb $C)
+apt_cut {point} install -y --no-install-recommends $(deb $C)
 """
 
+RECOVER_UPGRADE = (
+    RECOVER
+    + """
+rc apply-c ksplice-pkg apply $C
+seen applied
+"""
+)
 
-def test_power_cut_during_cumulative_upgrade(kit: Kit, runtime_only: Path) -> None:
+
+@pytest.fixture(scope="module")
+def with_a(kit: Kit, runtime_only: Path) -> Path:
+    """The runtime and A installed, A live then cleanly powered off."""
     base = kit.overlay("with-a.qcow2", runtime_only)
     out = kit.boot(INSTALL_A, base, "install A", poweroff=Poweroff.CLEAN)
     assert status(out, "install-a") == 0, output(out, "install-a")
+    return base
 
-    overlay = kit.overlay("cut-upgrade.qcow2", base)
-    ended = kit.cut(CUT_UPGRADE, overlay, "before-apply", "cut in C's postinst")
-    # apt removed A's package first; its undo waited for the end of the run: A still live.
-    state = f"ksplice-lab-state: live=ksplice_{ID_A}, deferred-undo={ID_A}.json,"
-    assert state in ended.console, ended.console[-2000:]
 
-    out = kit.boot(RECOVER, overlay, "recover from the upgrade")
+# Cut in C's postinst before its apply: A is still live, its undo deferred (apt removed its
+# package first). Cut in the runtime's trigger: C's apply has superseded A live (A's deferred
+# undo still pending), moments ago: the guard quarantines C as it would after a crash, and
+# `dpkg --configure -a` has no postinst of C left to run; the administrator sees the quarantine
+# in `view` and lets C back in with `ksplice-pkg apply` (as its reason says).
+UPGRADE_CUTS = {
+    "before-apply": (f"live=ksplice_{ID_A}, deferred-undo={ID_A}.json,", "applied"),
+    "deferred-undo": (f"live=ksplice_{ID_C}, deferred-undo={ID_A}.json,", "quarantined"),
+}
+
+
+@pytest.mark.parametrize("point", list(UPGRADE_CUTS))
+def test_power_cut_during_cumulative_upgrade(kit: Kit, with_a: Path, point: str) -> None:
+    overlay = kit.overlay(f"cut-upgrade-{point}.qcow2", with_a)
+    ended = kit.cut(CUT_UPGRADE.format(point=point), overlay, point, f"upgrade cut at {point}")
+    state, at_boot = UPGRADE_CUTS[point]
+    assert f"ksplice-lab-state: {state}" in ended.console, ended.console[-2000:]
+
+    out = kit.boot(RECOVER_UPGRADE, overlay, f"recover the upgrade from {point}")
     boot = seen(out, "boot")
-    # At boot: A's files are gone, C's are there: the unit applied C alone.
-    assert boot.live == [ID_C] and boot.view == {ID_C: "applied"}, boot
-    assert quarantine_lines(boot.journal) == [], boot.journal
+    # At boot, A's files are gone and C's are there: the unit applied C alone, or skipped it.
+    assert boot.view == {ID_C: at_boot} and boot.live == ([ID_C] if at_boot == "applied" else [])
+    assert len(quarantine_lines(boot.journal)) == (at_boot == "quarantined"), boot.journal
     assert status(out, "configure") == 0, output(out, "configure")
-    assert_truth(seen(out, "recovered"), {ID_C}, {ID_C}, "recovered from the upgrade")
+    recovered = seen(out, "recovered")
+    if at_boot == "quarantined":
+        assert recovered.view == {ID_C: "quarantined"} and recovered.live == [], recovered
+        assert recovered.packages == {ID_C: "installed"}, recovered
+    else:
+        assert_truth(recovered, {ID_C}, {ID_C}, f"recovered from {point}")
+    assert status(out, "apply-c") == 0, output(out, "apply-c")
+    assert_truth(seen(out, "applied"), {ID_C}, {ID_C}, f"C applied after {point}")
 
 
 # --- 4. power cuts within the stability window, twice in a row --------------------------
@@ -427,6 +464,32 @@ def test_power_cuts_within_the_window_twice_in_a_row(kit: Kit) -> None:
     assert boot.live == [] and boot.view == {ID_A: "quarantined"}, boot
     assert boot.packages == {ID_A: "installed"} and boot.tree == [ID_A], boot
     # One line per event.
+    (line,) = quarantine_lines(boot.journal)
+    assert line.startswith(f"{ID_A}: quarantined: the previous boot"), boot.journal
+
+
+# A crash (a panic) or a reset (the machine restarts without shutting down) right after the
+# first install: the update never proved stable, so one such boot quarantines it.
+DOWN_AFTER_INSTALL = """
+install_runtime
+rc install-a apt-get install -y --no-install-recommends $(deb $A)
+[ -d /sys/kernel/livepatch/ksplice_$A ] || exit 1
+echo 1 > /proc/sys/kernel/sysrq
+echo {key} > /proc/sysrq-trigger
+"""
+
+
+@pytest.mark.parametrize("fault", ["crash", "reset"])
+def test_crash_or_reset_right_after_install(kit: Kit, fault: str) -> None:
+    overlay = kit.overlay(f"{fault}.qcow2")
+    ended = kit.cut(DOWN_AFTER_INSTALL.format(key="c" if fault == "crash" else "b"), overlay,
+                    None, f"{fault} after install")  # fmt: skip
+    if fault == "crash":
+        assert "Kernel panic - not syncing: sysrq triggered crash" in ended.console
+
+    out = kit.boot(NEXT_BOOT, overlay, f"boot after a {fault}")
+    boot = seen(out, "boot")
+    assert boot.live == [] and boot.view == {ID_A: "quarantined"}, boot
     (line,) = quarantine_lines(boot.journal)
     assert line.startswith(f"{ID_A}: quarantined: the previous boot"), boot.journal
 
