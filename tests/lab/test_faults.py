@@ -557,12 +557,6 @@ def test_full_file_systems(kit: Kit) -> None:
 
 # --- 6. a module the kernel refuses -------------------------------------------------------
 
-SIG_FIRST = """
-rc install apt-get install -y --no-install-recommends ./linux-image-*.deb \
-    ./ksplice-pkg-runtime_*.deb $(deb $A)
-seen installed
-"""
-
 SIG_BOOT = """
 seen boot
 systemctl --failed --plain --no-legend > "$OUT/failed" 2>&1
@@ -573,7 +567,7 @@ systemctl is-failed ksplice-pkg.service > "$OUT/unit" 2>&1 || :  # 1: not failed
 def test_module_the_kernel_refuses(kit: Kit) -> None:
     overlay = kit.overlay("sig.qcow2")
     enforce = "module.sig_enforce=1"
-    out = kit.boot(SIG_FIRST, overlay, "refused at postinst", append=enforce,
+    out = kit.boot(FIRST_INSTALL, overlay, "refused at postinst", append=enforce,
                    poweroff=Poweroff.CLEAN)  # fmt: skip
     said = output(out, "install")
     assert status(out, "install") == 0, said
