@@ -537,6 +537,7 @@ def test_full_file_systems(kit: Kit) -> None:
     assert_truth(seen(out, "apt-usr-full"), {ID_A}, {ID_A}, "apt, /usr/lib full")
     said = output(out, "install-usr-full")
     assert status(out, "install-usr-full") != 0 and "No space left on device" in said, said
+    assert "Traceback" not in said and "[(" not in said, said  # one line, no list of errors
     assert_truth(seen(out, "install-usr-full"), {ID_A}, {ID_A}, "install, /usr/lib full")
 
     # /var/lib/ksplice-pkg full: the guard cannot record the load, so nothing is loaded; the
@@ -547,6 +548,8 @@ def test_full_file_systems(kit: Kit) -> None:
     assert_truth(seen(out, "apt-var-full"), {ID_A}, {ID_A, ID_B}, "apt, /var/lib full")
     said = output(out, "apply-var-full")
     assert status(out, "apply-var-full") != 0 and "No space left on device" in said, said
+    assert f"{ID_B}: not loaded: the crash-loop guard cannot record" in said, said
+    assert "free space on the file system that holds /var/lib/ksplice-pkg" in said, said
     assert_truth(seen(out, "apply-var-full"), {ID_A}, {ID_A, ID_B}, "apply, /var/lib full")
     assert out["guard-after"] == out["guard-before"]
 
