@@ -272,6 +272,17 @@ rc install apt-get install -y --no-install-recommends ./linux-image-*.deb \
 seen installed
 """
 
+# The image has no man-db: the units' Documentation= pages are checked on the host.
+UNITS = """
+rc verify systemd-analyze verify --man=no /lib/systemd/system/ksplice-pkg-shutdown.service
+systemctl is-enabled ksplice-pkg-shutdown.service > "$OUT/enabled" 2>&1
+systemctl is-active ksplice-pkg-shutdown.service > "$OUT/active" 2>&1
+"""
+
+PREVIOUS_SHUTDOWN = """
+journalctl -b -1 -o cat -u ksplice-pkg-shutdown.service > "$OUT/previous" 2>&1
+"""
+
 REAPPLY_OFF_MANUAL_APPLY = """
 seen boot
 rc apply ksplice-pkg apply $A
@@ -289,17 +300,22 @@ def test_clean_poweroff_right_after_install_or_manual_apply_quarantines_nothing(
     """`apt install ksplice-pkg-runtime ./hotpatch.deb` then `systemctl poweroff` at once; then a
     boot with ksplice.reapply=0, `ksplice-pkg apply` by hand, `systemctl poweroff` at once."""
     overlay = kit.overlay("clean.qcow2")
-    out = kit.boot(FIRST_INSTALL, overlay, "install+poweroff", poweroff=Poweroff.CLEAN)
+    out = kit.boot(FIRST_INSTALL + UNITS, overlay, "install+poweroff", poweroff=Poweroff.CLEAN)
     assert status(out, "install") == 0, output(out, "install")
     assert_truth(seen(out, "installed"), {ID_A}, {ID_A}, "installed")
+    # The runtime's postinst enabled and started the unit whose stop marks the boot stable.
+    assert status(out, "verify") == 0 and output(out, "verify") == "", output(out, "verify")
+    assert out["enabled"] == b"enabled\n" and out["active"] == b"active\n", out["active"]
 
     out = kit.boot(
-        REAPPLY_OFF_MANUAL_APPLY,
+        PREVIOUS_SHUTDOWN + REAPPLY_OFF_MANUAL_APPLY,
         overlay,
         "reapply=0+apply+poweroff",
         append="ksplice.reapply=0",
         poweroff=Poweroff.CLEAN,
     )
+    # The journal of the boot before: its clean shutdown marked A stable, in one line.
+    assert out["previous"].decode().splitlines() == [f"stable (clean shutdown): {ID_A}"]
     boot = seen(out, "boot")
     assert boot.live == [] and boot.view == {ID_A: "installed"}, boot
     assert status(out, "apply") == 0, output(out, "apply")
@@ -307,7 +323,8 @@ def test_clean_poweroff_right_after_install_or_manual_apply_quarantines_nothing(
     assert "quarantined" not in output(out, "apply"), output(out, "apply")
     assert_truth(seen(out, "applied"), {ID_A}, {ID_A}, "applied by hand")
 
-    out = kit.boot(NEXT_BOOT, overlay, "next boot")
+    out = kit.boot(PREVIOUS_SHUTDOWN + NEXT_BOOT, overlay, "next boot")
+    assert out["previous"].decode().splitlines() == [f"stable (clean shutdown): {ID_A}"]
     after = seen(out, "boot")
     assert quarantine_lines(after.journal) == [], after.journal
     assert_truth(after, {ID_A}, {ID_A}, "reapplied at the next boot")
