@@ -185,13 +185,14 @@ def boot_stable(store: Store) -> bool:
 
 
 def mark_stable(store: Store) -> list[str]:
-    """This boot survived its loads: they are proven. Returns what was proven now."""
+    """This boot survived its loads: they are proven. Returns them (those proven in an earlier
+    boot too: the mark is an event of this boot, reported whole); [] when there was nothing
+    to mark."""
     state = GuardState.read(store)
     if state.boot_id != kernel.boot_id() or state.stable:
         return []
     state.stable = True
     state.unstable_boots = 0
-    new = [i for i in state.loaded if i not in state.proven]
     state.proven = sorted({*state.proven, *state.loaded})
     state.write(store)
-    return new
+    return list(state.loaded)
