@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import signal
 import sys
 from typing import NoReturn
@@ -37,10 +39,19 @@ def report(prog: str, error: KspliceError) -> NoReturn:
 
 
 def _os_error(e: OSError) -> KspliceError:
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        # copytree gathers every file's failure in a list of (source, destination, why).
+        _, destination, why = e.args[0][0]
+        return KspliceError(
+            f"cannot write {destination}: {str(why).split('] ')[-1]}",
+            hint="check the space and permissions where it goes (--debug: the traceback)",
+        )
     where = f" {e.filename}" if e.filename else ""
     return KspliceError(
         f"cannot access{where}: {e.strerror or e}",
-        hint="check the path and its permissions (run with --debug for the traceback)",
+        hint="free space on that file system (--debug: the traceback)"
+        if e.errno == errno.ENOSPC
+        else "check the path and its permissions (run with --debug for the traceback)",
     )
 
 

@@ -272,9 +272,17 @@ def uninstall_cmd(
     show_default=True,
     help="Seconds the last load of this boot must be old; waits for them.",
 )
-def confirm_cmd(after: float) -> None:
+@click.option(
+    "--shutdown",
+    is_flag=True,
+    help="This boot is ending cleanly: mark it stable now (--after 0; the ExecStop= of "
+    f"{guard.SHUTDOWN_UNIT}).",
+)
+def confirm_cmd(after: float, shutdown: bool) -> None:
     """Mark this boot's loads stable once they are --after seconds old (the crash-loop guard;
-    run by ksplice-pkg-stable.service, and at shutdown with --after 0)."""
+    run by ksplice-pkg-stable.service, and with --shutdown by a clean shutdown)."""
+    if shutdown:
+        after = 0.0
     store = Store.default()
     while True:
         while (wait := guard.remaining(store, after)) > 0:
@@ -285,7 +293,8 @@ def confirm_cmd(after: float) -> None:
             proven = guard.mark_stable(store)
             break
     if proven:
-        logger.info("stable after %.0f s: %s", after, ", ".join(proven))
+        when = "clean shutdown" if shutdown else f"live for {after:.0f} s"
+        logger.info("stable (%s): %s", when, ", ".join(proven))
 
 
 RUNTIME_COMMANDS = (

@@ -1,9 +1,11 @@
 """The crash-loop guard: an update that takes the machine down does not come back at boot.
 
 Before an update is loaded, guard.json records it among what this boot loaded. Once the last
-load is `window` seconds old (`ksplice-pkg confirm`, run by ksplice-pkg-stable.service and at
-a clean shutdown), the boot is marked stable and its updates proven. The next boot judges the
-previous one: if it never became stable, the machine crashed or was reset soon after loading.
+load is `window` seconds old (`ksplice-pkg confirm`, run by ksplice-pkg-stable.service), or
+when the boot ends with a clean shutdown (`confirm --shutdown`, the ExecStop= of
+ksplice-pkg-shutdown.service), the boot is marked stable and its updates proven. The next boot
+judges the previous one: if it never became stable, the machine crashed, was reset or lost
+power soon after loading.
 Then the updates it loaded that never proved stable on this machine are quarantined; when all
 of them had proven stable before, a second such boot in a row quarantines them all (so a loop
 ends after two crashes at the most). Quarantined updates are skipped at boot, with those that
@@ -12,10 +14,14 @@ depend on them, until `ksplice-pkg apply ID` or `ksplice-pkg reapply --clear`.
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from ksplice_pkg.errors import CommandError, KspliceError
 from ksplice_pkg.log import logger
+from ksplice_pkg.run import run
 from ksplice_pkg.runtime import kernel
 from ksplice_pkg.runtime.store import Store, read_json, write_json
 
@@ -23,6 +29,13 @@ DEFAULT_WINDOW = 20.0
 # Unstable boots in a row, all of whose updates had proven stable before, before they are all
 # quarantined: one could be an unrelated power loss, two in a row point at the updates.
 UNSTABLE_BOOTS_LIMIT = 2
+
+# Stopping this unit is what a clean shutdown does and a crash, a reset or a power cut does not:
+# its ExecStop= marks the boot stable. Its ExecStart= leaves SHUTDOWN_ARMED in /run, so that a
+# load tells in a stat() whether this boot is covered (see systemd/ksplice-pkg-shutdown.service).
+SHUTDOWN_UNIT = "ksplice-pkg-shutdown.service"
+SHUTDOWN_ARMED = "shutdown-armed"
+SYSTEMD_BOOTED = Path("/run/systemd/system")  # sd_booted(): systemd is PID 1
 
 
 def boottime() -> float:
@@ -84,6 +97,8 @@ def judge_previous_boot(store: Store, boot_id: str) -> dict[str, str]:
     if state.boot_id == boot_id:
         return {}
     newly: dict[str, str] = {}
+    # The caller reports what is quarantined now, once: reapply in its per-update result lines,
+    # note_loading (a load in a boot that reapply did not judge) in the log.
     if not state.stable and state.loaded:
         unproven = [i for i in state.loaded if i not in state.proven]
         state.unstable_boots = 0 if unproven else state.unstable_boots + 1
@@ -96,7 +111,6 @@ def judge_previous_boot(store: Store, boot_id: str) -> dict[str, str]:
                 f"after loading it (loaded then: {', '.join(state.loaded)})"
             )
             quarantine(store, i, newly[i])
-            logger.warning("%s: quarantined: %s", i, newly[i])
         if not unproven and suspects:
             state.unstable_boots = 0
     GuardState(boot_id=boot_id, proven=state.proven, unstable_boots=state.unstable_boots).write(
@@ -105,16 +119,55 @@ def judge_previous_boot(store: Store, boot_id: str) -> dict[str, str]:
     return newly
 
 
+def arm_shutdown_mark(store: Store) -> None:
+    """Make sure a clean shutdown of this boot marks its loads stable, whatever loads them.
+
+    ksplice-pkg-shutdown.service is enabled for boot and started by the runtime package's
+    postinst, but a load must not rely on either: the runtime may have been installed by hand,
+    the unit stopped, or this boot may be one the package did not see start. So every load
+    starts it, synchronously, unless its mark in /run says it is active already."""
+    if (store.run_dir / SHUTDOWN_ARMED).is_file() or not SYSTEMD_BOOTED.is_dir():
+        return  # without systemd, only `ksplice-pkg confirm` marks a boot stable
+    try:
+        result = run(["systemctl", "start", SHUTDOWN_UNIT], check=False, timeout=60)
+        said = (result.stderr or result.stdout).decode(errors="replace").strip()
+        failed = result.returncode != 0
+    except CommandError as e:
+        said, failed = e.message, True
+    if failed:
+        # A shutdown under way refuses the start: the load goes on (a package transaction must
+        # not fail for this), but the next boot will count this one as unclean.
+        logger.warning(
+            "%s could not be started (%s): unless this boot lasts %.0f s after the load, the "
+            "next boot takes it for a crash and quarantines the update",
+            SHUTDOWN_UNIT,
+            said or "no reason given",
+            DEFAULT_WINDOW,
+        )
+
+
 def note_loading(store: Store, update_id: str) -> None:
     """Record, durably, that this boot is about to load update_id."""
-    boot_id = kernel.boot_id()
-    judge_previous_boot(store, boot_id)
-    state = GuardState.read(store)
-    if update_id not in state.loaded:
-        state.loaded.append(update_id)
-    state.last_load = boottime()
-    state.stable = False
-    state.write(store)
+    try:
+        for i, reason in judge_previous_boot(store, kernel.boot_id()).items():
+            logger.warning("%s: quarantined: %s", i, reason)
+        arm_shutdown_mark(store)
+        state = GuardState.read(store)
+        if update_id not in state.loaded:
+            state.loaded.append(update_id)
+        state.last_load = boottime()
+        state.stable = False
+        state.write(store)
+    except OSError as e:
+        # No record, no load: a load the guard does not know of would escape its judgement.
+        # Every write is atomic, so the previous record is intact.
+        raise KspliceError(
+            f"{update_id}: not loaded: the crash-loop guard cannot record the load in "
+            f"{store.guard_file}: {e.strerror or e}",
+            hint=f"free space on the file system that holds {store.state_dir}"
+            if e.errno == errno.ENOSPC
+            else f"check {store.state_dir} and its permissions",
+        ) from e
 
 
 def remaining(store: Store, window: float) -> float:
@@ -132,13 +185,14 @@ def boot_stable(store: Store) -> bool:
 
 
 def mark_stable(store: Store) -> list[str]:
-    """This boot survived its loads: they are proven. Returns what was proven now."""
+    """This boot survived its loads: they are proven. Returns them (those proven in an earlier
+    boot too: the mark is an event of this boot, reported whole); [] when there was nothing
+    to mark."""
     state = GuardState.read(store)
     if state.boot_id != kernel.boot_id() or state.stable:
         return []
     state.stable = True
     state.unstable_boots = 0
-    new = [i for i in state.loaded if i not in state.proven]
     state.proven = sorted({*state.proven, *state.loaded})
     state.write(store)
-    return new
+    return list(state.loaded)

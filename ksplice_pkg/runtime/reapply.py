@@ -31,8 +31,8 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
     """Apply what is installed for this kernel; the caller holds the lock."""
     release = kernel.release()
     results: dict[str, Result] = {}
-    for update_id, reason in guard.judge_previous_boot(store, kernel.boot_id()).items():
-        logger.warning("%s: quarantined: %s", update_id, reason)
+    # Reported once: by the result line of each installed update, here for one that is not.
+    newly = guard.judge_previous_boot(store, kernel.boot_id())
     manifests: dict[str, Manifest] = {}
     bundles = {}
     for update_id in store.installed_ids(release):
@@ -70,6 +70,8 @@ def reapply(store: Store, timing: Timing) -> list[Result]:
             continue
         state = State.ALREADY_APPLIED if applied.outcome is Outcome.ALREADY else State.APPLIED
         results[update_id] = Result(update_id, state, "", applied.seconds)
+    for update_id in sorted(newly.keys() - results.keys()):
+        logger.warning("%s: quarantined: %s", update_id, newly[update_id])
     ordered = list(results.values())
     write_json(
         store.report_file,

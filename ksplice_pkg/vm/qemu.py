@@ -3,11 +3,19 @@
 The guest reports its exit status on the second serial port, away from the console's noise. A
 kernel panic (and an oops, with oops=panic) restarts the machine, which -no-reboot turns into qemu
 exiting without a status: that is how a crash becomes a failure instead of a hang.
+
+A power cut is qemu killed (SIGKILL) from the host the moment a marker the guest prints shows
+on the console: the guest's memory is lost (its page cache, /run), what it had written to its
+disks stays, as on a machine whose power fails.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +44,7 @@ class Disk:
 class BootResult:
     status: int | None  # what the guest reported; None when it never got that far
     console: str
+    power_cut: bool = False  # qemu was killed at the cut_power_at marker
 
     def crash_lines(self) -> list[str]:
         """Console lines that show a kernel crash or warning."""
@@ -56,11 +65,14 @@ def boot(
     timeout: float = 300,
     memory_mb: int = 1024,
     cpus: int = 2,
+    cut_power_at: str | None = None,
 ) -> BootResult:
-    """Boot kernel+initrd, wait for the machine to power off, return what it reported."""
+    """Boot kernel+initrd, wait for the machine to power off, return what it reported.
+    cut_power_at: kill qemu as soon as this text shows on the console (a power cut)."""
     console = workdir / "console.log"
     status = workdir / "status.log"
-    for f in (console, status):
+    pidfile = workdir / "qemu.pid"
+    for f in (console, status, pidfile):
         f.unlink(missing_ok=True)
     cmd: list[str] = [
         "qemu-system-x86_64",
@@ -84,6 +96,8 @@ def boot(
         f"file:{console}",
         "-serial",
         f"file:{status}",
+        "-pidfile",
+        str(pidfile),
     ]
     for i, disk in enumerate(disks):
         opts = f"if=none,id=disk{i},file={disk.path},format={disk.fmt}"
@@ -92,8 +106,19 @@ def boot(
         if disk.snapshot:
             opts += ",snapshot=on"
         cmd += ["-drive", opts, "-device", f"virtio-blk-pci,drive=disk{i},serial={disk.serial}"]
+    qemu_ended = threading.Event()
+    cut: list[bool] = []
+    watcher = None
+    if cut_power_at is not None:
+        watcher = threading.Thread(
+            target=_cut_power_at,
+            args=(cut_power_at, console, pidfile, qemu_ended, cut),
+            daemon=True,
+        )
+        watcher.start()
     try:
-        run(cmd, timeout=timeout)
+        # A power cut kills qemu: its status is the watcher's to tell, not a failure.
+        run(cmd, timeout=timeout, check=cut_power_at is None)
     except CommandTimeoutError as e:
         text = console.read_text(errors="replace") if console.exists() else ""
         raise VmError(
@@ -101,10 +126,36 @@ def boot(
             + console_tail(text),
             hint="a hung guest script or a kernel stall; the full console is in " + str(console),
         ) from e
+    finally:
+        qemu_ended.set()
+        if watcher is not None:
+            watcher.join()
     text = console.read_text(errors="replace") if console.exists() else ""
     reported: int | None = None
     if status.exists():
         m = re.search(rf"{STATUS_PREFIX} (\d+)", status.read_text(errors="replace"))
         if m:
             reported = int(m[1])
-    return BootResult(status=reported, console=text)
+    return BootResult(status=reported, console=text, power_cut=bool(cut))
+
+
+def _cut_power_at(
+    marker: str, console: Path, pidfile: Path, qemu_ended: threading.Event, cut: list[bool]
+) -> None:
+    """Kill qemu once `marker` shows on the console; the guest blocks after printing it, so
+    the cut lands at that point of its script, not somewhere after."""
+    wanted = marker.encode()
+    seen = b""
+    offset = 0
+    while not qemu_ended.wait(0.02):
+        with contextlib.suppress(FileNotFoundError), console.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+            offset += len(chunk)
+            # Keep a marker's length of what came before: it may straddle two reads.
+            seen = seen[-len(wanted) :] + chunk
+        if wanted in seen:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                cut.append(True)
+            return

@@ -14,6 +14,8 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from ksplice_pkg.distro.debian import KernelArtifacts
@@ -31,12 +33,27 @@ from ksplice_pkg.vm.guest import (
     module_load_order,
     read_outputs,
 )
-from ksplice_pkg.vm.qemu import Disk, boot
+from ksplice_pkg.vm.qemu import BootResult, Disk, boot
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("systemd-sysv", "udev", "dbus", "kmod", "python3", "python3-click")
 IMAGE_SIZE = "2G"
+
+
+class Poweroff(Enum):
+    """How the guest goes down once its script has reported back."""
+
+    FORCED = "forced"  # poweroff -f: no service is stopped (the lab's fast default)
+    CLEAN = "clean"  # systemctl poweroff: every unit stopped, as an administrator shuts down
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A boot that ended without reporting: power cut from the host, or a crash or reset."""
+
+    console: str
+    power_cut: bool  # qemu was killed at the marker; False: the guest went down by itself
 
 
 def _rootfs_key() -> str:
@@ -113,12 +130,14 @@ def image_for(artifacts: KernelArtifacts, cache: Path) -> Path:
 
 
 def new_overlay(image: Path, path: Path) -> Path:
-    """A qcow2 file whose writes persist across boots while the cached image stays untouched."""
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", path])
+    """A qcow2 file whose writes persist across boots while the cached image stays untouched.
+    `image` may itself be an overlay (.qcow2): a state that several tests start from."""
+    backing = "qcow2" if image.suffix == ".qcow2" else "raw"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", backing, path])
     return path
 
 
-def _input_tar(script: str, files: Mapping[str, Path]) -> bytes:
+def _input_tar(script: str, files: Mapping[str, Path], poweroff: Poweroff) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
 
@@ -129,6 +148,7 @@ def _input_tar(script: str, files: Mapping[str, Path]) -> bytes:
             tar.addfile(info, io.BytesIO(data))
 
         add("script", script.encode(), 0o755)
+        add("poweroff", poweroff.value.encode(), 0o644)
         for name, source in files.items():
             add(f"files/{name}", source.read_bytes(), source.stat().st_mode & 0o777)
     return buf.getvalue()
@@ -143,38 +163,85 @@ def run_userland(
     overlay: Path | None = None,
     timeout: float = 600,
     append: str = "",
+    poweroff: Poweroff = Poweroff.FORCED,
 ) -> GuestResult:
     """Boot the Debian image on the target kernel; run script (sh, root) once systemd is up.
     `append`: more words for the kernel command line (e.g. a switch a test boots with)."""
-    image = image_for(artifacts, cache)
-    modules = module_load_order(artifacts.modules_dir, DISK_MODULES)
     with tempfile.TemporaryDirectory(prefix="ksplice-lab-") as tmp:
         work = Path(tmp)
-        build_initramfs("", {}, modules).write(work / "initrd.gz")
-        (work / "in.tar").write_bytes(_input_tar(script, files or {}))
-        out = work / "out.img"
-        with out.open("wb") as f:
-            f.truncate(OUTPUT_DISK_MB << 20)
-        root = (
-            Disk(overlay, "ksplice-root", fmt="qcow2")
-            if overlay
-            else Disk(image, "ksplice-root", snapshot=True)
-        )
-        if overlay is not None and not overlay.is_file():
-            raise KspliceError(f"{overlay} does not exist", hint="create it with new_overlay()")
-        result = boot(
-            artifacts.vmlinuz,
-            work / "initrd.gz",
-            f"ksplice.lab=userland quiet loglevel=4 {append}".strip(),
-            work,
-            disks=(
-                root,
-                Disk(work / "in.tar", "ksplice-in", readonly=True),
-                Disk(out, "ksplice-out"),
-            ),
-            timeout=timeout,
-        )
+        result = _boot(artifacts, cache, script, work, files, overlay, timeout, append, poweroff)
         if result.status is None:
             raise crash_error(result, work / "console.log")
-        outputs = read_outputs(out)
+        outputs = read_outputs(work / "out.img")
     return GuestResult(status=result.status, console=result.console, outputs=outputs)
+
+
+def cut_power(
+    artifacts: KernelArtifacts,
+    cache: Path,
+    script: str,
+    marker: str | None,
+    *,
+    overlay: Path,
+    files: Mapping[str, Path] | None = None,
+    timeout: float = 600,
+    append: str = "",
+) -> Interrupted:
+    """Boot like run_userland and kill qemu the moment `marker` shows on the console (the
+    script prints it with lab_cut). A guest that crashes or resets itself first ends the boot
+    too (marker None: the script does that itself); one that reports back instead is an
+    error: the cut never happened."""
+    with tempfile.TemporaryDirectory(prefix="ksplice-lab-") as tmp:
+        work = Path(tmp)
+        result = _boot(
+            artifacts, cache, script, work, files, overlay, timeout, append, Poweroff.FORCED,
+            cut_power_at=marker,
+        )  # fmt: skip
+        if result.status is not None:
+            raise KspliceError(
+                f"the guest reported status {result.status} instead of going down (marker "
+                f"{marker!r}): no power cut happened; its console ended with:\n"
+                + result.console[-3000:]
+            )
+    return Interrupted(result.console, result.power_cut)
+
+
+def _boot(
+    artifacts: KernelArtifacts,
+    cache: Path,
+    script: str,
+    work: Path,
+    files: Mapping[str, Path] | None,
+    overlay: Path | None,
+    timeout: float,
+    append: str,
+    poweroff: Poweroff,
+    cut_power_at: str | None = None,
+) -> BootResult:
+    image = image_for(artifacts, cache)
+    modules = module_load_order(artifacts.modules_dir, DISK_MODULES)
+    build_initramfs("", {}, modules).write(work / "initrd.gz")
+    (work / "in.tar").write_bytes(_input_tar(script, files or {}, poweroff))
+    out = work / "out.img"
+    with out.open("wb") as f:
+        f.truncate(OUTPUT_DISK_MB << 20)
+    root = (
+        Disk(overlay, "ksplice-root", fmt="qcow2")
+        if overlay
+        else Disk(image, "ksplice-root", snapshot=True)
+    )
+    if overlay is not None and not overlay.is_file():
+        raise KspliceError(f"{overlay} does not exist", hint="create it with new_overlay()")
+    return boot(
+        artifacts.vmlinuz,
+        work / "initrd.gz",
+        f"ksplice.lab=userland quiet loglevel=4 {append}".strip(),
+        work,
+        disks=(
+            root,
+            Disk(work / "in.tar", "ksplice-in", readonly=True),
+            Disk(out, "ksplice-out"),
+        ),
+        timeout=timeout,
+        cut_power_at=cut_power_at,
+    )

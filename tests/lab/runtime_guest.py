@@ -62,6 +62,7 @@ install_tool() {
     cp tool/man/*.8 /usr/local/share/man/man8/
     systemctl daemon-reload
     systemctl enable ksplice-pkg.service
+    systemctl enable --now ksplice-pkg-shutdown.service
 }
 rc() {
     name=$1; shift

@@ -17,14 +17,26 @@ lab_disk() {
     return 1
 }
 
-# lab_finish STATUS: hand $OUT back on the output disk and STATUS on ttyS1, then power off.
-lab_finish() {
+# lab_report STATUS: hand $OUT back on the output disk and STATUS on ttyS1.
+lab_report() {
     if out=$(lab_disk ksplice-out); then
         (cd "$OUT" && tar -cf "$out" .)
     fi
     echo "ksplice-lab-status $1" > /dev/ttyS1
     sync
+}
+
+# lab_finish STATUS: lab_report, then power off at once (no shutdown of the services).
+lab_finish() {
+    lab_report "$1"
     poweroff -f
+}
+
+# lab_cut MARKER: print MARKER on the console, where the host watches for it to kill qemu (a
+# power cut at this point), and block until it does.
+lab_cut() {
+    echo "$1" > /dev/ttyS0
+    while :; do sleep 60; done
 }
 
 # klp_wait_transition PATCH [SECONDS]: wait until the patch's transition is over.

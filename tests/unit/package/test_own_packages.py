@@ -98,8 +98,16 @@ def test_deb_runtime_enables_the_unit_and_ships_man_pages(debs: dict[str, Path])
     runtime = read_deb(debs["ksplice-pkg-runtime"])
     assert "lib/systemd/system/ksplice-pkg.service" in runtime.files
     assert "deb-systemd-helper enable 'ksplice-pkg.service'" in runtime.scripts["postinst"]
-    # Installing the package must not run `reapply` on the live system (--no-start).
-    assert "deb-systemd-invoke start" not in runtime.scripts["postinst"]
+    postinst = runtime.scripts["postinst"]
+    # Installing the package must not run `reapply` on the live system (--no-start); it
+    # starts the shutdown unit, whose stop at a clean shutdown marks this boot's loads stable.
+    started = [ln.split()[2] for ln in postinst.splitlines() if "deb-systemd-invoke start" in ln]
+    assert started == ["'ksplice-pkg-shutdown.service'"], postinst
+    assert "deb-systemd-helper enable 'ksplice-pkg-shutdown.service'" in postinst
+    # Nor does an upgrade stop or restart it: that would mark the boot stable.
+    assert "restart" not in postinst and "ksplice-pkg-shutdown" not in runtime.scripts.get(
+        "preinst", ""
+    )
     pages = sorted(p.name for p in (ROOT / "man").glob("*.[1-8]"))
     shipped = sorted(Path(p).name.removesuffix(".gz") for p in runtime.files if "/man/" in p)
     assert shipped == pages

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.runtime import guard, kernel
 from ksplice_pkg.runtime.guard import GuardState, judge_previous_boot
 from ksplice_pkg.runtime.store import Store
@@ -67,3 +72,31 @@ def test_torn_guard_file_does_not_break_the_next_run(store: Store) -> None:
     store.guard_file.write_text('{"boot_id": "old", "loaded": ["a"')
     assert judge_previous_boot(store, "now") == {}
     assert GuardState.read(store).boot_id == "now"
+
+
+def test_a_load_the_guard_cannot_record_is_refused_and_the_record_kept(store: Store) -> None:
+    guard.note_loading(store, "u1")
+    before = store.guard_file.read_bytes()
+    # The state directory's file system refuses the write (here: a file where a directory is).
+    store.quarantine_file("x").parent.parent.mkdir(parents=True, exist_ok=True)
+    blocked = Store(store.updates_dir, store.guard_file, store.run_dir)
+    with pytest.raises(KspliceError, match="u2: not loaded: the crash-loop guard cannot record"):
+        guard.note_loading(blocked, "u2")
+    assert store.guard_file.read_bytes() == before
+
+
+def test_judging_does_not_report_what_it_quarantines_the_caller_does(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    previous_boot(store, ["new"], proven=[], stable=False)
+    with caplog.at_level(logging.DEBUG, logger="ksplice_pkg"):
+        assert list(judge_previous_boot(store, "now")) == ["new"]
+    assert "quarantined" not in caplog.text
+
+
+def test_without_systemd_a_load_starts_no_unit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard, "SYSTEMD_BOOTED", store.run_dir / "no-systemd-here")
+    guard.arm_shutdown_mark(store)  # would run systemctl (and fail) if it thought otherwise
+    assert not (store.run_dir / guard.SHUTDOWN_ARMED).exists()
