@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from ksplice_pkg import __version__
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.manifest import ID_RE, Manifest, content_problem
+from ksplice_pkg.runtime.stream import STREAM_PREFIX, release_part
 
 RUNTIME_PACKAGE = "ksplice-pkg-runtime"
 UPDATES_DIR = "usr/lib/ksplice-pkg/updates"
 NAME_PREFIX = "ksplice-update-"
-STREAM_PREFIX = "ksplice-updates-"
 VIRTUAL_PREFIX = "ksplice-hotpatch-"
 
 # [0-9], not \d: \d also matches other scripts' digits, which no package version may hold.
@@ -153,8 +153,7 @@ class Flavour(enum.Enum):
 
 
 def _release_part(release: str, flavour: Flavour) -> str:
-    # Debian names are lower case without underscores (a RHEL release has both).
-    part = release.lower().replace("_", "-") if flavour is Flavour.DEB else release
+    part = release_part(release, debian=flavour is Flavour.DEB)
     pattern = _DEB_NAME_RE if flavour is Flavour.DEB else _RPM_NAME_RE
     if not pattern.fullmatch(NAME_PREFIX + part):
         raise PackagingError(f"kernel release {release!r} cannot be part of a package name")

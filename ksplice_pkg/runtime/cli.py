@@ -28,6 +28,8 @@ from ksplice_pkg.runtime.install import install, uninstall
 from ksplice_pkg.runtime.lock import locked
 from ksplice_pkg.runtime.reapply import reapply
 from ksplice_pkg.runtime.store import Store
+from ksplice_pkg.runtime.stream import describe as describe_stream
+from ksplice_pkg.runtime.stream import installed_stream
 from ksplice_pkg.runtime.undo import Deferred, defer_undo, undo, undo_all, undo_deferred
 from ksplice_pkg.runtime.view import (
     collect,
@@ -228,6 +230,8 @@ def reapply_cmd(clear: bool, timeout: float, signal_after: float, lock_timeout: 
         click.echo(shown(f"{r.id}: {r.state}{timing}" + (f": {r.reason}" if r.reason else "")))
     if not results:
         click.echo(f"no updates installed for {kernel.release()}")
+    # In the journal at every boot: which package brings this kernel's updates, or that none does.
+    click.echo(shown(describe_stream(installed_stream(kernel.release()))))
 
 
 @click.command("install", cls=BoundaryCommand, epilog=EPILOG)

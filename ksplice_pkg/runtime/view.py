@@ -14,6 +14,7 @@ from ksplice_pkg.runtime.errors import WrongKernelError
 from ksplice_pkg.runtime.reapply import last_report
 from ksplice_pkg.runtime.state import State
 from ksplice_pkg.runtime.store import Store
+from ksplice_pkg.runtime.stream import StreamPackage, describe, installed_stream
 
 
 @dataclass
@@ -38,6 +39,7 @@ class View:
     effective_version: str
     boot_stable: bool
     updates: list[UpdateState]
+    stream: StreamPackage
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +124,7 @@ def collect(store: Store) -> View:
         effective_version=effective,
         boot_stable=guard.boot_stable(store),
         updates=sorted(states.values(), key=lambda s: (s.applied_at is None, s.applied_at, s.id)),
+        stream=installed_stream(release),
     )
 
 
@@ -142,7 +145,11 @@ def format_update(s: UpdateState) -> str:
 
 def format_view(view: View) -> str:
     build = f" (build-id {view.build_id})" if view.build_id else ""
-    head = [f"kernel: {view.kernel_release}{build}", f"effective version: {view.effective_version}"]
+    head = [
+        f"kernel: {view.kernel_release}{build}",
+        f"effective version: {view.effective_version}",
+        describe(view.stream),
+    ]
     body = [format_update(s) for s in view.updates] or ["no updates applied or installed"]
     return "\n".join([*map(shown, head), "", *body])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ksplice_pkg.runtime.state import State
+from ksplice_pkg.runtime.stream import StreamPackage
 from ksplice_pkg.runtime.view import (
     UpdateState,
     View,
@@ -12,7 +13,8 @@ from ksplice_pkg.runtime.view import (
 
 
 def _view(*updates: UpdateState) -> View:
-    return View("6.1.0-test-amd64", None, "6.1.0-test-amd64+c", True, list(updates))
+    stream = StreamPackage("ksplice-updates-6.1.0-test-amd64", None)
+    return View("6.1.0-test-amd64", None, "6.1.0-test-amd64+c", True, list(updates), stream)
 
 
 def test_only_applied_updates_count() -> None:
