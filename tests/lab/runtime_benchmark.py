@@ -23,9 +23,9 @@ from ksplice_pkg.distro.debian import fetch
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.vm.capture import capture_kallsyms
-from ksplice_pkg.vm.userland import image_for, new_overlay, run_userland
 from tests.lab.runtime_guest import PRELUDE, make_update, tool_files
 from tests.lab.test_runtime import A_PATCH
+from tests.lab.userland import image_for, new_overlay, run_userland
 
 FIRST_BOOT = """
 install_tool

@@ -31,7 +31,13 @@ import pytest
 
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.package import PackageFormat, build_packages
-from ksplice_pkg.vm.userland import (
+from tests.lab.runtime_guest import PRELUDE as RUNTIME_PRELUDE
+from tests.lab.runtime_guest import output, status
+from tests.lab.test_package import MAINTAINER, stand_in_deb
+from tests.lab.test_runtime import C_PATCH as VERSION_PATCH
+from tests.lab.test_series import A_LINE, C_LINE, ORIGINAL, _cmdline_patch
+from tests.lab.updates import build_update
+from tests.lab.userland import (
     Interrupted,
     Poweroff,
     cut_power,
@@ -39,12 +45,6 @@ from ksplice_pkg.vm.userland import (
     new_overlay,
     run_userland,
 )
-from tests.lab.runtime_guest import PRELUDE as RUNTIME_PRELUDE
-from tests.lab.runtime_guest import output, status
-from tests.lab.test_package import MAINTAINER, stand_in_deb
-from tests.lab.test_runtime import C_PATCH as VERSION_PATCH
-from tests.lab.test_series import A_LINE, C_LINE, ORIGINAL, _cmdline_patch
-from tests.lab.updates import build_update
 from tests.unit.package.own import build_debs
 
 ID_A, ID_B, ID_C = "fla", "flb", "flc"

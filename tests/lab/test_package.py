@@ -27,10 +27,10 @@ import pytest
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.package import PackageFormat, build_packages
 from ksplice_pkg.run import run
-from ksplice_pkg.vm.userland import SUITE, image_for, new_overlay, run_userland
 from tests.lab.runtime_guest import PRELUDE as RUNTIME_PRELUDE
 from tests.lab.runtime_guest import make_update, output, rewritten, status, tar_dir
 from tests.lab.test_runtime import A_PATCH, B_PATCH
+from tests.lab.userland import SUITE, image_for, new_overlay, run_userland
 from tests.unit.package.own import build_debs, build_rpms
 
 MAINTAINER = "ksplice-pkg lab <lab@example.org>"

@@ -19,7 +19,6 @@ import pytest
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.package import PackageFormat, build_packages
 from ksplice_pkg.run import run
-from ksplice_pkg.vm.userland import image_for, new_overlay
 from tests.lab.runtime_guest import output, status
 from tests.lab.test_package import (
     MAINTAINER,
@@ -30,6 +29,7 @@ from tests.lab.test_package import (
 )
 from tests.lab.test_series import A_LINE, C_LINE, ORIGINAL, _cmdline_patch
 from tests.lab.updates import build_update
+from tests.lab.userland import image_for, new_overlay
 from tests.unit.package.own import build_debs, build_rpms
 
 ID_A, ID_C = "cua", "cuc"

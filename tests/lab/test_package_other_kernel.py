@@ -12,11 +12,11 @@ import pytest
 from ksplice_pkg.distro.debian import KernelArtifacts, available_releases, fetch
 from ksplice_pkg.package import PackageFormat, build_packages
 from ksplice_pkg.vm.capture import capture_kallsyms
-from ksplice_pkg.vm.userland import image_for, new_overlay, run_userland
 from tests.lab.runtime_guest import PRELUDE as RUNTIME_PRELUDE
 from tests.lab.runtime_guest import make_update, output, status
 from tests.lab.test_package import MAINTAINER, stand_in_deb
 from tests.lab.test_runtime import A_PATCH
+from tests.lab.userland import image_for, new_overlay, run_userland
 from tests.unit.package.own import build_debs
 
 UPDATE_ID = "pkother"

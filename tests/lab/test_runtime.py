@@ -25,7 +25,6 @@ from ksplice_pkg.runtime.errors import (
     TransitionError,
     WrongKernelError,
 )
-from ksplice_pkg.vm.userland import image_for, new_overlay, run_userland
 from tests.lab.runtime_guest import (
     PRELUDE,
     make_update,
@@ -40,6 +39,7 @@ from tests.lab.runtime_guest import (
 )
 from tests.lab.test_create import LOADAVG_PID_MAX_PATCH
 from tests.lab.updates import Update
+from tests.lab.userland import image_for, new_overlay, run_userland
 
 # A: the built-in example (/proc/cmdline gains a "ksplice: " prefix).
 A_PATCH = (

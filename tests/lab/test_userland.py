@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ksplice_pkg.distro.debian import KernelArtifacts
-from ksplice_pkg.vm.userland import image_for, new_overlay, run_userland
+from tests.lab.userland import image_for, new_overlay, run_userland
 
 SCRIPT = """
 cat /proc/1/comm > "$OUT/pid1"
