@@ -10,10 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ksplice_pkg.compile.kbuild import PreparedTree, default_jobs, prepare_tree
 from ksplice_pkg.config import create_options
 from ksplice_pkg.create import create, gather
-from ksplice_pkg.distro.debian import KernelArtifacts, fetch
+from ksplice_pkg.distro.debian import fetch
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.tarball import read_tarball
@@ -22,24 +21,8 @@ from ksplice_pkg.vm.capture import capture_kallsyms
 from ksplice_pkg.vm.trial import try_update
 
 
-def prepared_tree(artifacts: KernelArtifacts, jobs: int | None = None) -> PreparedTree:
-    return prepare_tree(
-        artifacts.source_tree,
-        artifacts.root / "obj",
-        config=artifacts.config,
-        symvers=artifacts.symvers,
-        release=artifacts.release,
-        jobs=jobs or default_jobs(),
-    )
-
-
 def example_patch() -> bytes:
     return (resources.files("ksplice_pkg") / "examples" / "proc-cmdline.patch").read_bytes()
-
-
-def header_example_patch() -> str:
-    """A change to a static inline of a header most of the kernel includes (benchmark)."""
-    return (resources.files("ksplice_pkg") / "examples" / "nr-threads-header.patch").read_text()
 
 
 def run_demo(cache: Path, release: str | None, jobs: int | None, output_dir: Path) -> Path:

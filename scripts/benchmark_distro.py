@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from ksplice_pkg.distro.debian import (  # noqa: E402
     fetch,
     fetch_source_package,
-    release_with_source,
 )
 from ksplice_pkg.distro.kernelpkg import KernelPackages  # noqa: E402
 from ksplice_pkg.errors import KspliceError  # noqa: E402
@@ -37,6 +36,7 @@ from ksplice_pkg.hotpatch import BuildResult, OutputFormat, build_hotpatch  # no
 from ksplice_pkg.log import setup_logging  # noqa: E402
 from ksplice_pkg.paths import cache_dir  # noqa: E402
 from ksplice_pkg.target.files import TargetSpec  # noqa: E402
+from tests.lab.kernel import release_with_source  # noqa: E402
 
 EXAMPLE = ROOT / "ksplice_pkg" / "examples" / "proc-cmdline.patch"
 

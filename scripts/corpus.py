@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from ksplice_pkg.compile.headers import kernel_units  # noqa: E402
 from ksplice_pkg.config import create_options  # noqa: E402
 from ksplice_pkg.create import create, gather  # noqa: E402
-from ksplice_pkg.demo import prepared_tree  # noqa: E402
 from ksplice_pkg.distro.debian import (  # noqa: E402
     KernelArtifacts,
     available_releases,
@@ -54,6 +53,7 @@ from ksplice_pkg.run import run  # noqa: E402
 from ksplice_pkg.target.files import TargetSpec  # noqa: E402
 from ksplice_pkg.vm.capture import capture_kallsyms  # noqa: E402
 from ksplice_pkg.vm.guest import run_script  # noqa: E402
+from tests.lab.kernel import prepared_tree  # noqa: E402
 
 LOAD_SCRIPT = """
 set -e

@@ -267,30 +267,6 @@ def fetch_source_package(cache: Path, release: str) -> Path:
     return dsc
 
 
-def release_with_source(cache: Path, flavour: str = DEFAULT_FLAVOUR) -> tuple[str, Path]:
-    """The newest release of the default release's series whose source package the archive
-    serves, and its downloaded .dsc.
-
-    Mirrors may keep the source of only some versions (the newest security upload's .dsc can
-    be missing while its binaries are served), so versions are tried newest first.
-    """
-    series = default_release(flavour).split(".")[:2]
-    tried = []
-    for release in reversed(available_releases(flavour)):
-        if release.split(".")[:2] != series:
-            continue
-        try:
-            return release, fetch_source_package(cache, release)
-        except KspliceError as e:
-            logger.info("no source package for %s: %s", release, e.message)
-            tried.append(release)
-    raise KspliceError(
-        f"the archive serves the source package of no {'.'.join(series)} {flavour} release "
-        f"(tried {', '.join(tried) or 'none'})",
-        hint=_APT_HINT,
-    )
-
-
 def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
     """Download and lay out the image, headers and source of a Debian kernel release."""
     flavour = DEFAULT_FLAVOUR

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError
@@ -22,9 +22,6 @@ TEXT_TYPES = frozenset("tT")
 _SECTION_TYPES = frozenset("tTdDrRbB")
 # Weak symbols are real definitions too, just ranked after the plain ones at the same address.
 _WEAK_TYPES = frozenset("wWvV")
-# Absolute symbols. On x86-64 with CONFIG_KALLSYMS_ABSOLUTE_PERCPU the per-cpu variables are
-# absolute offsets from the per-cpu base, which KASLR does not move.
-_ABSOLUTE_TYPES = frozenset("aA")
 
 _ROOT_HINT = (
     "copy /proc/kallsyms as root: with kernel.kptr_restrict other users see only zero addresses"
@@ -155,16 +152,6 @@ class SymbolMap:
         here = self.symbols_at(address)
         return min(here, key=_rank) if here else None
 
-    def containing(self, address: int) -> KernelSymbol | None:
-        """The symbol whose extent holds address, the extent ending where the next symbol starts.
-
-        None before the first symbol and at or after the last one (its end is unknown).
-        """
-        i = bisect.bisect_right(self._addresses, address)
-        if i == 0 or i == len(self._addresses):
-            return None
-        return self.symbol_at(self._addresses[i - 1])
-
     def kaslr_shift(self, link_text_address: int) -> int:
         """How far KASLR moved this kernel: `_text` here minus its link-time address."""
         text = [s for s in self._vmlinux_by_name.get("_text", []) if s.is_text]
@@ -174,19 +161,3 @@ class SymbolMap:
                 hint="give a System.map or a copy of /proc/kallsyms of the target kernel",
             )
         return text[0].address - link_text_address
-
-    def unshifted(self, shift: int) -> SymbolMap:
-        """This map with the KASLR shift taken out of vmlinux addresses (link-time addresses).
-
-        Module symbols are left alone (modules are placed on their own), and so are absolute
-        symbols: the per-cpu offsets are not relocated by KASLR.
-        """
-        return SymbolMap(
-            (
-                replace(s, address=s.address - shift)
-                if s.module is None and s.type not in _ABSOLUTE_TYPES
-                else s
-                for s in self.symbols
-            ),
-            source=f"{self.source} (unshifted by {shift:#x})",
-        )

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from ksplice_pkg.compile.kbuild import PreparedTree
-from ksplice_pkg.demo import prepared_tree
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
 from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.log import setup_logging
 from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
+from tests.lab.kernel import prepared_tree
 from tests.lab.sample import build_sample_livepatch
 
 

@@ -22,12 +22,12 @@ from ksplice_pkg.distro.debian import (
     KernelArtifacts,
     fetch,
     fetch_source_package,
-    release_with_source,
 )
 from ksplice_pkg.distro.srcpkg import identify, prepare_source
 from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.run import run
 from ksplice_pkg.vm.trial import try_update
+from tests.lab.kernel import release_with_source
 from tests.unit.distro.fixtures import source_rpm
 
 EXAMPLE = Path(__file__).parents[2] / "ksplice_pkg" / "examples" / "proc-cmdline.patch"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ksplice_pkg.demo import header_example_patch
 from ksplice_pkg.distro.debian import KernelArtifacts
 from ksplice_pkg.errors import RefusedError
+from tests.lab.kernel import header_example_patch
 from tests.lab.updates import build_update, try_update
 
 # A new member of struct signal_struct changes the layout every user of it compiled against.
@@ -31,7 +31,9 @@ LAYOUT_PATCH = """\
 def test_changed_inline_patches_every_function_that_inlined_it(
     artifacts: KernelArtifacts, kallsyms: Path, tmp_path: Path
 ) -> None:
-    update = build_update(artifacts, kallsyms, header_example_patch(), tmp_path, "nrthreads")
+    update = build_update(
+        artifacts, kallsyms, header_example_patch().decode(), tmp_path, "nrthreads"
+    )
     # The example changes get_nr_threads(), a static inline of include/linux/sched/signal.h
     # (included by most of the kernel) that /proc/<pid>/status prints as "Threads:".
     # Its users in fs/proc/array.c and fs/proc/base.c, each a unit of its own.

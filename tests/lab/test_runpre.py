@@ -24,6 +24,7 @@ from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.run import run
 from ksplice_pkg.runpre.verify import Match, PreFunction, PreReloc, verify_function
 from ksplice_pkg.target.symbols import SymbolMap
+from tests.unit.tools import unshifted
 
 
 def _build(tree: PreparedTree, *objects: str) -> list[Path]:
@@ -84,7 +85,7 @@ def test_kaslr_shift(symbols: SymbolMap, vmlinux: Vmlinux) -> None:
     shift = symbols.kaslr_shift(vmlinux.text_address)
     # x86-64 KASLR moves the kernel in CONFIG_PHYSICAL_ALIGN (2 MiB) steps.
     assert shift % 0x200000 == 0
-    plain = symbols.unshifted(shift)
+    plain = unshifted(symbols, shift)
     (fn,) = plain.vmlinux_symbols_named("cmdline_proc_show")
     assert vmlinux.is_executable(fn.address)
 

@@ -13,6 +13,7 @@ kernel in miniature: units linked by ld at the kernel's address, with a System.m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.elf.writer import write_object
 from ksplice_pkg.module.extract import Extracted, Resolver, extract
+from ksplice_pkg.target.symbols import SymbolMap
 
 KERNEL_CFLAGS = [
     "-O2",
@@ -375,3 +377,19 @@ def bzimage_header(version: bytes) -> bytes:
     data[0x20E:0x210] = (0x300 - 0x200).to_bytes(2, "little")
     data[0x300 : 0x300 + len(version)] = version
     return bytes(data)
+
+
+def unshifted(symbols: SymbolMap, shift: int) -> SymbolMap:
+    """The map with the KASLR shift taken out of vmlinux addresses (link-time addresses), to
+    compare a kallsyms copy with System.map. Module symbols are left alone (modules are placed
+    on their own), and so are absolute ones: with CONFIG_KALLSYMS_ABSOLUTE_PERCPU the per-cpu
+    offsets are absolute, and KASLR does not move them."""
+    return SymbolMap(
+        (
+            dataclasses.replace(s, address=s.address - shift)
+            if s.module is None and s.type not in "aA"
+            else s
+            for s in symbols.symbols
+        ),
+        source=f"{symbols.source} (unshifted by {shift:#x})",
+    )

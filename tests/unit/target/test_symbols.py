@@ -9,6 +9,7 @@ import pytest
 
 from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
+from tests.unit.tools import unshifted
 
 LINK_TEXT = 0xFFFFFFFF81000000
 SHIFT = 0x2C800000
@@ -86,7 +87,7 @@ def test_kallsyms_modules_and_order(kallsyms: SymbolMap) -> None:
 
 def test_kaslr_shift_and_unshifted(kallsyms: SymbolMap, system_map: SymbolMap) -> None:
     assert kallsyms.kaslr_shift(LINK_TEXT) == SHIFT
-    plain = kallsyms.unshifted(SHIFT)
+    plain = unshifted(kallsyms, SHIFT)
     assert plain.kaslr_shift(LINK_TEXT) == 0
     vmlinux = [s for s in plain.symbols if s.module is None]
     assert [(s.address, s.name) for s in vmlinux] == [
@@ -140,22 +141,6 @@ def test_symbol_at_ranks_types(tmp_path: Path) -> None:
     assert found is not None and found.name == "real_fn"
     found = symbols.symbol_at(0xFFFFFFFF81000200)
     assert found is not None and found.name == "only_marker"
-
-
-def test_containing(kallsyms: SymbolMap) -> None:
-    base = SHIFT
-    inside = kallsyms.containing(0xFFFFFFFF81001090 + base)
-    assert inside is not None and inside.name == "seq_puts"
-    start = kallsyms.containing(0xFFFFFFFF81001100 + base)
-    assert start is not None and (start.name, start.address) == (
-        "show_stat",
-        0xFFFFFFFF81001100 + base,
-    )
-    assert kallsyms.containing(0xFFFFFFFF81000500 + base) == kallsyms.symbol_at(LINK_TEXT + base)
-    module = kallsyms.containing(0xFFFFFFFFC0400050)
-    assert module == KernelSymbol(0xFFFFFFFFC0400000, "t", "show_stat", "virtio_blk")
-    # The last symbol has no known end.
-    assert kallsyms.containing(0xFFFFFFFFC0401010) is None
 
 
 def test_zero_addresses_are_refused(tmp_path: Path) -> None:
