@@ -28,7 +28,7 @@ from pathlib import Path
 from ksplice_pkg.errors import IntegrityError, InternalError
 from ksplice_pkg.fsutil import atomic_output, sha256_bytes
 from ksplice_pkg.manifest import MANIFEST_NAME, Manifest
-from ksplice_pkg.unpack import ArchiveError, MemberKind, iter_tar
+from ksplice_pkg.unpack import MemberKind, iter_tar
 
 DESCRIPTION = "description"
 PATCH = "patch"
@@ -230,14 +230,3 @@ def write_tarball(
         for name in member_names(manifest):
             add(tar, f"{top}/{name}", tarfile.REGTYPE, FILE_MODE, data[name])
     return final
-
-
-__all__ = [
-    "ArchiveError",
-    "UpdateFiles",
-    "UpdateFormatError",
-    "read_directory",
-    "read_tarball",
-    "write_directory",
-    "write_tarball",
-]
