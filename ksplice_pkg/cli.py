@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,9 @@ from ksplice_pkg.paths import cache_dir as default_cache_dir
 
 if TYPE_CHECKING:  # the runtime's package ships no config.py: imported where used
     from ksplice_pkg.config import Signing
+
+# `build --from`: an update was made, but some changes of the upload could not be carried.
+PARTIAL_UPDATE = 6
 
 _cache_option = click.option(
     "--cache-dir",
@@ -295,7 +299,27 @@ main.add_command(create_cmd)
 
 @main.command()
 @_source_argument
-@click.option("--patch", "patch_file", type=_file, required=True, help="The patch to ship.")
+@click.option("--patch", "patch_file", type=_file, help="The patch to ship.")
+@click.option(
+    "--from",
+    "from_source",
+    type=click.Path(exists=True, path_type=Path),
+    help="The source the target kernel was built from (any KERNEL_SOURCE form): the update "
+    "brings the target from it to KERNEL_SOURCE, every live-patchable change in one "
+    "cumulative update.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --from: write the report (JSON) here: each changed file, what was included, "
+    "what was left out and why.",
+)
+@click.option(
+    "--require-complete",
+    is_flag=True,
+    help="With --from: refuse (exit 4, no update) when any change cannot be live-patched.",
+)
 @click.option("--system-map", type=_file, help="System.map or a copy of /proc/kallsyms.")
 @click.option("--kconfig", type=_file, help="The target kernel's .config.")
 @click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
@@ -317,7 +341,10 @@ main.add_command(create_cmd)
 @_cache_option
 def build(
     kernel_source: Path,
-    patch_file: Path,
+    patch_file: Path | None,
+    from_source: Path | None,
+    report_file: Path | None,
+    require_complete: bool,
     system_map: Path | None,
     kconfig: Path | None,
     symvers: Path | None,
@@ -345,6 +372,10 @@ def build(
         ksplice-pkg build linux_6.1.187-1.dsc --patch fix.patch --system-map kallsyms \\
             --kernel-package linux-image-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb \\
             --headers-package linux-headers-6.1.0-53-cloud-amd64_6.1.187-1_amd64.deb
+
+    With --from OLD_SOURCE instead of --patch, a whole upload: KERNEL_SOURCE is the new upload,
+    OLD_SOURCE the one the target kernel was built from. Exit status 6: a partial update was
+    made, and the changes left out (listed, and in --report) need a reboot.
     """
     from ksplice_pkg.distro.kernelpkg import KernelPackages
     from ksplice_pkg.hotpatch import OutputFormat, build_hotpatch
@@ -365,12 +396,20 @@ def build(
         keyring=keyring,
         cves=cves,
         signing=_signing(sign_key, sign_cert),
+        from_source=from_source,
+        report_file=report_file,
+        require_complete=require_complete,
     )
     for name, seconds in result.timings:
         click.echo(f"{seconds:7.1f} s  {name}")
-    click.echo(f"{sum(s for _, s in result.timings):7.1f} s  total")
+    click.echo(f"{sum(s for n, s in result.timings if not n.startswith(' ')):7.1f} s  total")
+    if result.report is not None:
+        click.echo(result.report.summary())
     for path in [result.tarball, *result.packages]:
         click.echo(path)
+    if not result.complete:
+        # Made, but partial: scripts must not take it for the whole upload.
+        sys.exit(PARTIAL_UPDATE)
 
 
 @main.command("package")

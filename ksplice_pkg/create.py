@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.cache import WORK_INPUTS, WORK_LOCK, held, mark_used
@@ -25,21 +26,22 @@ from ksplice_pkg.config import (
     create_config,
     prebuild_config,
 )
-from ksplice_pkg.diff.unit import diff_pairs
+from ksplice_pkg.diff.unit import UnitChange, diff_pairs
+from ksplice_pkg.elf.vmlinux import Vmlinux
 from ksplice_pkg.errors import InternalError
 from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
 from ksplice_pkg.inputs import Inputs, unpack_inputs
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.manifest import Verification
 from ksplice_pkg.module.link import link_update
-from ksplice_pkg.module.parts import write_part
+from ksplice_pkg.module.parts import Part, write_part
 from ksplice_pkg.module.resolve import unit_resolver
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.unit import UnitRunPre
 from ksplice_pkg.source.patch import read_patch
 from ksplice_pkg.source.tree import patched_tree
 from ksplice_pkg.tarball import write_tarball
-from ksplice_pkg.target.consistency import check_target
+from ksplice_pkg.target.consistency import CheckedTarget, check_target
 from ksplice_pkg.target.modules import TargetModules
 from ksplice_pkg.target.symbols import SymbolMap
 from ksplice_pkg.target.vmlinuz import open_vmlinux
@@ -79,26 +81,58 @@ def create(cfg: CreateConfig) -> Path:
     """Run the pipeline; returns the update tarball."""
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
     ensure_writable_dir(cfg.output_dir, "the output directory")
-    with _locked(cfg):
+    with work_dir_held(cfg):
         return _create(cfg)
 
 
 def prebuild_tree(cfg: PrebuildConfig) -> Path:
     """Build the whole tree once with the differ's flags; returns the work dir."""
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
-    with _locked(cfg):
-        prebuild(_prepare(cfg), cfg.jobs)
+    with work_dir_held(cfg):
+        prebuild(prepare(cfg), cfg.jobs)
     return cfg.work_dir
 
 
-def _create(cfg: CreateConfig) -> Path:
-    # The target's own files are read first: a bad input fails before minutes of building.
+@dataclass(frozen=True)
+class Target:
+    """The target kernel as the back half of the pipeline reads it: its symbol map, its binary
+    (None: run-pre skipped) and the checks of its files against each other."""
+
+    symbols: SymbolMap
+    vmlinux: Vmlinux | None
+    checked: CheckedTarget
+
+
+def read_target(cfg: CreateConfig) -> Target:
+    """The target's own files, read first: a bad input fails before minutes of building."""
     symbols = SymbolMap.load(cfg.target.system_map)
     vmlinux = open_vmlinux(cfg.target.binary, cfg.source, cfg.cache) if cfg.target.binary else None
     if vmlinux is None:
         logger.info("run-pre verification skipped: no vmlinux or vmlinuz of the target given")
-    checked = check_target(cfg.target, symbols, vmlinux)
-    tree = _prepare(cfg)
+    return Target(symbols, vmlinux, check_target(cfg.target, symbols, vmlinux))
+
+
+class UnitParts:
+    """Each changed unit made into its part of the livepatch module: run-pre against the
+    target (its image, or its module's .ko), then the references of the new code resolved."""
+
+    def __init__(self, cfg: CreateConfig, tree: PreparedTree, target: Target) -> None:
+        self.target = target
+        self.sizes = entry_sizes(tree, cfg.jobs)
+        self.modules = TargetModules(cfg.target.modules_dir)
+        self.runpre = UnitRunPre(target.symbols, target.vmlinux, self.modules, cfg.series)
+        self.dest = cfg.work_dir / "parts"
+
+    def part(self, change: UnitChange, n: int) -> Part:
+        proof = self.runpre.verify(change)
+        t = self.target
+        resolver = unit_resolver(change, proof.evidence, t.symbols, t.checked.symvers, self.modules)
+        return write_part(change, resolver, n, self.sizes, proof.sympos, self.dest)
+
+
+def _create(cfg: CreateConfig) -> Path:
+    target = read_target(cfg)
+    tree = prepare(cfg)
     earlier = [p.patch for p in cfg.series]
     with step("applying the patch to a copy of the tree"):
         post = patched_tree(
@@ -107,15 +141,19 @@ def _create(cfg: CreateConfig) -> Path:
     pre = _series_base(cfg, tree, post.changed) if cfg.series else tree
     pairs = compile_pairs(pre, post, cfg.work_dir / "post", cfg.jobs)
     changes = diff_pairs(pairs, cfg.runtime_only)
-    exports = checked.symvers.vmlinux_exports()
-    sizes = entry_sizes(tree, cfg.jobs)
-    modules = TargetModules(cfg.target.modules_dir)
-    runpre = UnitRunPre(symbols, vmlinux, modules, cfg.series)
-    parts = []
-    for n, change in enumerate(changes):
-        proof = runpre.verify(change)
-        resolver = unit_resolver(change, proof.evidence, symbols, checked.symvers, modules)
-        parts.append(write_part(change, resolver, n, sizes, proof.sympos, cfg.work_dir / "parts"))
+    units = UnitParts(cfg, tree, target)
+    parts = [units.part(change, n) for n, change in enumerate(changes)]
+    left_out = [what for change in changes for what in change.diff.init_changes]
+    tarball = finish_update(cfg, tree, target, parts, left_out)
+    shutil.rmtree(post.post, ignore_errors=True)
+    return tarball
+
+
+def finish_update(
+    cfg: CreateConfig, tree: PreparedTree, target: Target, parts: list[Part], left_out: list[str]
+) -> Path:
+    """The parts linked into the livepatch module, signed, described by its manifest and
+    written with it into the update tarball."""
     module = link_update(
         tree,
         cfg.work_dir / "module",
@@ -123,7 +161,7 @@ def _create(cfg: CreateConfig) -> Path:
         cfg.description,
         parts,
         cfg.jobs,
-        exports=exports,
+        exports=target.checked.symvers.vmlinux_exports(),
         replace=cfg.replace,
     )
     if cfg.signing is not None:
@@ -132,6 +170,7 @@ def _create(cfg: CreateConfig) -> Path:
         with step(f"signing {module.ko.name} with {cfg.signing.cert.name}"):
             data = sign_module(module.ko.read_bytes(), cfg.signing.key, cfg.signing.cert)
             atomic_write(module.ko, data)
+    vmlinux = target.vmlinux
     manifest = assemble_manifest(
         update_id=cfg.id,
         description=cfg.description,
@@ -142,15 +181,13 @@ def _create(cfg: CreateConfig) -> Path:
         verification=Verification.RUN_PRE if vmlinux else Verification.SKIPPED,
         depends_on=series_ids(cfg),
         replace=cfg.replace,
-        left_out=[what for change in changes for what in change.diff.init_changes],
+        left_out=left_out,
         created=cfg.created,
         cves=list(cfg.cves),
     )
-    tarball = write_tarball(
+    return write_tarball(
         cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description, cfg.created
     )
-    shutil.rmtree(post.post, ignore_errors=True)
-    return tarball
 
 
 def _series_base(cfg: CreateConfig, tree: PreparedTree, units: tuple[str, ...]) -> PreparedTree:
@@ -166,7 +203,7 @@ def series_ids(cfg: CreateConfig) -> list[str]:
     return [p.manifest.id for p in cfg.series]
 
 
-def _prepare(cfg: CreateConfig | PrebuildConfig) -> PreparedTree:
+def prepare(cfg: CreateConfig | PrebuildConfig) -> PreparedTree:
     return prepare_tree(
         cfg.source,
         cfg.work_dir / "pre",
@@ -178,7 +215,7 @@ def _prepare(cfg: CreateConfig | PrebuildConfig) -> PreparedTree:
 
 
 @contextmanager
-def _locked(cfg: CreateConfig | PrebuildConfig) -> Iterator[None]:
+def work_dir_held(cfg: CreateConfig | PrebuildConfig) -> Iterator[None]:
     """One create at a time per work dir: they share the prepared pre tree and its objects.
     The cache entries it reads are marked used and listed beside the lock, for `ksplice-pkg
     cache --clean`, which leaves them alone while the lock is held."""

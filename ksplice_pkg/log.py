@@ -28,3 +28,22 @@ def step(what: str) -> Iterator[None]:
     start = time.monotonic()
     yield
     logger.info("    done in %.1f s", time.monotonic() - start)
+
+
+class Phases:
+    """The phases of a command, each announced and timed: the figures end up in its report."""
+
+    def __init__(self) -> None:
+        self.timings: list[tuple[str, float]] = []
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        logger.info("=== %s", name)
+        start = time.monotonic()
+        yield
+        seconds = time.monotonic() - start
+        self.timings.append((name, seconds))
+        logger.info("=== %s: %.1f s", name, seconds)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.timings.append((name, seconds))

@@ -47,16 +47,37 @@ _SKIPPED_DIRS = {".git", "Documentation", "tools", "samples", "scripts", "debian
 
 def kernel_units(tree: PreparedTree) -> dict[str, str]:
     """Each unit kbuild compiles for the kernel image and its modules, with its source file
-    (relative to the tree). Pretending autoconf.h is new (-W) makes the dry run list units that
-    are already built too; its failure at vmlinux's link is expected (nothing was archived),
-    and -k carries on to the modules: a header's users in modules must be found too."""
+    (relative to the tree)."""
+    return _dry_run(tree).units
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """What the target's kbuild compiles, from one dry run: C units with their sources, the
+    module each module unit is compiled for, and the assembly sources."""
+
+    units: dict[str, str]  # unit (fs/ext4/inode.o) -> source (fs/ext4/inode.c)
+    modules: dict[str, str]  # unit -> KBUILD_MODNAME, for units of loadable modules
+    assembly: dict[str, str]  # unit -> .S source
+
+
+def kernel_build(tree: PreparedTree) -> KernelBuild:
+    return _dry_run(tree)
+
+
+_MODNAME_ARG = re.compile(r"-DKBUILD_MODNAME='\"?([\w-]+)")
+
+
+def _dry_run(tree: PreparedTree) -> KernelBuild:
+    """Pretending autoconf.h is new (-W) makes the dry run list units that are already built
+    too; its failure at vmlinux's link is expected (nothing was archived), and -k carries on to
+    the modules: a header's users in modules must be found too."""
     cache = tree.objdir / _UNITS_CACHE
     stamp = (tree.objdir / ".ksplice-prepared").read_text()
     if cache.is_file():
         data = json.loads(cache.read_text())
-        if data.get("stamp") == stamp:
-            units: dict[str, str] = data["units"]
-            return units
+        if data.get("stamp") == stamp and "modules" in data:
+            return KernelBuild(data["units"], data["modules"], data["assembly"])
     with step("listing the units of the kernel and its modules (a dry run of kbuild)"):
         proc = run(
             [
@@ -72,18 +93,27 @@ def kernel_units(tree: PreparedTree) -> dict[str, str]:
             timeout=1800,
         )
     prefix = f"{tree.source}/"
-    units = {
-        obj: src.removeprefix(prefix)
-        for obj, src in COMPILE_LINE.findall(proc.stdout.decode(errors="replace"))
-        if src.endswith(".c") and not _NOT_VMLINUX.match(obj)
-    }
-    if not units:
+    found = KernelBuild({}, {}, {})
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        for obj, path in COMPILE_LINE.findall(line):
+            if _NOT_VMLINUX.match(obj):
+                continue
+            src = path.removeprefix(prefix)
+            (found.units if src.endswith(".c") else found.assembly)[obj] = src
+            # kbuild compiles module code with -DMODULE and names the module it goes into.
+            if " -DMODULE " in f" {line} " and (m := _MODNAME_ARG.search(line)):
+                found.modules[obj] = m[1]
+    if not found.units:
         raise RefusedError(
             "kbuild's dry run listed no unit: cannot find who includes the header",
             hint="run `ksplice-pkg create --prebuild` once, then the update again",
         )
-    atomic_write(cache, json.dumps({"stamp": stamp, "units": units}))
-    return units
+    atomic_write(
+        cache,
+        json.dumps({"stamp": stamp, "units": found.units, "modules": found.modules,
+                    "assembly": found.assembly}),
+    )  # fmt: skip
+    return found
 
 
 @dataclass(frozen=True)

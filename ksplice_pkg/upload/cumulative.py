@@ -1,0 +1,146 @@
+"""`build NEW --from OLD`: the pipeline of an upload made into one cumulative update.
+
+inputs (OLD is the target's source, checked against its packages; NEW unpacked beside it) ->
+diff (the trees compared) -> classify (what the target builds of each change) -> compile and
+verify (derive.py's rounds, run-pre per unit) -> link (create's back half, `replace` set) ->
+report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ksplice_pkg.compile.headers import IncludeIndex, kernel_build
+from ksplice_pkg.config import CreateConfig, CreateOptions, check_description, create_config
+from ksplice_pkg.create import UnitParts, finish_update, prepare, read_target, work_dir_held
+from ksplice_pkg.diff.unit import UnitChange
+from ksplice_pkg.distro.srcpkg import SourceKind, identify, prepare_source
+from ksplice_pkg.errors import RefusedError
+from ksplice_pkg.fsutil import ensure_writable_dir
+from ksplice_pkg.inputs import unpack_inputs
+from ksplice_pkg.log import Phases, logger
+from ksplice_pkg.module.parts import Part
+from ksplice_pkg.upload.changes import compare_trees
+from ksplice_pkg.upload.derive import Derivation
+from ksplice_pkg.upload.report import Report, Side
+from ksplice_pkg.upload.scope import scope_changes
+
+
+@dataclass
+class UploadResult:
+    tarball: Path | None  # None: nothing live-patchable, or refused as incomplete
+    report: Report
+
+
+def build_from_upload(
+    options: CreateOptions,
+    new_source: Path,
+    phases: Phases,
+    *,
+    report_file: Path | None = None,
+    require_complete: bool = False,
+) -> UploadResult:
+    """`options.source` is OLD_SOURCE, the one the target kernel was built from."""
+    with phases.phase("inputs: both sources and the target kernel"):
+        inputs = unpack_inputs(
+            options.source, options.target, options.packages,
+            cache=options.cache, keyring=options.keyring,
+        )  # fmt: skip
+        new = identify(new_source)
+        keyring = options.keyring if new.kind is SourceKind.DSC else None
+        new_tree = prepare_source(new, options.cache, keyring).resolve()
+        old_side = Side(options.source, identify(options.source).version)
+        new_side = Side(new_source, new.version)
+        cfg = replace(
+            create_config(options, inputs.tree, inputs.target, (), b""),
+            replace=True,
+            description=options.description
+            or check_description(_description(old_side, new_side, inputs.target.release)),
+        )
+    ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
+    ensure_writable_dir(cfg.output_dir, "the output directory")
+    with work_dir_held(cfg):
+        return _build(cfg, new_tree, old_side, new_side, phases, report_file, require_complete)
+
+
+def _description(old: Side, new: Side, release: str) -> str:
+    if old.version and new.version:
+        return f"kernel source {old.version} -> {new.version}, live for {release}"
+    return f"kernel source {old.source.name} -> {new.source.name}, live for {release}"
+
+
+def _build(
+    cfg: CreateConfig,
+    new_tree: Path,
+    old: Side,
+    new: Side,
+    phases: Phases,
+    report_file: Path | None,
+    require_complete: bool,
+) -> UploadResult:
+    with phases.phase("prepare: the target's files read, the old tree configured like it"):
+        target = read_target(cfg)
+        tree = prepare(cfg)
+    with phases.phase("diff: the two trees compared"):
+        changes = compare_trees(cfg.source, new_tree)
+        logger.info("%d file(s) differ", len(changes))
+    if not changes:
+        raise RefusedError(
+            "the two sources are the same: nothing to update",
+            hint="give the newer upload as NEW_SOURCE and the target's as --from",
+        )
+    with phases.phase("classify: what the target's configuration builds of each change"):
+        build = kernel_build(tree)
+        index = IncludeIndex.of(tree)
+        scoped = scope_changes(changes, build, index)
+    units = UnitParts(cfg, tree, target)
+    verify = [0.0]
+
+    def make_part(change: UnitChange, n: int) -> Part:
+        start = time.monotonic()
+        try:
+            return units.part(change, n)
+        finally:
+            verify[0] += time.monotonic() - start
+
+    derivation = Derivation(tree, scoped, build, index, make_part, cfg.work_dir, cfg.jobs)
+    with phases.phase("compile and verify: the after tree, in rounds"):
+        derived = derivation.run()
+    phases.add("  of which run-pre and parts", verify[0])
+    report = Report(old, new, cfg.target.release, scoped, derived, index)
+    result = UploadResult(None, report)
+    try:
+        if not derived.parts:
+            raise RefusedError(
+                "no change of the upload is live-patchable for this kernel"
+                + (f" ({len(derived.left_out)} left out)" if derived.left_out else ""),
+                hint="see the report's left_out entries; a reboot is needed for them",
+            )
+        if require_complete and derived.left_out:
+            raise RefusedError(
+                f"{len(derived.left_out)} change(s) of the upload cannot be live-patched, and "
+                "--require-complete was given: no update made",
+                hint="see the report for each change and its reason; drop --require-complete "
+                "for a partial update",
+            )
+        patch = b"".join(
+            s.change.unified(derived.accepted[s.path])
+            for s in scoped
+            if derived.accepted.get(s.path)
+        )
+        with phases.phase(f"link: {len(derived.parts)} part(s) into the livepatch module"):
+            result.tarball = finish_update(
+                replace(cfg, patch=patch),
+                tree,
+                target,
+                derived.parts,
+                [item.line() for item in derived.left_out],
+            )
+        report.update = {"id": cfg.id, "tarball": str(result.tarball), "packages": []}
+    finally:
+        report.timings = phases.timings
+        if report_file is not None:
+            report.write(report_file)
+    return result

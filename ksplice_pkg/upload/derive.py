@@ -1,0 +1,324 @@
+"""The "after" side of the update: the old tree plus the hunks a livepatch can carry.
+
+Every hunk of a built file starts accepted, except those that can never be (a struct layout, a
+Makefile, assembly, a new or removed unit). Then, in rounds: the after tree is written, the
+units it changes are compiled on both sides, diffed, verified against the target and made into
+module parts. A unit that fails anywhere takes its hunks out (its own file's, or, when it only
+changed through headers, the header hunks that reach it), and the next round recompiles what
+that changed, until a round leaves nothing out. So no unit the update carries is compiled
+against a change left out.
+
+The after tree and its object directory persist beside the pre tree in the work dir: a file is
+rewritten only when its content changes, so make recompiles only what a round changed, and a
+second run of the same upload compiles nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild, changed_names, header_users
+from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.compile.objects import SECTION_FLAGS, clone_objdir, module_of
+from ksplice_pkg.diff.callers import patch_through_callers
+from ksplice_pkg.diff.unit import UnitChange, diff_objects
+from ksplice_pkg.elf.reader import read_object
+from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.fsutil import atomic_write
+from ksplice_pkg.log import logger, step
+from ksplice_pkg.module.parts import Part
+from ksplice_pkg.run import run
+from ksplice_pkg.source.lines import stabilise_line_numbers
+from ksplice_pkg.upload.changes import Change
+from ksplice_pkg.upload.reasons import LeftOut, Reason, reason_of
+from ksplice_pkg.upload.scope import Scope, Scoped
+
+MAX_ROUNDS = 8
+_WRITTEN = ".ksplice-upload-written.json"
+# kbuild's report of a target that failed: make[4]: *** [scripts/Makefile.build:250: fs/x.o] Error 1
+_FAILED = re.compile(r"\*\*\* \[[^\]]*?:\d+: (\S+\.o)\] Error")
+_ERROR_LINE = re.compile(r"^(\S+?):\d+:\d+: error: (.*)$", re.MULTILINE)
+
+
+@dataclass
+class Derived:
+    changes: list[UnitChange]
+    parts: list[Part]
+    accepted: dict[str, set[int]]  # path -> the indexes of the hunks the update carries
+    left_out: list[LeftOut]
+    units: dict[str, str]  # each unit compiled in the last round -> its source file
+    compiled: int = 0  # units compiled on the post side, over all rounds
+    rounds: int = 0
+
+
+PartMaker = Callable[[UnitChange, int], Part]
+
+
+@dataclass
+class Derivation:
+    tree: PreparedTree  # the old tree, prepared like the target; its objects are the pre side
+    scoped: list[Scoped]
+    build: KernelBuild
+    index: IncludeIndex
+    make_part: PartMaker
+    work: Path  # where the after tree and its objects live
+    jobs: int
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def run(self) -> Derived:
+        accepted, left = self._initial()
+        by_path = {s.path: s for s in self.scoped}
+        compiled = 0
+        for rounds in range(1, MAX_ROUNDS + 1):
+            self._write_after(accepted)
+            units = self._units(accepted, by_path)
+            if not units:
+                return Derived([], [], accepted, left, {}, compiled, rounds)
+            with step(f"round {rounds}: compiling {len(units)} unit(s) before and after"):
+                failed = self._compile(sorted(units))
+            compiled += len(units)
+            refused: dict[str, tuple[Reason, str]] = dict(failed)
+            changes, parts, init = self._diff_and_verify(
+                [u for u in sorted(units) if u not in failed], refused
+            )
+            if not refused:
+                left += init
+                return Derived(changes, parts, accepted, left, units, compiled, rounds)
+            left += self._take_out(refused, units, accepted, by_path)
+        raise KspliceError(
+            f"the update did not settle in {MAX_ROUNDS} rounds: every round left out more",
+            hint="report this with the --report of a run with -v",
+        )
+
+    # The first verdicts, before anything is compiled.
+    def _initial(self) -> tuple[dict[str, set[int]], list[LeftOut]]:
+        accepted: dict[str, set[int]] = {}
+        left: list[LeftOut] = []
+        for s in self.scoped:
+            change = s.change
+            if s.scope is Scope.BUILD_SYSTEM:
+                left.append(LeftOut(s.path, None, Reason.BUILD_SYSTEM, "changes what is built"))
+            elif s.scope is Scope.OTHER:
+                left.append(_unbuildable(s))
+            elif s.scope in (Scope.BUILT_IN, Scope.MODULE, Scope.HEADER):
+                if not change.hunks:
+                    left.append(LeftOut(s.path, None, Reason.OTHER, "not a text file"))
+                    continue
+                if change.change is not Change.MODIFIED:
+                    # A header both trees' builds see, removed by the new upload: its users
+                    # stop including it, judged on their own; the after tree keeps it.
+                    left.append(LeftOut(s.path, None, Reason.REMOVED_FILE, "removed"))
+                    continue
+                hunks = {h.index for h in change.hunks}
+                if s.scope is Scope.HEADER:
+                    for hunk, why in _layout_changes(s):
+                        hunks.discard(hunk)
+                        left.append(LeftOut(s.path, s.change.hunks[hunk].header,
+                                            Reason.LAYOUT, why))  # fmt: skip
+                if hunks:
+                    accepted[s.path] = hunks
+        return accepted, left
+
+    def _units(self, accepted: dict[str, set[int]], by_path: dict[str, Scoped]) -> dict[str, str]:
+        """The units the accepted hunks change: each changed .c file's, and the users of each
+        changed header whose code really differs (compile/headers.py)."""
+        units: dict[str, str] = {}
+        headers = []
+        for path, hunks in accepted.items():
+            if not hunks:
+                continue
+            s = by_path[path]
+            if s.scope is Scope.HEADER:
+                headers.append(path)
+            else:
+                units.update({u: path for u in s.units})
+        if headers:
+            for unit in header_users(self.tree, self.post_src, self.post_obj, headers, self.jobs):
+                units.setdefault(unit, self.build.units.get(unit, unit.removesuffix(".o") + ".c"))
+        return units
+
+    @property
+    def post_src(self) -> Path:
+        return self.work / "upload-src"
+
+    @property
+    def post_obj(self) -> Path:
+        return self.work / "upload-obj"
+
+    def _write_after(self, accepted: dict[str, set[int]]) -> None:
+        """Bring the after tree to the old tree plus the accepted hunks, rewriting only the files
+        whose content differs from what they hold."""
+        old = self.tree.source
+        if not self.post_src.is_dir():
+            with step("linking the after tree to the old one"):
+                tmp = self.post_src.with_name(self.post_src.name + ".tmp")
+                if tmp.exists():
+                    run(["rm", "-rf", tmp])
+                run(["cp", "-al", old, tmp])
+                tmp.rename(self.post_src)
+        check_make_path(self.post_src, "the after tree (under the cache)")
+        clone_objdir(self.tree, self.post_obj, [])
+        record = self.post_src / _WRITTEN
+        written: set[str] = set(json.loads(record.read_text())) if record.is_file() else set()
+        wanted: dict[str, bytes] = {}
+        for s in self.scoped:
+            if accepted.get(s.path):
+                wanted[s.path] = s.change.text(accepted[s.path])
+            elif s.change.new is not None and s.change.change is Change.ADDED:
+                # New headers (only the accepted changes that use them see them); a new .c
+                # file is no unit of the old Makefiles.
+                wanted[s.path] = s.change.new
+        # Written before the files: a run cut in between still knows what to restore.
+        atomic_write(record, json.dumps(sorted(written | set(wanted))))
+        for path in sorted(written | set(wanted)):
+            if path in wanted:
+                self._put(path, wanted[path])
+            elif (old / path).is_file():
+                self._put(path, (old / path).read_bytes())
+            else:
+                (self.post_src / path).unlink(missing_ok=True)
+        atomic_write(record, json.dumps(sorted(wanted)))
+
+    def _put(self, path: str, data: bytes) -> None:
+        target = self.post_src / path
+        pristine = self.tree.source / path
+        restoring = pristine.is_file() and data == pristine.read_bytes()
+        if (
+            restoring
+            and target.is_file()
+            and (_same_file(target, pristine) or target.read_bytes() == data)
+        ):
+            return
+        tmp = target.with_name(f".{target.name}.ksplice-new")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A new inode, never the hard link the after tree shares with the old tree. Restored
+        # bytes are written anew too: their fresh time tells make to rebuild what used them.
+        tmp.write_bytes(data)
+        if not restoring and path.endswith((".c", ".h")) and pristine.is_file():
+            # #line directives: code the upload only moved keeps its line numbers (__LINE__).
+            stabilise_line_numbers(pristine, tmp, path)
+        if target.is_file() and target.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+            return
+        os.replace(tmp, target)
+
+    def _compile(self, units: list[str]) -> dict[str, tuple[Reason, str]]:
+        """Both sides with make -k; the units the after side cannot compile, with the first
+        error the compiler gave."""
+        failed: dict[str, tuple[Reason, str]] = {}
+        for side, source, objdir in (
+            ("before", self.tree.source, self.tree.objdir),
+            ("after", self.post_src, self.post_obj),
+        ):
+            proc = run(
+                ["make", "-C", source, f"O={objdir}", f"-j{self.jobs}", "-k",
+                 f"KERNELRELEASE={self.tree.release}", f"KCFLAGS={SECTION_FLAGS}", *units],
+                check=False,
+                timeout=6 * 3600,
+            )  # fmt: skip
+            output = (proc.stdout + proc.stderr).decode(errors="replace")
+            broken = set(_FAILED.findall(output))
+            for unit in units:
+                if unit not in broken and (objdir / unit).is_file():
+                    continue
+                if side == "before":
+                    raise KspliceError(
+                        f"{unit} of the old source does not build with the target's config",
+                        hint="is OLD_SOURCE the source the target kernel was built from?",
+                    )
+                src = unit.removesuffix(".o") + ".c"
+                errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
+                first = errors[0] if errors else "see the build log with -v"
+                failed[unit] = (Reason.COMPILE, f"{unit} does not compile: {first}")
+        return failed
+
+    def _diff_and_verify(
+        self, units: list[str], refused: dict[str, tuple[Reason, str]]
+    ) -> tuple[list[UnitChange], list[Part], list[LeftOut]]:
+        changes: list[UnitChange] = []
+        parts: list[Part] = []
+        init: list[LeftOut] = []
+        for unit in units:
+            try:
+                pre = read_object(self.tree.objdir / unit)
+                post = read_object(self.post_obj / unit)
+                d = diff_objects(unit, pre, post, runtime_only=True)
+                patch_through_callers(unit, pre, post, d)
+                if d.empty:
+                    continue
+                change = UnitChange(d, pre, post, module_of(self.tree.objdir, unit))
+                parts.append(self.make_part(change, len(parts)))
+            except KspliceError as e:
+                refused[unit] = (reason_of(e), e.message)
+                logger.info("left out: %s: %s", unit, e.message)
+                continue
+            changes.append(change)
+            source = self.build.units.get(unit, unit)
+            init += [LeftOut(source, None, Reason.INIT, what) for what in d.init_changes]
+        return changes, parts, init
+
+    def _take_out(
+        self,
+        refused: dict[str, tuple[Reason, str]],
+        units: dict[str, str],
+        accepted: dict[str, set[int]],
+        by_path: dict[str, Scoped],
+    ) -> list[LeftOut]:
+        """The hunks behind each refused unit: its own file's, else the header hunks that
+        reach it."""
+        left: list[LeftOut] = []
+        for unit, (why, said) in sorted(refused.items()):
+            own, reason, detail = units[unit], why, said
+            if accepted.get(own):
+                culprits = [own]
+            else:
+                culprits = [p for p, hunks in accepted.items() if hunks
+                            and by_path[p].scope is Scope.HEADER
+                            and own in self.index.closure([p])]  # fmt: skip
+                reason = reason if reason is not Reason.COMPILE else Reason.NEEDS_LEFT_OUT
+                detail = f"{unit} cannot be patched: {detail}"
+            if not culprits:
+                raise RefusedError(
+                    f"{unit} cannot be patched ({detail}) and no change of the upload was found "
+                    "to leave out for it",
+                    hint="report this with the --report of a run with -v",
+                )
+            for path in culprits:
+                hunks = by_path[path].change.hunks
+                for i in sorted(accepted.pop(path)):
+                    left.append(LeftOut(path, hunks[i].header, reason, detail))
+        return left
+
+
+def _layout_changes(s: Scoped) -> Iterator[tuple[int, str]]:
+    """The hunks of a header that change a struct or union body, each with what it changes."""
+    change = s.change
+    assert change.old is not None and change.new is not None
+    old = change.old.decode(errors="replace")
+    new = change.new.decode(errors="replace")
+    for h in change.hunks:
+        span = (h.old_start + 1, h.old_end - h.old_start, h.new_start + 1, h.new_end - h.new_start)
+        try:
+            changed_names(s.path, old, new, [span])
+        except RefusedError as e:
+            yield h.index, e.message
+
+
+def _unbuildable(s: Scoped) -> LeftOut:
+    if s.change.change is Change.ADDED:
+        return LeftOut(s.path, None, Reason.NEW_FILE, "a new unit needs the kernel's Makefiles")
+    if s.change.change is Change.REMOVED:
+        return LeftOut(s.path, None, Reason.REMOVED_FILE, "the running kernel still has it")
+    if s.path.endswith(".S"):
+        return LeftOut(s.path, None, Reason.ASSEMBLY, "assembly has no ftrace entries")
+    return LeftOut(s.path, None, Reason.OTHER, "built, but not as C code")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
