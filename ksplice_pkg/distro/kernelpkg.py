@@ -360,4 +360,6 @@ def unpack_kernel_packages(
         symvers=spec.symvers or found.symvers,
         binary=spec.binary or found.binary,
         release=spec.release or found.release,
+        # The image's lib/modules/<release>: run-pre of a module unit reads its .ko there.
+        modules_dir=spec.modules_dir or found.modules,
     )

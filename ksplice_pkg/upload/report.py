@@ -56,7 +56,9 @@ class Report:
         found: dict[str, set[str]] = {}
         for change in self.derived.changes:
             source = self.derived.units.get(change.unit, change.unit)
-            names = [*change.diff.changed, *change.diff.new_functions]
+            # A .cold part goes with its parent: one function to the reader.
+            names = [n for n in [*change.diff.changed, *change.diff.new_functions]
+                     if not n.endswith(".cold")]  # fmt: skip
             owners = (
                 [source]
                 if self.derived.accepted.get(source)

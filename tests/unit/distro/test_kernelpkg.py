@@ -72,6 +72,9 @@ def test_pieces_are_taken_from_the_packages(tmp_path: Path) -> None:
     assert target.symvers.read_bytes() == fixtures.SYMVERS
     assert target.binary is not None and target.binary.name == f"vmlinuz-{fixtures.RELEASE}"
     assert target.system_map == kallsyms  # Debian's stub System.map is not taken
+    # Run-pre of a module unit reads the .ko files of the image's lib/modules/<release>.
+    assert target.modules_dir is not None
+    assert (target.modules_dir / "kernel/fs/nfsd/nfsd.ko").is_file()
 
 
 def test_missing_pieces_are_named_in_one_error_with_where_to_get_them(tmp_path: Path) -> None:
