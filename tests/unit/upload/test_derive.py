@@ -1,0 +1,81 @@
+"""The verdicts of the derivation that need no compiler: what is left out before the first
+round, and which hunks a refused unit takes out with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild
+from ksplice_pkg.compile.kbuild import PreparedTree
+from ksplice_pkg.diff.unit import UnitChange
+from ksplice_pkg.module.parts import Part
+from ksplice_pkg.upload.changes import Change, FileChange, hunks_of
+from ksplice_pkg.upload.derive import Derivation
+from ksplice_pkg.upload.reasons import Reason
+from ksplice_pkg.upload.scope import Scope, Scoped
+
+FILLER = "".join(f"/* {i} */\n" for i in range(12))
+HEADER_OLD = (
+    "struct foo {\n\tint a;\n};\n" + FILLER + "static inline int bar(void)\n{\n\treturn 1;\n}\n"
+)
+HEADER_NEW = (
+    "struct foo {\n\tint a;\n\tint b;\n};\n"
+    + FILLER
+    + "static inline int bar(void)\n{\n\treturn 2;\n}\n"
+)
+C_OLD = "int f(void)\n{\n\treturn 1;\n}\n" + FILLER + "int g(void)\n{\n\treturn 1;\n}\n"
+C_NEW = C_OLD.replace("return 1;", "return 3;")
+
+
+def _file(path: str, old: str, new: str) -> FileChange:
+    return FileChange(path, Change.MODIFIED, old.encode(), new.encode(), hunks_of(
+        old.encode(), new.encode()))  # fmt: skip
+
+
+def _derivation(tmp_path: Path, scoped: list[Scoped], index: IncludeIndex) -> Derivation:
+    def no_part(change: UnitChange, n: int) -> Part:
+        raise AssertionError("nothing is compiled here")
+
+    tree = PreparedTree(tmp_path / "old", tmp_path / "obj", "6.1.0-1-amd64")
+    build = KernelBuild({"fs/a.o": "fs/a.c", "fs/b.o": "fs/b.c"}, {}, {})
+    return Derivation(tree, scoped, build, index, no_part, tmp_path / "work", 1)
+
+
+def test_a_struct_layout_hunk_is_left_out_and_the_inline_hunk_of_the_header_kept(
+    tmp_path: Path,
+) -> None:
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    makefile = Scoped(_file("fs/Makefile", "a\n", "b\n"), Scope.BUILD_SYSTEM)
+    assert len(header.change.hunks) == 2
+    accepted, left = _derivation(tmp_path, [header, makefile], IncludeIndex({}))._initial()
+    assert accepted == {"include/linux/x.h": {1}}
+    assert [(i.path, i.reason) for i in left] == [
+        ("include/linux/x.h", Reason.LAYOUT),
+        ("fs/Makefile", Reason.BUILD_SYSTEM),
+    ]
+    assert "struct foo" in left[0].detail and left[0].hunk == header.change.hunks[0].header
+
+
+def test_a_refused_unit_takes_out_its_own_hunks_else_the_headers_that_reach_it(
+    tmp_path: Path,
+) -> None:
+    a = Scoped(_file("fs/a.c", C_OLD, C_NEW), Scope.BUILT_IN, ("fs/a.o",))
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    index = IncludeIndex({"linux/x.h": ["fs/a.c", "fs/b.c"]})
+    derivation = _derivation(tmp_path, [a, header], index)
+    by_path = {s.path: s for s in derivation.scoped}
+    units = {"fs/a.o": "fs/a.c", "fs/b.o": "fs/b.c"}
+
+    accepted = {"fs/a.c": {0, 1}, "include/linux/x.h": {1}}
+    refused = {"fs/a.o": (Reason.DATA, "fs/a.o: the patch changes the initial value of v")}
+    left = derivation._take_out(refused, units, accepted, by_path)
+    # Its own file's hunks go; the header, which fs/a.o also includes, stays.
+    assert accepted == {"include/linux/x.h": {1}}
+    assert [(i.path, i.reason) for i in left] == [("fs/a.c", Reason.DATA)] * 2
+
+    refused = {"fs/b.o": (Reason.COMPILE, "fs/b.o does not compile: error")}
+    left = derivation._take_out(refused, units, accepted, by_path)
+    # fs/b.c has no change of its own: the header hunk that reaches it goes.
+    assert accepted == {}
+    assert [(i.path, i.reason) for i in left] == [("include/linux/x.h", Reason.NEEDS_LEFT_OUT)]
+    assert "fs/b.o cannot be patched" in left[0].detail
