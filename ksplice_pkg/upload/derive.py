@@ -74,6 +74,7 @@ class Derivation:
         accepted, left = self._initial()
         by_path = {s.path: s for s in self.scoped}
         compiled = 0
+        split: set[str] = set()  # files whose hunks were tried one by one
         for rounds in range(1, MAX_ROUNDS + 1):
             self._write_after(accepted)
             units = self._units(accepted, by_path)
@@ -89,7 +90,24 @@ class Derivation:
             if not refused:
                 left += init
                 return Derived(changes, parts, accepted, left, units, compiled, rounds)
-            left += self._take_out(refused, units, accepted, by_path)
+            before = {path: sorted(hunks) for path, hunks in accepted.items()}
+            taken = self._take_out(refused, units, accepted, by_path)
+            # A file with one unsafe hunk and a safe one keeps the safe one, when it passes
+            # alone; the next round then tries the hunks that passed together.
+            alone = {
+                path: before[path]
+                for path in sorted({i.path for i in taken})
+                if path not in split
+                and len(before.get(path, ())) > 1
+                and by_path[path].scope in (Scope.BUILT_IN, Scope.MODULE)
+            }
+            if alone:
+                kept, failing = self._try_alone(alone, by_path)
+                compiled += sum(len(h) for h in alone.values())
+                split |= set(alone)
+                taken = [i for i in taken if i.path not in alone] + failing
+                accepted.update({path: hunks for path, hunks in kept.items() if hunks})
+            left += taken
         raise KspliceError(
             f"the update did not settle in {MAX_ROUNDS} rounds: every round left out more",
             hint="report this with the --report of a run with -v",
@@ -236,6 +254,31 @@ class Derivation:
                 first = errors[0] if errors else "see the build log with -v"
                 failed[unit] = (Reason.COMPILE, f"{unit} does not compile: {first}")
         return failed
+
+    def _try_alone(
+        self, files: dict[str, list[int]], by_path: dict[str, Scoped]
+    ) -> tuple[dict[str, set[int]], list[LeftOut]]:
+        """Each hunk of `files` tried alone in its unit(s), the rest of the after tree as it is:
+        the hunks that compile, diff, verify and resolve, and the others with their reasons.
+        The i-th hunks of all files are tried together, one make for them all."""
+        kept: dict[str, set[int]] = {path: set() for path in files}
+        left: list[LeftOut] = []
+        for i in range(max(len(hunks) for hunks in files.values())):
+            trial = {path: hunks[i] for path, hunks in files.items() if i < len(hunks)}
+            for path, hunk in trial.items():
+                self._put(path, by_path[path].change.text({hunk}))
+            unit_of = {unit: path for path in trial for unit in by_path[path].units}
+            with step(f"trying hunk {i + 1} of {len(trial)} file(s) alone"):
+                refused = self._compile(sorted(unit_of))
+                self._diff_and_verify([u for u in sorted(unit_of) if u not in refused], refused)
+            for path, hunk in trial.items():
+                why = [refused[u] for u in sorted(unit_of) if unit_of[u] == path and u in refused]
+                if why:
+                    header = by_path[path].change.hunks[hunk].header
+                    left.append(LeftOut(path, header, why[0][0], why[0][1]))
+                else:
+                    kept[path].add(hunk)
+        return kept, left
 
     def _diff_and_verify(
         self, units: list[str], refused: dict[str, tuple[Reason, str]]
