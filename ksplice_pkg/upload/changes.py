@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Set
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -107,11 +107,11 @@ def _is_text(data: bytes) -> bool:
     return b"\0" not in data[:8192]
 
 
-def compare_trees(old: Path, new: Path) -> list[FileChange]:
+def compare_trees(old: Path, new: Path, known: Sequence[str] | None = None) -> list[FileChange]:
     """Every file that differs between the two trees, in path order. Symbolic links compare
     by target; a directory in one tree and a file in the other counts as a removal and an
-    addition."""
-    old_files, new_files = dict(_files(old)), dict(_files(new))
+    addition. `known`: the paths that differ, from an earlier comparison of the same trees."""
+    old_files, new_files = dict(_files(old, known)), dict(_files(new, known))
     changes = []
     for path in sorted(old_files.keys() | new_files.keys()):
         a, b = old_files.get(path), new_files.get(path)
@@ -141,7 +141,15 @@ class _Entry:
     link: str | None
 
 
-def _files(root: Path) -> Iterator[tuple[str, _Entry]]:
+def _files(root: Path, only: Sequence[str] | None) -> Iterator[tuple[str, _Entry]]:
+    if only is not None:
+        for path in only:
+            known = root / path
+            if known.is_symlink():
+                yield path, _Entry(0, os.readlink(known))
+            elif known.is_file():
+                yield path, _Entry(known.stat().st_size, None)
+        return
     for dirpath, dirs, names in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         for name in [*names, *(d for d in dirs if os.path.islink(os.path.join(dirpath, d)))]:

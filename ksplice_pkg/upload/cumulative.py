@@ -8,6 +8,8 @@ report.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,11 +20,11 @@ from ksplice_pkg.create import UnitParts, finish_update, prepare, read_target, w
 from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.distro.srcpkg import SourceKind, identify, prepare_source
 from ksplice_pkg.errors import RefusedError
-from ksplice_pkg.fsutil import ensure_writable_dir
+from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
 from ksplice_pkg.inputs import unpack_inputs
 from ksplice_pkg.log import Phases, logger
 from ksplice_pkg.module.parts import Part
-from ksplice_pkg.upload.changes import compare_trees
+from ksplice_pkg.upload.changes import FileChange, compare_trees
 from ksplice_pkg.upload.derive import Derivation
 from ksplice_pkg.upload.report import Report, Side
 from ksplice_pkg.upload.scope import scope_changes
@@ -65,6 +67,22 @@ def build_from_upload(
         return _build(cfg, new_tree, old_side, new_side, phases, report_file, require_complete)
 
 
+def _compare(cfg: CreateConfig, new_tree: Path) -> list[FileChange]:
+    """The trees compared; which paths differ is kept beside the old tree's objects when both
+    trees are unpacked source packages, whose cache entries are named by their content and
+    never change."""
+    sources = (cfg.cache / "sources").resolve()
+    if not (cfg.source.is_relative_to(sources) and new_tree.is_relative_to(sources)):
+        return compare_trees(cfg.source, new_tree)
+    key = hashlib.sha256(str(new_tree).encode()).hexdigest()[:16]
+    record = cfg.work_dir / f"upload-diff-{key}.json"
+    known = json.loads(record.read_text()) if record.is_file() else None
+    changes = compare_trees(cfg.source, new_tree, known)
+    if known is None:
+        atomic_write(record, json.dumps([c.path for c in changes]))
+    return changes
+
+
 def _description(old: Side, new: Side, release: str) -> str:
     if old.version and new.version:
         return f"kernel source {old.version} -> {new.version}, live for {release}"
@@ -84,7 +102,7 @@ def _build(
         target = read_target(cfg)
         tree = prepare(cfg)
     with phases.phase("diff: the two trees compared"):
-        changes = compare_trees(cfg.source, new_tree)
+        changes = _compare(cfg, new_tree)
         logger.info("%d file(s) differ", len(changes))
     if not changes:
         raise RefusedError(

@@ -75,3 +75,15 @@ def test_trees_compare_by_content_links_and_presence(tmp_path: Path) -> None:
     assert found["d/new.c"].change is Change.ADDED and found["d/new.c"].old is None
     assert found["link"].old is None and found["link"].hunks == ()
     assert found["blob"].hunks == ()  # binary: no hunks to take apart
+
+
+def test_known_paths_give_the_same_comparison_without_the_walk(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, data in ((old, OLD), (new, NEW)):
+        (root / "fs").mkdir(parents=True)
+        (root / "fs" / "a.c").write_bytes(data)
+        (root / "same.c").write_text("s\n")
+    (new / "added.h").write_text("n\n")
+    full = compare_trees(old, new)
+    assert compare_trees(old, new, [c.path for c in full]) == full
+    assert [c.path for c in full] == ["added.h", "fs/a.c"]
