@@ -304,26 +304,29 @@ def mentioning_units(
 ) -> set[str]:
     """Units among `candidates` (unit -> source) whose own source mentions one of `names`, or
     a definition of an included header that (transitively) uses one."""
-    word = _word_pattern(names)
     # Grow the names through the definitions of other headers that use them (an inline helper
-    # calling the changed inline, a macro expanding to it).
+    # calling the changed inline, a macro expanding to it): a walk over who-uses-what, each
+    # header parsed once.
+    users: dict[str, set[str]] = {}  # identifier -> the definitions whose body names it
+    for header in closure_headers:
+        text = _read(tree_source / header)
+        lines = text.splitlines()
+        for d in definitions(text):
+            if d.name:
+                for ident in set(_IDENT.findall("\n".join(lines[d.first - 1 : d.last]))):
+                    users.setdefault(ident, set()).add(d.name)
     grown = set(names)
-    pending = set(names)
-    texts = {h: _read(tree_source / h) for h in closure_headers}
+    pending = list(names)
     while pending:
-        word = _word_pattern(pending)
-        pending = set()
-        for text in texts.values():
-            if not word.search(text):
-                continue
-            for d in definitions(text):
-                if d.name and d.name not in grown:
-                    body = "\n".join(text.splitlines()[d.first - 1 : d.last])
-                    if word.search(body):
-                        grown.add(d.name)
-                        pending.add(d.name)
-    word = _word_pattern(grown)
-    return {unit for unit, src in candidates.items() if word.search(_read(tree_source / src))}
+        for user in users.get(pending.pop(), ()):
+            if user not in grown:
+                grown.add(user)
+                pending.append(user)
+    return {
+        unit
+        for unit, src in candidates.items()
+        if not grown.isdisjoint(_IDENT.findall(_read(tree_source / src)))
+    }
 
 
 def _word_pattern(names: Iterable[str]) -> re.Pattern[str]:
