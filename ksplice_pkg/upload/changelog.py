@@ -39,8 +39,12 @@ MAX_PATCH = 32 << 20
 
 # A CVE id inside free text: not the tail of a longer token, all its digits.
 _CVE_IN_TEXT = re.compile(r"(?<![\w-])CVE-[0-9]{4}-[0-9]{4,19}(?![0-9])")
-# "ext4_foo()" in a subject: a C identifier immediately followed by "()".
-_FUNCTION_IN_SUBJECT = re.compile(r"(?<![\w.>-])([A-Za-z_][A-Za-z0-9_]*)\(\)")
+# "ext4_foo()" or "do_tcp_getsockopt(TCP_CC_INFO)" in a subject: a C identifier followed by
+# parentheses empty or around one word. Not "->query_interfaces()" or ".probe_new()": those
+# name a member of an ops table, which many functions fill.
+_FUNCTION_IN_SUBJECT = re.compile(
+    r"(?<![\w.>-])([A-Za-z_][A-Za-z0-9_]*)\((?:[A-Za-z_][A-Za-z0-9_]*)?\)"
+)
 # Words that take parentheses in C without being functions.
 _NOT_FUNCTIONS = frozenset(
     {"sizeof", "typeof", "__typeof__", "alignof", "_Alignof", "if", "for", "while", "switch",
@@ -128,8 +132,8 @@ def tie_cves(log: UploadLog, diffs: Mapping[str, str]) -> dict[str, frozenset[st
 
     `diffs` maps each changed tree path to its unified diff (old -> new). A CVE is tied to a
     path when a patch the upload adds names it and touches the path, or when a changelog entry
-    names it and a function its subject names occurs in the diff of exactly one changed file.
-    CVEs tied to nothing are absent: their mapping is unknown.
+    names it and a function its subject names is changed in exactly one changed file (see
+    changed_functions). CVEs tied to nothing are absent: their mapping is unknown.
     """
     tied: dict[str, set[str]] = {}
     for path, cves in log.patch_cves.items():
@@ -137,7 +141,10 @@ def tie_cves(log: UploadLog, diffs: Mapping[str, str]) -> dict[str, frozenset[st
             for cve in cves:
                 tied.setdefault(cve, set()).add(path)
     wanted = {fn for entry in log.entries if entry.cves for fn in entry.functions}
-    where = functions_in_diffs(diffs, wanted)
+    where: dict[str, set[str]] = {}
+    for path, diff in diffs.items():
+        for name in changed_functions(diff) & wanted:
+            where.setdefault(name, set()).add(path)
     for entry in log.entries:
         for fn in entry.functions:
             paths = where.get(fn, set())
@@ -147,33 +154,42 @@ def tie_cves(log: UploadLog, diffs: Mapping[str, str]) -> dict[str, frozenset[st
     return {cve: frozenset(paths) for cve, paths in sorted(tied.items())}
 
 
-def functions_in_diffs(diffs: Mapping[str, str], wanted: Iterable[str]) -> dict[str, set[str]]:
-    """For each wanted name, the paths whose diff names it as `name(` in a hunk header's context
-    or on a changed line."""
-    wanted = frozenset(wanted)
-    found: dict[str, set[str]] = {}
-    call = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z_][A-Za-z0-9_]*)\s*\(")
-    for path, diff in diffs.items():
-        for text in _named_lines(diff):
-            for name in call.findall(text):
-                if name in wanted:
-                    found.setdefault(name, set()).add(path)
-    return found
+# The function a line of C starts, in the kernel's style: at column 0, the last identifier
+# before the first "(" ("static int __init foo(void)", "int foo(struct x *a,"). A call is
+# indented; a macro at column 0 (EXPORT_SYMBOL(foo)) names the macro, which no subject names.
+_DEFINITION = re.compile(r"(?:[A-Za-z_][^(;=]*[\s*])?([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
-def _named_lines(diff: str) -> Iterator[str]:
-    """The hunk headers' contexts and the changed lines of one file's unified diff (the file
-    header lines before the first hunk are not changes)."""
+def changed_functions(diff: str) -> set[str]:
+    """The functions a file's unified diff changes: for each changed line, the function whose
+    definition line comes last before it in its hunk (the line itself, a context or changed
+    line at column 0), or else the one its hunk header names (`@@ ... @@ int foo(...)`, as
+    diff -p and git print it). A name only called on a changed line is not counted: a subject's
+    "missing NULL check for alloc_workqueue()" is fixed where alloc_workqueue is called, and the
+    other files that call it on changed lines say nothing about that fix.
+    """
+    found: set[str] = set()
+    enclosing: str | None = None
     in_hunk = False
     for line in diff.splitlines():
         if line.startswith("@@"):
             in_hunk = True
             _, _, context = line[2:].partition("@@")
-            yield context
-        elif in_hunk and line[:1] in ("+", "-"):
-            yield line[1:]
-        elif line.startswith("diff "):
+            header = _DEFINITION.match(context.strip())
+            enclosing = header.group(1) if header else None
+            continue
+        if not in_hunk or line.startswith("\\"):  # "\ No newline at end of file"
+            continue
+        if line[:1] not in ("", " ", "+", "-"):  # the next file's header: no hunk yet
             in_hunk = False
+            continue
+        if definition := _DEFINITION.match(line[1:]):
+            enclosing = definition.group(1)
+        if line[:1] in ("+", "-") and enclosing is not None:
+            found.add(enclosing)
+        if line[1:2] == "}":  # a function's end at column 0: what follows is outside it
+            enclosing = None
+    return found
 
 
 # --- where the changelog is --------------------------------------------------------------------
@@ -317,7 +333,16 @@ class _Item:
     indent: int
     column: int  # where its text starts: deeper lines continue it
     parts: list[str]
-    parent: bool = False
+    children: list[_Item] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.parts).split())
+
+    def descendants(self) -> Iterator[_Item]:
+        for child in self.children:
+            yield child
+            yield from child.descendants()
 
 
 def _items(lines: Iterable[str]) -> list[_Item]:
@@ -335,9 +360,9 @@ def _items(lines: Iterable[str]) -> list[_Item]:
             indent = len(bullet.group(1))
             while open_items and open_items[-1].indent >= indent:
                 open_items.pop()
-            if open_items:
-                open_items[-1].parent = True
             item = _Item(indent, bullet.start(3), [bullet.group(3)])
+            if open_items:
+                open_items[-1].children.append(item)
             items.append(item)
             open_items.append(item)
             continue
@@ -351,16 +376,19 @@ def _items(lines: Iterable[str]) -> list[_Item]:
 
 def _entries(version: str, items: Iterable[_Item]) -> Iterator[ChangelogEntry]:
     """One entry per change: an item with no items under it, or a heading that names a CVE
-    (`* [x86] fix foo (CVE-...):` over the patches that make the fix)."""
+    (`* [x86] fix foo (CVE-...):` over the patches that make the fix, which it names so)."""
     for item in items:
-        text = " ".join(" ".join(item.parts).split())
+        text = item.text
         cves = _ordered(_CVE_IN_TEXT.findall(text))
-        if item.parent and not cves:
+        if item.children and not cves:
             continue
-        yield _entry(version, text, cves)
+        below = " ".join(child.text for child in item.descendants())
+        yield _entry(version, text, cves, patches_text=f"{text} {below}")
 
 
-def _entry(version: str, text: str, cves: tuple[str, ...]) -> ChangelogEntry:
+def _entry(
+    version: str, text: str, cves: tuple[str, ...], patches_text: str | None = None
+) -> ChangelogEntry:
     subject = _ARCH_TAG.sub("", text)
     while (trimmed := _TRAILER.sub("", subject)) != subject:
         subject = trimmed
@@ -369,7 +397,7 @@ def _entry(version: str, text: str, cves: tuple[str, ...]) -> ChangelogEntry:
     )
     patches = _ordered(
         name if name.startswith("debian/patches/") else f"debian/patches/{name}"
-        for name in _PATCH_IN_TEXT.findall(text)
+        for name in _PATCH_IN_TEXT.findall(text if patches_text is None else patches_text)
         if "/" in name  # a bare file name does not say which directory of debian/patches
     )
     return ChangelogEntry(version, printable_line(text), cves, functions, patches)
