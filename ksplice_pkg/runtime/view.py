@@ -47,7 +47,8 @@ class View:
         return asdict(self)
 
 
-def _from_manifest(m: Manifest, state: str, **kw: Any) -> UpdateState:
+def state_of(m: Manifest, state: str, **kw: Any) -> UpdateState:
+    """What view shows of an update, from its manifest."""
     return UpdateState(
         id=m.id,
         state=state,
@@ -85,7 +86,7 @@ def collect(store: Store) -> View:
         applied_at = known[1].get("applied_at") if known else None
         source = str(known[1].get("source", "")) if known else "not applied by ksplice-pkg"
         if isinstance(manifest, Manifest):
-            states[update_id] = _from_manifest(
+            states[update_id] = state_of(
                 manifest,
                 live,
                 installed=update_id in installed,
@@ -115,7 +116,7 @@ def collect(store: Store) -> View:
             State.SUPERSEDED,
         ):
             state, reason = report[update_id].state, report[update_id].reason
-        states[update_id] = _from_manifest(found, state, reason=reason, installed=True)
+        states[update_id] = state_of(found, state, reason=reason, installed=True)
     applied = sorted(
         (s for s in states.values() if s.state == State.APPLIED and s.applied_at is not None),
         key=lambda s: s.applied_at or 0.0,
@@ -265,7 +266,7 @@ _STATUS_LINE = {
 def describe_bundle(bundle: Bundle) -> dict[str, Any]:
     """view --file: what an update is, and whether this kernel could take it."""
     m = bundle.manifest
-    info: dict[str, Any] = asdict(_from_manifest(m, "not applied"))
+    info: dict[str, Any] = asdict(state_of(m, "not applied"))
     info.update(
         kernel_release=m.kernel_release,
         target_build_id=m.target_build_id,
