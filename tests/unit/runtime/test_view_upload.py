@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
+from click.testing import CliRunner
+
+from ksplice_pkg.cli import main
 from ksplice_pkg.manifest import Manifest, PatchedEntry, Upload, Verification
 from ksplice_pkg.runtime.state import State
+from ksplice_pkg.runtime.store import Store
 from ksplice_pkg.runtime.stream import StreamPackage
 from ksplice_pkg.runtime.view import (
     UpdateState,
@@ -19,6 +24,7 @@ from ksplice_pkg.runtime.view import (
     live_cves,
     state_of,
 )
+from tests.unit.runtime.conftest import manifest, update_dir
 
 MANIFEST = Manifest(
     id="up3",
@@ -153,3 +159,14 @@ def test_a_cve_fixed_by_any_applied_update_is_fixed() -> None:
     assert maybe["cves"] == []
     # An installed but not applied update fixes nothing live.
     assert live_cves(_view(state_of(fixed, State.INSTALLED)))["status"] == {}
+
+
+def test_view_file_counts_the_changelog_instead_of_dumping_it(tmp_path: Path, store: Store) -> None:
+    m = dataclasses.replace(manifest("up9", module_data=b"\x7fELF"), upload=STABLE)
+    d = update_dir(tmp_path / "src", m, b"\x7fELF")
+    text = CliRunner().invoke(main, ["view", "--file", str(d)])
+    assert text.exit_code == 0, text.output
+    assert "from the kernel source 6.1.190-1 to 6.1.192-1, 1821 changelog entries" in text.output
+    assert "change 1820" not in text.output
+    as_json = CliRunner().invoke(main, ["view", "--json", "--file", str(d)])
+    assert json.loads(as_json.output)["upload"]["changelog"][1820] == "change 1820"
