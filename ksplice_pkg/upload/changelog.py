@@ -108,22 +108,21 @@ def read_upload_log(
     """
     old, new = identify(old_source), identify(new_source)
     with tempfile.TemporaryDirectory(prefix="ksplice-changelog-") as tmp:
-        old_debian = _debian_dir(old, old_tree, Path(tmp) / "old")
-        new_debian = _debian_dir(new, new_tree, Path(tmp) / "new")
+        scratch = Path(tmp)
+        old_debian = _debian_dir(old, old_tree, scratch / "old")
+        new_debian = _debian_dir(new, new_tree, scratch / "new")
         old_version = _source_version(old, old_debian)
+        new_version = _source_version(new, new_debian)
         if new.kind is SourceKind.SRPM:
-            text, origin = _spec_changelog(new.path, Path(tmp) / "spec"), "%changelog"
-            new_version = new.version
-            entries = _rpm_entries(text, old_version, new_version) if text is not None else []
-            if text is None:
-                origin = ""
+            text = _spec_changelog(new.path, scratch / "spec")
+            origin = "%changelog" if text is not None else ""
+            entries = _rpm_entries(text or "", old_version, new_version)
         else:
-            text, origin = _debian_changelog(new, new_debian, Path(tmp) / "doc")
-            new_version = _source_version(new, new_debian)
-            entries = _debian_entries(text, old_version, new_version) if text else []
-            if new_version is None and text:
+            text, origin = _debian_changelog(new, new_debian, scratch / "doc")
+            if text and new_version is None:
                 new_version = _debian_top_version(text)
-        patch_cves = _patch_cves(old_debian, new_debian, entries) if new_debian else {}
+            entries = _debian_entries(text, old_version, new_version) if text else []
+        patch_cves = _patch_cves(old_debian, new_debian, entries)
     return UploadLog(old_version, new_version, tuple(entries), origin, patch_cves)
 
 
@@ -234,7 +233,7 @@ def _debian_changelog(
     source: KernelSource, debian: Path | None, scratch: Path
 ) -> tuple[str | None, str]:
     if debian is not None:
-        return _read_text(debian / "changelog", MAX_CHANGELOG), "debian/changelog"
+        return _read_text(debian / "changelog", MAX_CHANGELOG, debian), "debian/changelog"
     if source.kind is SourceKind.SOURCE_DEB:
         unpack_deb(
             source.path,
@@ -265,11 +264,19 @@ def _source_version(source: KernelSource, debian: Path | None) -> str | None:
     if source.kind in (SourceKind.DSC, SourceKind.SOURCE_DEB, SourceKind.SRPM):
         return source.version
     if debian is not None:
-        return _debian_top_version(_read_text(debian / "changelog", MAX_CHANGELOG))
+        return _debian_top_version(_read_text(debian / "changelog", MAX_CHANGELOG, debian))
     return None
 
 
-def _read_text(path: Path, limit: int) -> str:
+def _read_text(path: Path, limit: int, within: Path | None = None) -> str:
+    """The text of a changelog, spec, series or patch; with `within`, only when the file is
+    there, not reached through a link: a source package's debian/changelog that is a symlink
+    to /etc/shadow must not end up in a manifest."""
+    if within is not None and not path.resolve().is_relative_to(within.resolve()):
+        raise ChangelogError(
+            f"{path} leads out of {within}",
+            hint="the source package is damaged or hostile: a link in debian/",
+        )
     try:
         with path.open("rb") as f:
             data = f.read(limit + 1)
@@ -539,7 +546,7 @@ def _patch_cves(
         path = new_debian / "patches" / patch
         if not path.is_file():
             continue
-        header, touched = split_patch(_read_text(path, MAX_PATCH))
+        header, touched = split_patch(_read_text(path, MAX_PATCH, new_debian / "patches"))
         cves = set(_CVE_IN_TEXT.findall(header)) | named.get(patch, set())
         for tree_path in touched:
             if cves:
@@ -560,7 +567,7 @@ def _series(patches: Path) -> list[str]:
     if not series.is_file():
         return []
     names = []
-    for line in _read_text(series, MAX_PATCH).splitlines():
+    for line in _read_text(series, MAX_PATCH, patches).splitlines():
         name = line.split("#", 1)[0].strip().split(" ")[0] if line.strip() else ""
         if name and not name.startswith("/") and ".." not in name.split("/"):
             names.append(name)

@@ -132,6 +132,18 @@ def test_without_the_old_version_only_the_new_upload_entry(tmp_path: Path) -> No
     assert [e.cves for e in log.entries] == [("CVE-2026-99362",)]
 
 
+def test_a_changelog_that_links_out_of_debian_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(CHANGELOG)
+    old = _tree(tmp_path / "old", None)
+    new = _tree(tmp_path / "new", None)
+    (new / "debian").mkdir()
+    (new / "debian" / "changelog").symlink_to(secret)
+    with pytest.raises(ChangelogError) as e:
+        read_upload_log(old, old, new, new)
+    assert "leads out of" in e.value.message
+
+
 def _source_deb(where: Path, version: str, changelog: bytes) -> Path:
     return fixtures.deb(
         where,
