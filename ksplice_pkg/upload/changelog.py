@@ -170,7 +170,8 @@ def changed_functions(diff: str) -> set[str]:
     found: set[str] = set()
     enclosing: str | None = None
     in_hunk = False
-    for line in diff.splitlines():
+    # Lines end at "\n" only: str.splitlines also breaks at a form feed, which C sources hold.
+    for line in diff.split("\n"):
         if line.startswith("@@"):
             in_hunk = True
             _, _, context = line[2:].partition("@@")
@@ -189,6 +190,32 @@ def changed_functions(diff: str) -> set[str]:
         if line[1:2] == "}":  # a function's end at column 0: what follows is outside it
             enclosing = None
     return found
+
+
+_HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
+# What diff -p and git take for the line a function starts on: a letter, "_" or "$" first;
+# not a goto label, which kernel style also puts at column 0 ("out_free:").
+_FUNCTION_LINE = re.compile(r"(?![A-Za-z_][A-Za-z0-9_]*:\s*(?:$|/[*/]))[A-Za-z_$]")
+
+
+def with_function_context(diff: str, old: str) -> str:
+    """`diff` (one file's, old -> new) with each bare hunk header followed by the last line
+    before the hunk that starts a function, as diff -p and git print it: difflib prints none,
+    and without it only the hunks that show their function's definition line tell which
+    function they change (on 6.1.190-1 -> 6.1.192-1, 30 CVEs tie without it, 150 with)."""
+    old_lines = old.split("\n")  # not splitlines: a form feed in C would shift the numbers
+    out = []
+    for line in diff.split("\n"):
+        header = _HUNK_HEADER.match(line)
+        start = None
+        if header and not line[header.end() :].strip():
+            before = old_lines[: max(int(header.group(1)) - 1, 0)]
+            start = next((text for text in reversed(before) if _FUNCTION_LINE.match(text)), None)
+        if header and start is not None:
+            out.append(f"{line[: header.end()]} {printable_line(start, 200)}")
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 # --- where the changelog is --------------------------------------------------------------------
@@ -577,7 +604,7 @@ def _series(patches: Path) -> list[str]:
 def split_patch(text: str) -> tuple[str, list[str]]:
     """A patch's header (what precedes its first diff) and the tree paths it touches, as quilt
     applies it (-p1: the first component, a/ or b/, dropped)."""
-    lines = text.splitlines()
+    lines = text.split("\n")
     start = len(lines)
     for number, line in enumerate(lines):
         if line.startswith(("diff ", "Index: ")) or (

@@ -4,6 +4,7 @@ and Fedora/RHEL's kernel changelogs; and the CVE ties it allows, which must be c
 
 from __future__ import annotations
 
+import difflib
 import gzip
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ksplice_pkg.upload.changelog import (
     rpm_vercmp,
     split_patch,
     tie_cves,
+    with_function_context,
 )
 from tests.unit.distro import fixtures
 
@@ -433,6 +435,49 @@ def test_file_header_lines_are_not_changes() -> None:
         "y.c": _diff("int x(void)", "+\tz();"),
     }
     assert tie_cves(_log(_entry("CVE-2026-11", "x")), diffs) == {"CVE-2026-11": frozenset({"y.c"})}
+
+
+OLD_C = (
+    "static int helper(int x)\n{\n\treturn x;\n}\n\n"
+    "int target(int a)\n{\n\tint b = helper(a);\n\n\tif (b)\n\t\tgoto out;\n"
+    "\tb++;\nout:\n\tb--;\n\tb--;\n\tb--;\n\tb--;\n\tb--;\n\treturn b;\n}\n"
+)
+
+
+def _unified(old: str, new: str) -> str:
+    """diff -u as the upload's changes make it: difflib over lines that end at "\n" only."""
+    lines = difflib.diff_bytes(
+        difflib.unified_diff,
+        old.encode().splitlines(True),
+        new.encode().splitlines(True),
+        b"a/f.c",
+        b"b/f.c",
+    )
+    return b"".join(lines).decode()
+
+
+def test_function_context_is_added_to_difflibs_bare_headers() -> None:
+    new = OLD_C.replace("\tb--;\n\treturn b;", "\tb -= 2;\n\treturn b;")
+    diff = _unified(OLD_C, new)
+    assert "out:" not in diff  # the label stands before the hunk
+    # The hunk shows neither target's definition nor any line that starts it: no tie.
+    log = _log(_entry("CVE-2026-12", "target"))
+    assert tie_cves(log, {"f.c": diff}) == {}
+    # The function line before the hunk: target's, not the label "out:".
+    headers = [
+        line for line in with_function_context(diff, OLD_C).split("\n") if line.startswith("@@")
+    ]
+    assert headers == ["@@ -15,6 +15,6 @@ int target(int a)"]
+    assert tie_cves(log, {"f.c": with_function_context(diff, OLD_C)}) == {
+        "CVE-2026-12": frozenset({"f.c"})
+    }
+    # A form feed is no line end in C: were it one, the line before this hunk would be first's.
+    old = "int first(void)\n{\n\f\n}\nint second(void)\n{\n\tx;\n\tx;\n\tx;\n}\n"
+    diff = _unified(old, old.replace("\tx;\n}", "\ty;\n}"))
+    assert "@@ -6,5 +6,5 @@ int second(void)" in with_function_context(diff, old)
+    # A header that names its function already is left as it is.
+    named = "@@ -1,2 +1,2 @@ int other(void)\n-a\n+b\n"
+    assert with_function_context(named, OLD_C) == named
 
 
 def test_split_patch_header_and_paths() -> None:
