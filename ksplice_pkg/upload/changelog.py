@@ -13,8 +13,8 @@ Where the changelog is, by the form KERNEL_SOURCE takes:
 Debian's kernel changelogs name CVE ids but no commit ids: an upstream stable change is a line
 `    - ext4: fix foo in ext4_bar() (CVE-2025-1234)` under `  * New upstream stable update:`. Such
 a line can be tied to the tree only through what its subject names (a function), and only when
-that name occurs in the diff of exactly one changed file; everything else stays the upload's,
-with the mapping unknown.
+the diff changes that function (a hunk is in it) in exactly one file; everything else stays the
+upload's, with the mapping unknown.
 """
 
 from __future__ import annotations
@@ -153,6 +153,8 @@ def tie_cves(log: UploadLog, diffs: Mapping[str, str]) -> dict[str, frozenset[st
     return {cve: frozenset(paths) for cve, paths in sorted(tied.items())}
 
 
+# A hunk's header: where it starts and how many lines it has on each side.
+_HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 # The function a line of C starts, in the kernel's style: at column 0, the last identifier
 # before the first "(" ("static int __init foo(void)", "int foo(struct x *a,"). A call is
 # indented; a macro at column 0 (EXPORT_SYMBOL(foo)) names the macro, which no subject names.
@@ -169,30 +171,33 @@ def changed_functions(diff: str) -> set[str]:
     """
     found: set[str] = set()
     enclosing: str | None = None
-    in_hunk = False
+    old_left = new_left = 0  # lines of the current hunk still to come, by its header's counts
     # Lines end at "\n" only: str.splitlines also breaks at a form feed, which C sources hold.
     for line in diff.split("\n"):
-        if line.startswith("@@"):
-            in_hunk = True
-            _, _, context = line[2:].partition("@@")
-            header = _DEFINITION.match(context.strip())
-            enclosing = header.group(1) if header else None
+        if old_left <= 0 and new_left <= 0:
+            if header := _HUNK_HEADER.match(line):
+                old_left, new_left = _count(header.group(2)), _count(header.group(4))
+                context = _DEFINITION.match(line[header.end() :].strip())
+                enclosing = context.group(1) if context else None
+            continue  # a file header line, or what a tool wrote between files
+        if line.startswith("\\"):  # "\ No newline at end of file"
             continue
-        if not in_hunk or line.startswith("\\"):  # "\ No newline at end of file"
-            continue
-        if line[:1] not in ("", " ", "+", "-"):  # the next file's header: no hunk yet
-            in_hunk = False
-            continue
+        kind = line[:1] or " "  # a blank context line whose space was stripped
+        old_left -= kind in (" ", "-")
+        new_left -= kind in (" ", "+")
         if definition := _DEFINITION.match(line[1:]):
             enclosing = definition.group(1)
-        if line[:1] in ("+", "-") and enclosing is not None:
+        if kind in ("+", "-") and enclosing is not None:
             found.add(enclosing)
         if line[1:2] == "}":  # a function's end at column 0: what follows is outside it
             enclosing = None
     return found
 
 
-_HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
+def _count(group: str | None) -> int:
+    return 1 if group is None else int(group)  # "@@ -5 +5 @@": one line
+
+
 # What diff -p and git take for the line a function starts on: a letter, "_" or "$" first;
 # not a goto label, which kernel style also puts at column 0 ("out_free:").
 _FUNCTION_LINE = re.compile(r"(?![A-Za-z_][A-Za-z0-9_]*:\s*(?:$|/[*/]))[A-Za-z_$]")
