@@ -42,6 +42,16 @@ CVE_RE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,19}")
 # The `created` stamp, UTC; it orders the updates of a kernel (package versions).
 CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_TEXT = 1000  # one line of free text: a description, a left-out change
+# A distro's version of a kernel source: Debian's [epoch:]upstream[-revision] (6.1.192-3,
+# 1:6.1.187-1~deb12u1, 6.12.117+deb12) or RPM's version-release (5.14.0-427.13.1.el9_4,
+# 6.8.0^20240401-1). Only a terminal and JSON see it; the set still keeps out what moves a
+# cursor or splits a line.
+SOURCE_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~^_:-]{0,127}")
+CHANGELOG_LINE_MAX = 300  # one changelog entry, as `view` shows it
+# Debian's 6.1.190-1 -> 6.1.192-1 (two upstream stable releases) has 1,821 entries naming
+# 1,262 CVE ids; ten times that bounds what a hostile manifest makes view read and print.
+MAX_CHANGELOG_LINES = 20000
+MAX_UPLOAD_CVES = 20000
 
 
 class InvalidNameError(KspliceError):
@@ -89,6 +99,14 @@ class Verification(Enum):
     SKIPPED = "skipped: no vmlinux or vmlinuz given"
 
 
+class CveStatus(Enum):
+    """What an update does about a CVE its upload names."""
+
+    INCLUDED = "included"  # the change that fixes it is in the update
+    LEFT_OUT = "left-out"  # the change is not: a reboot into the new kernel is needed
+    UNKNOWN = "unknown"  # the upload does not say which change fixes it
+
+
 class ManifestError(KspliceError):
     """A manifest.json that is missing, not JSON, or lacks what an update must say."""
 
@@ -98,6 +116,63 @@ class PatchedEntry:
     object: str  # "vmlinux" or a module name
     name: str
     sympos: int
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The kernel source upload an update (`build --from`) brings the target towards."""
+
+    from_version: str | None  # the source the target kernel was built from
+    to_version: str | None
+    changelog: list[str]  # the entries between the two, one line each
+    cves: dict[str, str]  # CVE id -> a CveStatus value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.from_version,
+            "to": self.to_version,
+            "changelog": list(self.changelog),
+            "cves": dict(sorted(self.cves.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Upload:
+        """The upload object of a manifest, typed and checked (TypeError, ValueError)."""
+        if not isinstance(data, dict):
+            raise TypeError("upload: expected an object")
+        if unknown := sorted(set(data) - {"from", "to", "changelog", "cves"}):
+            raise ValueError(f"upload: unknown field {unknown[0]!r}")
+        for name in ("from", "to"):
+            if not isinstance(data.get(name), (str, type(None))):
+                raise TypeError(f"upload.{name}: expected a string or null")
+        changelog, cves = data.get("changelog", []), data.get("cves", {})
+        if not isinstance(changelog, list) or not all(isinstance(x, str) for x in changelog):
+            raise TypeError("upload.changelog: expected a list of strings")
+        if not isinstance(cves, dict) or not all(isinstance(v, str) for v in cves.values()):
+            raise TypeError("upload.cves: expected an object of CVE id -> status")
+        return cls(data.get("from"), data.get("to"), changelog, cves)
+
+    def problem(self) -> str | None:
+        for name, version in (("from", self.from_version), ("to", self.to_version)):
+            if version is not None and not SOURCE_VERSION_RE.fullmatch(version):
+                return f"upload.{name}: {version[:80]!r} is not a source package version"
+        if len(self.changelog) > MAX_CHANGELOG_LINES:
+            return (
+                f"upload.changelog has {len(self.changelog)} lines, more than {MAX_CHANGELOG_LINES}"
+            )
+        for line in self.changelog:
+            if not is_text_line(line, CHANGELOG_LINE_MAX):
+                return f"upload.changelog: {line[:80]!r} is not one line of printable text"
+        if len(self.cves) > MAX_UPLOAD_CVES:
+            return f"upload.cves names {len(self.cves)} CVEs, more than {MAX_UPLOAD_CVES}"
+        statuses = {s.value for s in CveStatus}
+        for cve, status in self.cves.items():
+            if not CVE_RE.fullmatch(cve):
+                return f"invalid CVE id {cve[:80]!r} in upload.cves (expected CVE-YYYY-NNNN)"
+            if status not in statuses:
+                known = ", ".join(sorted(statuses))
+                return f"upload.cves: {cve}: {status[:80]!r} is not one of {known}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -125,9 +200,16 @@ class Manifest:
     created: str = ""
     tool: str = f"ksplice-pkg {__version__}"
     manifest_version: int = MANIFEST_VERSION
+    # `build --from`: the source upload the update brings the kernel towards. Absent from the
+    # JSON when None, so that every other manifest reads, and hashes, as before it existed.
+    upload: Upload | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        del data["upload"]
+        if self.upload is not None:
+            data["upload"] = self.upload.to_dict()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes, origin: str = "manifest.json") -> Manifest:
@@ -150,6 +232,8 @@ class Manifest:
         try:
             patched = [PatchedEntry(**_typed(p, _PATCHED_FIELDS)) for p in data["patched"]]
             fields = _typed(data, _FIELDS)
+            if "upload" in data:
+                fields["upload"] = Upload.from_dict(data["upload"])
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{origin}: malformed manifest: {e}") from e
         fields["patched"] = patched
@@ -198,6 +282,8 @@ def content_problem(m: Manifest) -> str | None:
         return f"invalid CVE id {bad[0]!r} in cves (expected CVE-YYYY-NNNN)"
     if len(set(m.cves)) != len(m.cves):
         return "cves names a CVE twice"
+    if m.upload is not None and (problem := m.upload.problem()):
+        return problem
     for name, text in [("description", m.description), ("tool", m.tool)] + [
         ("left_out", t) for t in m.left_out
     ]:

@@ -36,6 +36,7 @@ from ksplice_pkg.runtime.view import (
     describe_bundle,
     format_cves,
     format_update,
+    format_upload,
     format_view,
     live_cves,
 )
@@ -197,7 +198,11 @@ def view_cmd(
             click.echo(json.dumps(info, indent=2))
         else:
             for key, value in info.items():
-                click.echo(shown(f"{key}: {value}"))
+                if key == "upload" and value is not None:
+                    # A stable update's changelog is a thousand lines: counted, not dumped.
+                    click.echo(shown("\n".join(format_upload(value))))
+                else:
+                    click.echo(shown(f"{key}: {value}"))
         return
     view = collect(store)
     if update_id is not None:

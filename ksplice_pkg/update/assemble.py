@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ksplice_pkg.fsutil import sha256_file
-from ksplice_pkg.manifest import Manifest, PatchedEntry, Verification
+from ksplice_pkg.manifest import Manifest, PatchedEntry, Upload, Verification
 from ksplice_pkg.module.link import LinkedModule
 from ksplice_pkg.module.parts import Part
 from ksplice_pkg.timestamp import format_created
@@ -23,6 +23,7 @@ def assemble_manifest(
     left_out: list[str],
     created: int,
     cves: list[str] | None = None,
+    upload: Upload | None = None,
 ) -> Manifest:
     return Manifest(
         id=update_id,
@@ -45,4 +46,5 @@ def assemble_manifest(
         left_out=left_out,
         cves=sorted(set(cves or [])),
         created=format_created(created),
+        upload=upload,
     )

@@ -33,6 +33,8 @@ def test_only_applied_updates_count() -> None:
             {"id": "d", "cves": []},
         ],
         "cves": ["CVE-2023-0001", "CVE-2024-1086"],
+        # Each CVE an applied update names, with its status: create --cve's are fixed.
+        "status": {"CVE-2023-0001": "included", "CVE-2024-1086": "included"},
     }
     text = format_cves(live_cves(view))
     assert "effective version: 6.1.0-test-amd64+c" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ksplice_pkg.manifest import Manifest, PatchedEntry, Verification
+from ksplice_pkg.manifest import Manifest, PatchedEntry, Upload, Verification
 from ksplice_pkg.module.extract import PatchedFunction
 from ksplice_pkg.module.link import LinkedModule
 from ksplice_pkg.module.parts import Part
@@ -58,3 +58,31 @@ def test_manifest_says_what_each_part_patches(tmp_path: Path) -> None:
     assert manifest.created == "2026-01-01T00:00:00Z"
     # What the build side writes, the runtime side reads back.
     assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+def test_manifest_carries_the_upload_it_is_given(tmp_path: Path) -> None:
+    ko = tmp_path / "ksplice_up1.ko"
+    ko.write_bytes(b"\x7fELF module")
+
+    def assemble(upload: Upload | None = None) -> Manifest:
+        return assemble_manifest(
+            update_id="up1",
+            description="kernel source 6.1.192-2 -> 6.1.192-3",
+            release="6.1.0-56-cloud-amd64",
+            build_id=None,
+            module=LinkedModule("ksplice_up1", ko, 0),
+            parts=[],
+            verification=Verification.RUN_PRE,
+            depends_on=[],
+            replace=True,
+            left_out=[],
+            created=1767225600,
+            upload=upload,
+        )
+
+    upload = Upload(
+        "6.1.192-2", "6.1.192-3", ["nfsd: a fix (CVE-2026-99362)"], {"CVE-2026-99362": "unknown"}
+    )
+    assert assemble(upload).upload == upload
+    assert Manifest.from_json(assemble(upload).to_json()).upload == upload
+    assert assemble().upload is None
