@@ -32,7 +32,7 @@ from ksplice_pkg.errors import InternalError
 from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
 from ksplice_pkg.inputs import Inputs, unpack_inputs
 from ksplice_pkg.log import logger, step
-from ksplice_pkg.manifest import Verification
+from ksplice_pkg.manifest import Upload, Verification
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import Part, write_part
 from ksplice_pkg.module.resolve import unit_resolver
@@ -150,7 +150,12 @@ def _create(cfg: CreateConfig) -> Path:
 
 
 def finish_update(
-    cfg: CreateConfig, tree: PreparedTree, target: Target, parts: list[Part], left_out: list[str]
+    cfg: CreateConfig,
+    tree: PreparedTree,
+    target: Target,
+    parts: list[Part],
+    left_out: list[str],
+    upload: Upload | None = None,
 ) -> Path:
     """The parts linked into the livepatch module, signed, described by its manifest and
     written with it into the update tarball."""
@@ -184,6 +189,7 @@ def finish_update(
         left_out=left_out,
         created=cfg.created,
         cves=list(cfg.cves),
+        upload=upload,
     )
     return write_tarball(
         cfg.output_dir, manifest, module.ko, cfg.patch, cfg.description, cfg.created

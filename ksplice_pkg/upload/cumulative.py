@@ -23,11 +23,13 @@ from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.fsutil import atomic_write, ensure_writable_dir
 from ksplice_pkg.inputs import unpack_inputs
 from ksplice_pkg.log import Phases, logger
+from ksplice_pkg.manifest import CveStatus, Upload
 from ksplice_pkg.module.parts import Part
+from ksplice_pkg.upload.changelog import UploadLog, read_upload_log, tie_cves, with_function_context
 from ksplice_pkg.upload.changes import FileChange, compare_trees
-from ksplice_pkg.upload.derive import Derivation
+from ksplice_pkg.upload.derive import Derivation, Derived
 from ksplice_pkg.upload.report import Report, Side
-from ksplice_pkg.upload.scope import scope_changes
+from ksplice_pkg.upload.scope import Scoped, scope_changes
 
 
 @dataclass
@@ -53,8 +55,9 @@ def build_from_upload(
         new = identify(new_source)
         keyring = options.keyring if new.kind is SourceKind.DSC else None
         new_tree = prepare_source(new, options.cache, keyring).resolve()
-        old_side = Side(options.source, identify(options.source).version)
-        new_side = Side(new_source, new.version)
+        log = read_upload_log(options.source, inputs.tree, new_source, new_tree)
+        old_side = Side(options.source, log.old_version or identify(options.source).version)
+        new_side = Side(new_source, log.new_version or new.version)
         cfg = replace(
             create_config(options, inputs.tree, inputs.target, (), b""),
             replace=True,
@@ -64,7 +67,7 @@ def build_from_upload(
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
     ensure_writable_dir(cfg.output_dir, "the output directory")
     with work_dir_held(cfg):
-        return _build(cfg, new_tree, old_side, new_side, phases, report_file, require_complete)
+        return _build(cfg, new_tree, old_side, new_side, log, phases, report_file, require_complete)
 
 
 def _compare(cfg: CreateConfig, new_tree: Path) -> list[FileChange]:
@@ -83,6 +86,34 @@ def _compare(cfg: CreateConfig, new_tree: Path) -> list[FileChange]:
     return changes
 
 
+def cve_status(log: UploadLog, scoped: list[Scoped], derived: Derived) -> dict[str, str]:
+    """Each CVE the upload names: included when every file the changelog ties it to went into
+    the update whole (or is not built for this kernel), left out when one of them had a change
+    left out, unknown when neither the changelog nor the upload (one changed file) ties it to
+    a file."""
+    diffs = {}
+    for s in scoped:
+        c = s.change
+        if c.old is not None and c.new is not None and c.hunks:
+            whole = c.unified({h.index for h in c.hunks}).decode(errors="replace")
+            diffs[s.path] = with_function_context(whole, c.old.decode(errors="replace"))
+    tied = tie_cves(log, diffs)
+    if len(scoped) == 1:
+        # An upload that changes one file fixes whatever it fixes in that file: no guess.
+        tied = {cve: frozenset({scoped[0].path}) for cve in log.cves}
+    left = {item.path for item in derived.left_out}
+    status = {}
+    for cve in log.cves:
+        paths = tied.get(cve)
+        if not paths:
+            status[cve] = CveStatus.UNKNOWN.value
+        elif paths & left:
+            status[cve] = CveStatus.LEFT_OUT.value
+        else:
+            status[cve] = CveStatus.INCLUDED.value
+    return status
+
+
 def _description(old: Side, new: Side, release: str) -> str:
     if old.version and new.version:
         return f"kernel source {old.version} -> {new.version}, live for {release}"
@@ -94,6 +125,7 @@ def _build(
     new_tree: Path,
     old: Side,
     new: Side,
+    log: UploadLog,
     phases: Phases,
     report_file: Path | None,
     require_complete: bool,
@@ -127,7 +159,10 @@ def _build(
     with phases.phase("compile and verify: the after tree, in rounds"):
         derived = derivation.run()
     phases.add("  of which run-pre and parts", verify[0])
-    report = Report(old, new, cfg.target.release, scoped, derived, index)
+    cves = cve_status(log, scoped, derived)
+    report = Report(old, new, cfg.target.release, scoped, derived, index, cves, len(log.entries))
+    upload = Upload(old.version, new.version, [e.line for e in log.entries], cves)
+    included = [cve for cve, status in cves.items() if status == CveStatus.INCLUDED.value]
     result = UploadResult(None, report)
     try:
         if not derived.parts:
@@ -150,11 +185,12 @@ def _build(
         )
         with phases.phase(f"link: {len(derived.parts)} part(s) into the livepatch module"):
             result.tarball = finish_update(
-                replace(cfg, patch=patch),
+                replace(cfg, patch=patch, cves=tuple(sorted({*cfg.cves, *included}))),
                 tree,
                 target,
                 derived.parts,
                 [item.line() for item in derived.left_out],
+                upload,
             )
         report.update = {"id": cfg.id, "tarball": str(result.tarball), "packages": []}
     finally:
