@@ -147,6 +147,37 @@ def _update_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
+def _upload_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--from and what goes with it: a whole upload instead of a patch."""
+    for option in reversed(
+        [
+            click.option(
+                "--from",
+                "from_source",
+                type=click.Path(exists=True, path_type=Path),
+                help="The source the target kernel was built from (any KERNEL_SOURCE form): "
+                "the update brings the target from it to KERNEL_SOURCE, every live-patchable "
+                "change in one cumulative update.",
+            ),
+            click.option(
+                "--report",
+                "report_file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="With --from: write the report (JSON) here: each changed file, what was "
+                "included, what was left out and why.",
+            ),
+            click.option(
+                "--require-complete",
+                is_flag=True,
+                help="With --from: refuse (exit 4, no update) when any change cannot be "
+                "live-patched.",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
 def _signing(key: Path | None, cert: Path | None) -> Signing | None:
     from ksplice_pkg.config import Signing
 
@@ -208,11 +239,15 @@ def _signing(key: Path | None, cert: Path | None) -> Signing | None:
 @click.option("--patch-opt", default="-p1", show_default=True, help="Option passed to patch.")
 @click.option("-v", "--verbose", count=True, help="Say why each function is included.")
 @_update_options
+@_upload_options
 @_package_options
 @_cache_option
 def create_cmd(
     kernel_source: Path,
     patch_file: Path | None,
+    from_source: Path | None,
+    report_file: Path | None,
+    require_complete: bool,
     diffext: str | None,
     git_commit: str | None,
     prebuild: bool,
@@ -244,7 +279,9 @@ def create_cmd(
     """Build a livepatch update of KERNEL_SOURCE's kernel from a patch.
 
     KERNEL_SOURCE is a kernel tree, a Debian source package (linux_*.dsc), a linux-source-X.Y
-    .deb or its tarball, or a kernel .src.rpm.
+    .deb or its tarball, or a kernel .src.rpm. With --from OLD_SOURCE instead of a patch, the
+    whole upload from OLD_SOURCE (the target's) to KERNEL_SOURCE, as `build --from` makes it
+    (exit status 6: a partial update).
 
     SOURCE_DATE_EPOCH, when set, is the update's `created` stamp and the tarball's time (default:
     now); it orders the updates of a kernel, so it must move from one update to the next.
@@ -267,14 +304,20 @@ def create_cmd(
         release=kernel_release,
         modules_dir=modules_dir,
     )
+    if from_source is not None and (series or replace or runtime_only):
+        raise click.UsageError(
+            "--from makes one cumulative update that leaves __init changes out by itself: "
+            "no --series, --replace or --runtime-only"
+        )
     options = create_options(
-        kernel_source,
+        from_source or kernel_source,
         target,
         cache=cache_dir or default_cache_dir(),
         packages=KernelPackages(kernel_package, headers_package, debug_package),
         patch_file=patch_file,
         diffext=diffext,
         git_commit=git_commit,
+        patch=b"" if from_source is not None else None,
         prebuild=prebuild,
         update_id=update_id,
         description=description,
@@ -288,7 +331,24 @@ def create_cmd(
         cves=cves,
         signing=_signing(sign_key, sign_cert),
     )
-    if prebuild:
+    if from_source is not None:
+        from ksplice_pkg.log import Phases
+        from ksplice_pkg.upload.cumulative import build_from_upload
+
+        upload = build_from_upload(
+            options,
+            kernel_source,
+            Phases(),
+            report_file=report_file,
+            require_complete=require_complete,
+        )
+        click.echo(upload.report.summary())
+        click.echo(upload.tarball)
+        if not upload.report.complete:
+            sys.exit(PARTIAL_UPDATE)
+    elif report_file is not None or require_complete:
+        raise click.UsageError("--report and --require-complete go with --from")
+    elif prebuild:
         click.echo(prebuild_tree(gather_prebuild(options)))
     else:
         click.echo(create(gather(options)))
@@ -300,26 +360,7 @@ main.add_command(create_cmd)
 @main.command()
 @_source_argument
 @click.option("--patch", "patch_file", type=_file, help="The patch to ship.")
-@click.option(
-    "--from",
-    "from_source",
-    type=click.Path(exists=True, path_type=Path),
-    help="The source the target kernel was built from (any KERNEL_SOURCE form): the update "
-    "brings the target from it to KERNEL_SOURCE, every live-patchable change in one "
-    "cumulative update.",
-)
-@click.option(
-    "--report",
-    "report_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --from: write the report (JSON) here: each changed file, what was included, "
-    "what was left out and why.",
-)
-@click.option(
-    "--require-complete",
-    is_flag=True,
-    help="With --from: refuse (exit 4, no update) when any change cannot be live-patched.",
-)
+@_upload_options
 @click.option("--system-map", type=_file, help="System.map or a copy of /proc/kallsyms.")
 @click.option("--kconfig", type=_file, help="The target kernel's .config.")
 @click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
