@@ -18,9 +18,11 @@ livepatch cannot change the layout of data the running kernel already holds.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,6 +298,45 @@ _C_WORDS = {
 }  # fmt: skip
 
 
+class Mentions:
+    """Which units mention the names a header change touches, or a definition of an included
+    header that (transitively) uses one. Each header is parsed once and each unit's source read
+    once, however many changed headers ask (a stable upload changes hundreds)."""
+
+    def __init__(self, tree_source: Path, headers: Iterable[str]) -> None:
+        self.source = tree_source
+        # identifier -> the definitions whose body names it: an inline helper calling the
+        # changed inline, a macro expanding to it.
+        self.users: dict[str, set[str]] = {}
+        for header in headers:
+            text = _read(tree_source / header)
+            lines = text.splitlines()
+            for d in definitions(text):
+                if d.name:
+                    for ident in set(_IDENT.findall("\n".join(lines[d.first - 1 : d.last]))):
+                        self.users.setdefault(ident, set()).add(d.name)
+        self._idents: dict[str, frozenset[str]] = {}
+
+    def grown(self, names: Iterable[str]) -> set[str]:
+        grown = set(names)
+        pending = list(grown)
+        while pending:
+            for user in self.users.get(pending.pop(), ()):
+                if user not in grown:
+                    grown.add(user)
+                    pending.append(user)
+        return grown
+
+    def units(self, candidates: Mapping[str, str], names: Iterable[str]) -> set[str]:
+        grown = self.grown(names)
+        return {unit for unit, src in candidates.items() if not grown.isdisjoint(self._of(src))}
+
+    def _of(self, src: str) -> frozenset[str]:
+        if src not in self._idents:
+            self._idents[src] = frozenset(_IDENT.findall(_read(self.source / src)))
+        return self._idents[src]
+
+
 def mentioning_units(
     tree_source: Path,
     candidates: Mapping[str, str],
@@ -304,33 +345,7 @@ def mentioning_units(
 ) -> set[str]:
     """Units among `candidates` (unit -> source) whose own source mentions one of `names`, or
     a definition of an included header that (transitively) uses one."""
-    # Grow the names through the definitions of other headers that use them (an inline helper
-    # calling the changed inline, a macro expanding to it): a walk over who-uses-what, each
-    # header parsed once.
-    users: dict[str, set[str]] = {}  # identifier -> the definitions whose body names it
-    for header in closure_headers:
-        text = _read(tree_source / header)
-        lines = text.splitlines()
-        for d in definitions(text):
-            if d.name:
-                for ident in set(_IDENT.findall("\n".join(lines[d.first - 1 : d.last]))):
-                    users.setdefault(ident, set()).add(d.name)
-    grown = set(names)
-    pending = list(names)
-    while pending:
-        for user in users.get(pending.pop(), ()):
-            if user not in grown:
-                grown.add(user)
-                pending.append(user)
-    return {
-        unit
-        for unit, src in candidates.items()
-        if not grown.isdisjoint(_IDENT.findall(_read(tree_source / src)))
-    }
-
-
-def _word_pattern(names: Iterable[str]) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names))) + r")\b")
+    return Mentions(tree_source, closure_headers).units(candidates, names)
 
 
 def _read(path: Path) -> str:
@@ -341,6 +356,7 @@ def _read(path: Path) -> str:
 
 
 _LINE_MARKER = re.compile(r"^# \d+ .*$|^\s*$", re.MULTILINE)
+_VERDICTS = ".ksplice-preprocessed.json"
 
 
 def preprocessed_differs(
@@ -352,98 +368,166 @@ def preprocessed_differs(
     jobs: int,
 ) -> list[str]:
     """The units whose preprocessed source differs before and after, differences inside the
-    bodies of `names` (changed inline functions) that the unit never calls set aside."""
+    bodies of `names` (changed inline functions) that the unit never calls set aside.
+
+    Each verdict is kept in the post object dir with the times of the two .i files it read:
+    make leaves a .i alone while nothing it was made of changes, and the next round (or run)
+    of an upload then reads neither file again."""
     targets = [u.removesuffix(".o") + ".i" for u in units]
     for source, objdir in ((pre.source, pre.objdir), (post_source, post_objdir)):
         run(
             ["make", "-C", source, f"O={objdir}", f"-j{jobs}", "-k",
              f"KERNELRELEASE={pre.release}", *targets],
             check=False,
-            timeout=3600,
+            timeout=6 * 3600,
         )  # fmt: skip
+    record = post_objdir / _VERDICTS
+    try:
+        known = json.loads(record.read_text()) if record.is_file() else {}
+    except ValueError:
+        known = {}
+    asked = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
     differing = []
     for unit, target in zip(units, targets, strict=True):
+        stamp = [_stamp(pre.objdir / target), _stamp(post_objdir / target), asked]
+        if known.get(unit, [None])[:3] == stamp:
+            if known[unit][3]:
+                differing.append(unit)
+            continue
         a, b = _read(pre.objdir / target), _read(post_objdir / target)
         if not a or not b:
             logger.debug("%s: not preprocessed on both sides; compiled to be sure", unit)
             differing.append(unit)
             continue
-        a, b = _LINE_MARKER.sub("", a), _LINE_MARKER.sub("", b)
-        if a != b and not only_unused_inlines(a, b, names):
+        differs = a != b
+        if differs:
+            a, b = _LINE_MARKER.sub("", a), _LINE_MARKER.sub("", b)
+            differs = a != b and not only_unused_inlines(a, b, names)
+        if differs:
             differing.append(unit)
+        known[unit] = [*stamp, differs]
+    atomic_write(record, json.dumps(known))
     return differing
 
 
-def only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
-    """Whether pre and post differ only inside definitions of `names` that nothing else in the
-    unit refers to: an inline function compiled into nothing when it is not called."""
-    for name in names:
-        use = re.compile(rf"\b{re.escape(name)}\b")
-        spans = []
-        for text in (pre, post):
-            found = _function_span(text, name)
-            if found is None:
-                break
-            start, end = found
-            rest = text[:start] + text[end:]
-            if use.search(rest):
-                break
-            spans.append((start, end))
-        else:
-            (a0, a1), (b0, b1) = spans
-            pre, post = pre[:a0] + pre[a1:], post[:b0] + post[b1:]
-    return pre == post
+def _stamp(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def _function_span(text: str, name: str) -> tuple[int, int] | None:
-    """The span of the definition of function `name` in preprocessed text: from the start of its
-    declaration line to its closing brace."""
-    m = re.search(rf"\b{re.escape(name)}\s*\([^;{{]*\)\s*\{{", text)
-    if m is None:
-        return None
-    start = text.rfind("\n", 0, m.start()) + 1
-    depth = 0
-    for i in range(m.end() - 1, len(text)):
-        if text[i] == "{":
+# What splits preprocessed C into its file-scope pieces: braces and semicolons, outside the
+# string and character literals that may hold them.
+_PIECE_MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
+_CALLED = re.compile(r"([A-Za-z_]\w*)\s*\(")
+
+
+def _pieces(text: str) -> list[str]:
+    """The file-scope declarations and definitions of preprocessed C, in order: each ends at a
+    semicolon or at the brace that closes a definition."""
+    pieces = []
+    start = depth = 0
+    for m in _PIECE_MARK.finditer(text):
+        mark = m.group()
+        if mark == "{":
             depth += 1
-        elif text[i] == "}":
+        elif mark == "}":
             depth -= 1
             if depth == 0:
-                return start, i + 1
-    return None
+                pieces.append(text[start : m.end()].strip())
+                start = m.end()
+        elif mark == ";" and depth == 0:
+            pieces.append(text[start : m.end()].strip())
+            start = m.end()
+    if text[start:].strip():
+        pieces.append(text[start:].strip())
+    return pieces
+
+
+def only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
+    """Whether pre and post differ only in definitions of `names` that nothing else in the
+    unit refers to: an inline function compiled into nothing when it is not called.
+
+    The two texts are compared piece by piece (file-scope definitions), so the cost is a few
+    scans of the text whatever the number of names: a stable upload's headers change
+    thousands."""
+    a, b = Counter(_pieces(pre)), Counter(_pieces(post))
+    sides = ((pre, list((a - b).elements())), (post, list((b - a).elements())))
+    defined: dict[str, list[tuple[str, str]]] = {}  # name -> (side's text, its definition)
+    for text, pieces in sides:
+        for piece in pieces:
+            if not piece.endswith("}"):
+                return False
+            head = piece[: piece.find("{")]
+            named = [n for n in _CALLED.findall(head) if n in names]
+            if not named:
+                return False
+            defined.setdefault(named[-1], []).append((text, piece))
+    for name, found in defined.items():
+        use = re.compile(rf"\b{re.escape(name)}\b")
+        for text, _ in sides:
+            inside = sum(len(use.findall(piece)) for t, piece in found if t is text)
+            if len(use.findall(text)) > inside:
+                return False
+    return True
 
 
 def header_users(
-    tree: PreparedTree, post_source: Path, post_objdir: Path, headers: list[str], jobs: int
+    tree: PreparedTree,
+    post_source: Path,
+    post_objdir: Path,
+    headers: list[str],
+    jobs: int,
+    *,
+    fresh: bool = True,
 ) -> list[str]:
-    """The units of vmlinux whose code the patch's changes to `headers` change."""
+    """The units of the kernel and its modules whose code the patch's changes to `headers`
+    change. `fresh`: make each .i anew (a post tree whose files may be older than an earlier
+    patch's .i); an upload's after tree writes every change with a new time, so make's own
+    dependencies decide."""
     units = kernel_units(tree)
     index = IncludeIndex.of(tree)
     closure = index.closure(headers)
-    candidates = {u: src for u, src in units.items() if src in closure}
+    included = {f for f in closure if f.endswith(".h")} | set(headers)
+    mentions = Mentions(tree.source, included)
     names: set[str] = set()
+    mentioned: set[str] = set()
+    candidates = 0
     for header in headers:
         pre_text, post_text = _read(tree.source / header), _read(post_source / header)
-        names |= changed_names(header, pre_text, post_text, _hunks(pre_text, post_text))
+        changed = changed_names(header, pre_text, post_text, _hunks(pre_text, post_text))
+        if not changed:
+            continue
+        names |= changed
+        reach = index.closure([header])
+        users = {u: src for u, src in units.items() if src in reach}
+        candidates += len(users)
+        mentioned |= mentions.units(users, changed)
     if not names:
         return []
-    included = {f for f in closure if f.endswith(".h")} | set(headers)
-    mentioned = sorted(mentioning_units(tree.source, candidates, included, names))
     logger.info(
         "%s: included by %d unit(s), %d of which use %s",
-        ", ".join(headers),
-        len(candidates),
+        ", ".join(headers[:8]) + (f" and {len(headers) - 8} more" if len(headers) > 8 else ""),
+        candidates,
         len(mentioned),
         ", ".join(sorted(names)[:8]) + (" ..." if len(names) > 8 else ""),
     )
     if not mentioned:
         return []
-    for unit in mentioned:
-        # A .i left by an earlier update's patch could look newer than this one's header.
-        (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
-    with step(f"preprocessing {len(mentioned)} unit(s) before and after"):
-        differing = preprocessed_differs(tree, post_source, post_objdir, mentioned, names, jobs)
-    logger.info("%d unit(s) really change: %s", len(differing), ", ".join(differing))
+    if fresh:
+        for unit in mentioned:
+            # A .i left by an earlier update's patch could look newer than this one's header.
+            (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
+    ordered = sorted(mentioned)
+    with step(f"preprocessing {len(ordered)} unit(s) before and after"):
+        differing = preprocessed_differs(tree, post_source, post_objdir, ordered, names, jobs)
+    logger.info(
+        "%d unit(s) really change: %s",
+        len(differing),
+        ", ".join(differing[:20]) + (" ..." if len(differing) > 20 else ""),
+    )
     return differing
 
 

@@ -81,7 +81,7 @@ class Derivation:
             if not units:
                 return Derived([], [], accepted, left, {}, compiled, rounds)
             with step(f"round {rounds}: compiling {len(units)} unit(s) before and after"):
-                failed = self._compile(sorted(units))
+                failed = self._compile(sorted(units), left)
             compiled += len(units)
             refused: dict[str, tuple[Reason, str]] = dict(failed)
             changes, parts, init = self._diff_and_verify(
@@ -102,7 +102,7 @@ class Derivation:
                 and by_path[path].scope in (Scope.BUILT_IN, Scope.MODULE)
             }
             if alone:
-                kept, failing = self._try_alone(alone, by_path)
+                kept, failing = self._try_alone(alone, by_path, left + taken)
                 compiled += sum(len(h) for h in alone.values())
                 split |= set(alone)
                 taken = [i for i in taken if i.path not in alone] + failing
@@ -156,7 +156,10 @@ class Derivation:
             else:
                 units.update({u: path for u in s.units})
         if headers:
-            for unit in header_users(self.tree, self.post_src, self.post_obj, headers, self.jobs):
+            users = header_users(
+                self.tree, self.post_src, self.post_obj, headers, self.jobs, fresh=False
+            )
+            for unit in users:
                 units.setdefault(unit, self.build.units.get(unit, unit.removesuffix(".o") + ".c"))
         return units
 
@@ -225,9 +228,10 @@ class Derivation:
             return
         os.replace(tmp, target)
 
-    def _compile(self, units: list[str]) -> dict[str, tuple[Reason, str]]:
+    def _compile(self, units: list[str], left: list[LeftOut]) -> dict[str, tuple[Reason, str]]:
         """Both sides with make -k; the units the after side cannot compile, with the first
-        error the compiler gave."""
+        error the compiler gave and the left-out header changes they include (what they most
+        likely need: the old tree never fails to build)."""
         failed: dict[str, tuple[Reason, str]] = {}
         for side, source, objdir in (
             ("before", self.tree.source, self.tree.objdir),
@@ -252,33 +256,44 @@ class Derivation:
                 src = unit.removesuffix(".o") + ".c"
                 errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
                 first = errors[0] if errors else "see the build log with -v"
-                failed[unit] = (Reason.COMPILE, f"{unit} does not compile: {first}")
+                failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
         return failed
 
+    def _compile_failure(self, unit: str, src: str, error: str, left: list[LeftOut]) -> str:
+        source = self.build.units.get(unit, src)
+        headers = {i.path for i in left if i.path.endswith(".h")}
+        needed = sorted(h for h in headers if source in self.index.closure([h]))
+        if not needed:
+            return f"{unit} does not compile, though no change it includes was left out: {error}"
+        return (
+            f"{unit} does not compile without the left-out change(s) of "
+            f"{', '.join(needed)}: {error}"
+        )
+
     def _try_alone(
-        self, files: dict[str, list[int]], by_path: dict[str, Scoped]
+        self, files: dict[str, list[int]], by_path: dict[str, Scoped], left: list[LeftOut]
     ) -> tuple[dict[str, set[int]], list[LeftOut]]:
         """Each hunk of `files` tried alone in its unit(s), the rest of the after tree as it is:
         the hunks that compile, diff, verify and resolve, and the others with their reasons.
         The i-th hunks of all files are tried together, one make for them all."""
         kept: dict[str, set[int]] = {path: set() for path in files}
-        left: list[LeftOut] = []
+        failing: list[LeftOut] = []
         for i in range(max(len(hunks) for hunks in files.values())):
             trial = {path: hunks[i] for path, hunks in files.items() if i < len(hunks)}
             for path, hunk in trial.items():
                 self._put(path, by_path[path].change.text({hunk}))
             unit_of = {unit: path for path in trial for unit in by_path[path].units}
             with step(f"trying hunk {i + 1} of {len(trial)} file(s) alone"):
-                refused = self._compile(sorted(unit_of))
+                refused = self._compile(sorted(unit_of), left)
                 self._diff_and_verify([u for u in sorted(unit_of) if u not in refused], refused)
             for path, hunk in trial.items():
                 why = [refused[u] for u in sorted(unit_of) if unit_of[u] == path and u in refused]
                 if why:
                     header = by_path[path].change.hunks[hunk].header
-                    left.append(LeftOut(path, header, why[0][0], why[0][1]))
+                    failing.append(LeftOut(path, header, why[0][0], why[0][1]))
                 else:
                     kept[path].add(hunk)
-        return kept, left
+        return kept, failing
 
     def _diff_and_verify(
         self, units: list[str], refused: dict[str, tuple[Reason, str]]

@@ -157,3 +157,20 @@ def test_changed_unused_inline_is_no_change_but_a_used_one_is() -> None:
     assert not only_unused_inlines(
         pre_unused, pre_unused.replace("return x;", "return -x;"), {"get_nr"}
     )
+
+
+def test_braces_in_literals_do_not_split_and_a_declaration_counts_as_a_use() -> None:
+    pre = (
+        'static const char *fmt = "{%d}";\n'
+        "static inline int get_nr(struct t *p) { if (p) { return '}'; } return 0; }\n"
+        "int user(void) { return 1; }\n"
+    )
+    post = pre.replace("return 0;", "return 2;")
+    assert only_unused_inlines(pre, post, {"get_nr"})
+    # Only names the change touched may differ.
+    assert not only_unused_inlines(pre, post, {"other"})
+    # A prototype elsewhere in the unit could be what a function pointer takes: a use.
+    declared = "int get_nr(struct t *p);\n"
+    assert not only_unused_inlines(declared + pre, declared + post, {"get_nr"})
+    # A changed piece that is no function definition always counts.
+    assert not only_unused_inlines(pre, pre.replace('"{%d}"', '"{%u}"'), {"get_nr"})

@@ -11,7 +11,7 @@ from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.module.parts import Part
 from ksplice_pkg.upload.changes import Change, FileChange, hunks_of
 from ksplice_pkg.upload.derive import Derivation
-from ksplice_pkg.upload.reasons import Reason
+from ksplice_pkg.upload.reasons import LeftOut, Reason
 from ksplice_pkg.upload.scope import Scope, Scoped
 
 FILLER = "".join(f"/* {i} */\n" for i in range(12))
@@ -79,3 +79,20 @@ def test_a_refused_unit_takes_out_its_own_hunks_else_the_headers_that_reach_it(
     assert accepted == {}
     assert [(i.path, i.reason) for i in left] == [("include/linux/x.h", Reason.NEEDS_LEFT_OUT)]
     assert "fs/b.o cannot be patched" in left[0].detail
+
+
+def test_a_unit_that_fails_to_compile_names_the_left_out_headers_it_includes(
+    tmp_path: Path,
+) -> None:
+    index = IncludeIndex({"linux/x.h": ["fs/a.c"], "linux/y.h": ["fs/b.c"]})
+    derivation = _derivation(tmp_path, [], index)
+    left = [
+        LeftOut("include/linux/x.h", "@@ -1,3 +1,4 @@", Reason.LAYOUT, "struct foo"),
+        LeftOut("include/linux/y.h", None, Reason.LAYOUT, "struct bar"),
+        LeftOut("fs/Makefile", None, Reason.BUILD_SYSTEM, "changes what is built"),
+    ]
+    said = derivation._compile_failure("fs/a.o", "fs/a.c", "no member named 'b'", left)
+    assert "without the left-out change(s) of include/linux/x.h:" in said
+    assert "y.h" not in said and "no member named 'b'" in said
+    alone = derivation._compile_failure("fs/a.o", "fs/a.c", "expected ';'", left[1:])
+    assert "no change it includes was left out" in alone
