@@ -364,8 +364,10 @@ def dsc_built(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def test_dsc_pair_is_refused_for_a_struct_layout_change(dsc_built: Built) -> None:
-    """Two upstream stable releases apart, the .dsc pair changes struct task_struct, which
-    nearly every unit uses: nothing is live-patchable, nothing is written but the report."""
+    """The oldest served .dsc pair (6.1.170-3 -> 6.1.172-1 when this was written) adds a
+    member to struct task_struct, and the only built code it changes uses it: a layout change
+    cannot be live-patched, so nothing is; nothing is written but the report. (Which reason
+    the code that needs the member gets, `compile` or `needs-left-out`, is not asserted.)"""
     built = dsc_built
     assert built.exit_code == REFUSED, built.output[-5000:]
     assert "no change of the upload is live-patchable" in built.output
@@ -378,7 +380,7 @@ def test_dsc_pair_is_refused_for_a_struct_layout_change(dsc_built: Built) -> Non
     assert any("struct task_struct" in d for d in layouts), layouts
     # Every change is accounted for: not built, or left out with a reason.
     for f in built.report["files"]:
-        assert f["scope"] == "not-built" or f["left_out"] or f["included_hunks"] == 0, f
+        assert f["scope"] == "not-built" or f["left_out"], f
 
 
 # Files on tmpfs, files read from the root filesystem, processes, a TCP round trip on loopback.
