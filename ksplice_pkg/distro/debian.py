@@ -97,7 +97,7 @@ class KernelArtifacts:
         return cls(release=d["release"], version=d["version"], root=root)
 
 
-def _apt_record(package: str, version: str | None = None) -> Packages | None:
+def apt_record(package: str, version: str | None = None) -> Packages | None:
     """The apt record of package (at version, else the candidate), or None if apt has none."""
     spec = f"{package}={version}" if version else package
     proc = run(["apt-cache", "show", "--no-all-versions", spec], check=False)
@@ -121,7 +121,7 @@ def available_releases(flavour: str) -> list[str]:
 
 def default_release(flavour: str = DEFAULT_FLAVOUR) -> str:
     """The kernel Debian installs for this flavour: what linux-image-<flavour> depends on."""
-    meta = _apt_record(f"linux-image-{flavour}")
+    meta = apt_record(f"linux-image-{flavour}")
     if meta is None:
         raise KspliceError(f"apt knows no package linux-image-{flavour}", hint=_APT_HINT)
     for alternative in meta.relations.get("depends") or []:
@@ -145,7 +145,7 @@ def _not_found(what: str, release: str, flavour: str) -> KspliceError:
     )
 
 
-def _download(record: Packages, debs: Path) -> Path:
+def download_deb(record: Packages, debs: Path) -> Path:
     """The .deb of record in debs/, downloaded by apt unless a verified copy is already there."""
     filename = Path(record["Filename"]).name
     deb = debs / filename
@@ -185,7 +185,7 @@ _ONE_LINE_SOURCES = Path("/etc/apt/sources.list")
 _SYSTEM_LISTS = Path("/var/lib/apt/lists")
 
 
-def _source_apt_options(cache: Path) -> list[str]:
+def source_apt_options(cache: Path) -> list[str]:
     """apt options for a private deb-src view of the system's Debian sources.
 
     The system's apt configuration is left alone: the deb-src entries (a `Types: deb-src` copy
@@ -237,16 +237,21 @@ def fetch_source_package(cache: Path, release: str) -> Path:
     m = _RELEASE_RE.match(release)
     if not m:
         raise KspliceError(f"{release!r} is not a Debian kernel release")
-    headers = _apt_record(f"linux-headers-{release}")
+    headers = apt_record(f"linux-headers-{release}")
     if headers is None:
         raise _not_found(f"package linux-headers-{release}", release, m["flavour"])
     name = str(headers.get("Source", headers["Package"])).split()[0]
     version = str(headers["Version"])
-    dest = cache / "kernels" / release / "dsc"
+    return download_source_package(cache, name, version, cache / "kernels" / release / "dsc")
+
+
+def download_source_package(cache: Path, name: str, version: str, dest: Path) -> Path:
+    """The source package name=version (.dsc and tarballs) downloaded into dest, unless a
+    complete download is there; returns the .dsc."""
     dsc = dest / f"{name}_{version.rsplit(':', maxsplit=1)[-1]}.dsc"
     if dsc.is_file() and (dest / "complete").is_file():
         return dsc
-    argv = _source_apt_options(cache)
+    argv = source_apt_options(cache)
     dest.mkdir(parents=True, exist_ok=True)
     with step(f"downloading the source package {name} {version}"):
         try:
@@ -256,7 +261,7 @@ def fetch_source_package(cache: Path, release: str) -> Path:
             )
         except CommandError as e:
             raise KspliceError(
-                f"the archive does not serve the source package {name} {version} of {release}: "
+                f"the archive does not serve the source package {name} {version}: "
                 f"{e.message.splitlines()[-1].strip()}",
                 hint="mirrors keep only some versions; pick a release whose source is served "
                 "(`apt-cache showsrc linux` with a deb-src entry), or give the .dsc yourself",
@@ -288,17 +293,17 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
         mark_used(cache, [root])
         return done
 
-    image = _apt_record(f"linux-image-{release}")
+    image = apt_record(f"linux-image-{release}")
     if image is None:
         raise _not_found(f"package linux-image-{release}", release, flavour)
-    headers = _apt_record(f"linux-headers-{release}", image["Version"])
+    headers = apt_record(f"linux-headers-{release}", image["Version"])
     if headers is None:
         raise _not_found(f"package linux-headers-{release} at {image['Version']}", release, flavour)
     # The image comes from the signed source package; the headers' version is the linux version.
     version = headers["Version"]
     series = ".".join(version.split(".")[:2])
     source_pkg = f"linux-source-{series}"
-    source = _apt_record(source_pkg, version)
+    source = apt_record(source_pkg, version)
     if source is None:
         raise KspliceError(
             f"no {source_pkg} at version {version} (the source of {release}) in the apt sources",
@@ -307,9 +312,9 @@ def fetch(cache: Path, release: str | None = None) -> KernelArtifacts:
 
     debs = root / "debs"
     with step(f"downloading kernel {release} ({version}): image, headers, source"):
-        image_deb = _download(image, debs)
-        headers_deb = _download(headers, debs)
-        source_deb = _download(source, debs)
+        image_deb = download_deb(image, debs)
+        headers_deb = download_deb(headers, debs)
+        source_deb = download_deb(source, debs)
     with step("unpacking"):
         _unpack_deb(image_deb, root / "image")
         _unpack_deb(headers_deb, root / "headers")

@@ -1,0 +1,23 @@
+"""Options every test run shares: tests too slow for the usual runs are left out unless asked.
+
+A test marked with one of SLOW runs only when the -m expression names that marker (say
+`-m upload_stable`), so `scripts/test` (and CI, within its hour) skips it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SLOW = ("upload_stable",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    expression = str(config.getoption("markexpr") or "")
+    slow = [m for m in SLOW if m not in expression]
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        (drop if any(item.get_closest_marker(m) for m in slow) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
