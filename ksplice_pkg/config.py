@@ -180,7 +180,9 @@ def create_options(
         packages=packages or KernelPackages(),
         patch=None if prebuild else given,
         keyring=keyring,
-        cache=cache,
+        # Absolute: the work dirs under it are kbuild's O= and M=, which make takes relative to
+        # the tree (a farm's debian/rules passes a cache inside the build tree).
+        cache=cache.absolute(),
         update_id=update_id,
         description=description,
         jobs=jobs,
