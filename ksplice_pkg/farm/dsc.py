@@ -137,7 +137,8 @@ def write_dsc(
     paths: InstalledTarget | None = None,
     distribution: str = "unstable",
 ) -> Path:
-    """The .dsc and its tarball in output_dir, made by dpkg-source -b; returns the .dsc."""
+    """The .dsc and its tarball in output_dir, made by dpkg-source -b, and the source-only
+    .changes an upload takes; returns the .dsc."""
     paths = paths or InstalledTarget.of(build.target)
     top_name = f"{build.name}-{build.version}"
     files = {
@@ -156,11 +157,11 @@ def write_dsc(
         _write(top / SYMBOL_MAP_FILE, build.symbol_map, 0o644, build.epoch)
         for directory in [top, *(p for p in top.rglob("*") if p.is_dir())]:
             os.utime(directory, (build.epoch, build.epoch))
-        run(
-            ["dpkg-source", "--build", top_name],
-            cwd=Path(tmp),
-            env={"SOURCE_DATE_EPOCH": str(build.epoch)},
-        )
+        env = {"SOURCE_DATE_EPOCH": str(build.epoch)}
+        run(["dpkg-source", "--build", top_name], cwd=Path(tmp), env=env)
+        # The source-only .changes: what debsign signs and dput uploads to the farm's queue.
+        changes = f"{build.name}_{build.version}_source.changes"
+        run(["dpkg-genchanges", "--build=source", f"-O../{changes}"], cwd=top, env=env)
         made = [p for p in Path(tmp).iterdir() if p.is_file()]
         for path in made:
             atomic_write(output_dir / path.name, path.read_bytes())

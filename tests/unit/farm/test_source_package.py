@@ -65,6 +65,9 @@ def test_dsc_unpacks_and_its_rules_run_build_against_the_installed_kernel(
     build = _build(_inputs(tmp_path / "in"))
     dsc = write_dsc(build, tmp_path / "out", distribution="bookworm-security")
     assert dsc.name == f"ksplice-update-{RELEASE}-abc_20260101.000000.dsc"
+    changes = (tmp_path / "out" / dsc.name.replace(".dsc", "_source.changes")).read_text()
+    assert "Architecture: source" in changes and dsc.name in changes
+    assert "Distribution: bookworm-security" in changes
     tree = tmp_path / "x"
     run(["dpkg-source", "-x", dsc, tree])
     control = (tree / "debian" / "control").read_text()
