@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import click
 
@@ -29,7 +29,32 @@ _cache_option = click.option(
 )
 
 
-@click.group(cls=BoundaryGroup)
+class _Commands(BoundaryGroup):
+    """The commands; those of a subpackage of the build side are imported only when run (or
+    their help shown), so that the runtime imports none of them, and listed only where their
+    package is installed."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "source-package": ("ksplice_pkg.farm.cli", "source_package")
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        import importlib.util
+
+        present = [n for n, (m, _) in self.LAZY.items() if importlib.util.find_spec(m)]
+        return sorted([*super().list_commands(ctx), *present])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            import importlib
+
+            module, name = self.LAZY[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), name)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__)
 @click.option("-v", "--verbose", count=True, help="Show the commands run and why (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -365,6 +390,11 @@ main.add_command(create_cmd)
 @click.option("--kconfig", type=_file, help="The target kernel's .config.")
 @click.option("--symvers", type=_file, help="The target kernel's Module.symvers.")
 @click.option("--vmlinux", type=_file, help="The target kernel's vmlinux or vmlinuz.")
+@click.option(
+    "--modules-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The target's installed lib/modules/<release> (instead of the kernel package's).",
+)
 @_package_options
 @click.option(
     "--format",
@@ -390,6 +420,7 @@ def build(
     kconfig: Path | None,
     symvers: Path | None,
     vmlinux: Path | None,
+    modules_dir: Path | None,
     kernel_package: Path | None,
     headers_package: Path | None,
     debug_package: Path | None,
@@ -422,7 +453,13 @@ def build(
     from ksplice_pkg.hotpatch import OutputFormat, build_hotpatch
     from ksplice_pkg.target.files import TargetSpec
 
-    target = TargetSpec(system_map=system_map, kconfig=kconfig, symvers=symvers, binary=vmlinux)
+    target = TargetSpec(
+        system_map=system_map,
+        kconfig=kconfig,
+        symvers=symvers,
+        binary=vmlinux,
+        modules_dir=modules_dir,
+    )
     result = build_hotpatch(
         kernel_source,
         target,

@@ -107,7 +107,7 @@ class PrebuildConfig:
     cache: Path
 
 
-def _description_from(patch: bytes, release: str) -> str:
+def description_from(patch: bytes, release: str) -> str:
     """The patch's first line (a mail's Subject), or a generic one for a bare diff."""
     text = patch.decode("utf-8", errors="surrogateescape")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -180,7 +180,9 @@ def create_options(
         packages=packages or KernelPackages(),
         patch=None if prebuild else given,
         keyring=keyring,
-        cache=cache,
+        # Absolute: the work dirs under it are kbuild's O= and M=, which make takes relative to
+        # the tree (a farm's debian/rules passes a cache inside the build tree).
+        cache=cache.absolute(),
         update_id=update_id,
         description=description,
         jobs=jobs,
@@ -235,7 +237,7 @@ def create_config(
         patch_opt=options.patch_opt,
         id=options.update_id or random_id(),
         description=check_description(
-            description if description is not None else _description_from(patch, target.release)
+            description if description is not None else description_from(patch, target.release)
         ),
         jobs=options.jobs or default_jobs(),
         output_dir=options.output_dir.resolve(),

@@ -1,14 +1,17 @@
 """Options every test run shares: tests too slow for the usual runs are left out unless asked.
 
 A test marked with one of SLOW runs only when the -m expression names that marker (say
-`-m upload_stable`), so `scripts/test` (and CI, within its hour) skips it.
+`-m upload_stable` or `-m farm`), so `scripts/test` (and CI, within its hour) and `-m lab` skip
+it: `upload_stable` builds a whole upstream stable update (tens of minutes); `farm` builds a
+source package in a clean chroot with sbuild and rpmbuild (many minutes, and the network to
+Debian's archive).
 """
 
 from __future__ import annotations
 
 import pytest
 
-SLOW = ("upload_stable",)
+SLOW = ("upload_stable", "farm")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

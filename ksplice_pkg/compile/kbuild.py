@@ -47,10 +47,38 @@ class PreparedTree:
         check_make_path(self.source, "the kernel source tree")
         check_make_path(self.objdir, "the object directory (under the cache)")
 
-    def make_args(self, jobs: int) -> list[str]:
+    def make_args(self, jobs: int, kcflags: str = "") -> list[str]:
         # KERNELRELEASE pins vermagic to the distro's uname -r: Debian's tree would otherwise
         # compute its own (e.g. 6.1.192) and the target kernel would refuse the module.
-        return ["make", "-C", str(self.objdir), f"-j{jobs}", f"KERNELRELEASE={self.release}"]
+        flags = f"{kcflags} {debug_prefix_flags(self.source, self.objdir)}".strip()
+        return [
+            "make",
+            "-C",
+            str(self.objdir),
+            f"-j{jobs}",
+            f"KERNELRELEASE={self.release}",
+            f"KCFLAGS={flags}",
+        ]
+
+
+# The names debug info gives the trees: the module's DWARF records where its sources and objects
+# were (file names, the compile directory). The cache holds them under keys of the inputs' bytes
+# and paths, so without these the same update built from another cache (a build farm's chroot,
+# where the kernel source is the installed linux-source tarball) differs in every such path.
+DEBUG_SOURCE_DIR = "/usr/src/ksplice-pkg/source"
+DEBUG_WORK_DIR = "/usr/src/ksplice-pkg/work"
+
+
+def debug_prefix_flags(source: Path, objdir: Path) -> str:
+    """-fdebug-prefix-map options for a build of `source` into `objdir`, whose parent is the
+    work directory (pre/, post/, post-src/, module/ are all in it). Debug info only: the code
+    and __FILE__ (kbuild's own -fmacro-prefix-map) do not change."""
+    # gcc tries the last option first: the source tree's map wins for a tree inside the work
+    # directory (the patched copy).
+    return (
+        f"-fdebug-prefix-map={objdir.parent}={DEBUG_WORK_DIR} "
+        f"-fdebug-prefix-map={source}={DEBUG_SOURCE_DIR}"
+    )
 
 
 def default_jobs() -> int:

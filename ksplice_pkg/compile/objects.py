@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ksplice_pkg.compile.headers import header_users
-from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path, debug_prefix_flags
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.run import run, terminate_children
@@ -107,7 +107,7 @@ def compile_objects(source: Path, objdir: Path, release: str, units: list[str], 
             f"O={objdir}",
             f"-j{jobs}",
             f"KERNELRELEASE={release}",
-            f"KCFLAGS={SECTION_FLAGS}",
+            f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}",
             *units,
         ]
     )

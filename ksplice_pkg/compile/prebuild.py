@@ -12,5 +12,5 @@ def prebuild(tree: PreparedTree, jobs: int) -> None:
     """Build the whole kernel once with the differ's flags: later creates then compile only what
     a patch needs, and header changes find their users in kbuild's dependency records."""
     with step(f"prebuilding vmlinux of {tree.source} ({SECTION_FLAGS})"):
-        run([*tree.make_args(jobs), f"KCFLAGS={SECTION_FLAGS}", "vmlinux"], timeout=6 * 3600)
+        run([*tree.make_args(jobs, SECTION_FLAGS), "vmlinux"], timeout=6 * 3600)
     (tree.objdir / PREBUILT_STAMP).write_text(tree.release + "\n")

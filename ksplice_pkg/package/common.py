@@ -73,13 +73,19 @@ def prepare(
 def script(template: str, package: PackagePlan) -> str:
     """A maintainer script from its template in ksplice_pkg/package/scripts/; the values
     substituted are plain words, which the shell takes as they are."""
-    text = (resources.files("ksplice_pkg.package") / "scripts" / template).read_text()
     m = package.manifest
+    return script_of(template, package.name, m.id, m.kernel_release, m.module_name)
+
+
+def script_of(template: str, package: str, update_id: str, release: str, module: str) -> str:
+    """The maintainer script of a package named `package` for an update not read yet (a
+    source RPM's, whose update the farm builds)."""
+    text = (resources.files("ksplice_pkg.package") / "scripts" / template).read_text()
     for key, value in {
-        "@PACKAGE@": package.name,
-        "@ID@": m.id,
-        "@RELEASE@": m.kernel_release,
-        "@MODULE@": m.module_name,
+        "@PACKAGE@": package,
+        "@ID@": update_id,
+        "@RELEASE@": release,
+        "@MODULE@": module,
     }.items():
         text = text.replace(key, plain(value, key.strip("@").lower()))
     return text

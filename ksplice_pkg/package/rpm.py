@@ -7,7 +7,7 @@ and SOURCE_DATE_EPOCH as build time and ceiling of every file's mtime.
 
 rpmbuild interprets a spec as it reads it (macros, shell and Lua in %(...) and %{lua:...},
 sections, conditionals, %include), so what the update says is written as data: each value one
-line of printable text with every % doubled, no line of text starting with % or # (_lines), and
+line of printable text with every % doubled, no line of text starting with % or # (spec_lines), and
 the file list, which rpmbuild expands too, only of names checked plain (file_list_of).
 """
 
@@ -44,14 +44,14 @@ RPMBUILD_DEFINES = {
 }
 
 
-def _inline(value: str, what: str) -> str:
+def spec_inline(value: str, what: str) -> str:
     """A value for the rest of a spec line whose start is ours (a tag, a changelog entry)."""
     # rpmbuild expands macros everywhere in a spec, %(...), %{lua:...} and %[...] included;
     # %% is the one spelling of a literal %.
     return one_line(value, what).replace("%", "%%")
 
 
-def _lines(text: str, what: str, starts: tuple[str, ...] = ("%", "#")) -> list[str]:
+def spec_lines(text: str, what: str, starts: tuple[str, ...] = ("%", "#")) -> list[str]:
     """Lines of text that rpmbuild must read as they are (a description, a scriptlet).
 
     rpmbuild expands %% to % before it looks at a line, and then takes a line that starts with a
@@ -68,7 +68,7 @@ def _lines(text: str, what: str, starts: tuple[str, ...] = ("%", "#")) -> list[s
             raise PackagingError(
                 f"{what}: the line {line!r} would be read by rpmbuild as a spec directive"
             )
-        out.append(_inline(line, what))
+        out.append(spec_inline(line, what))
     return out
 
 
@@ -96,29 +96,30 @@ def spec(package: PackagePlan, staged: Path, file_list: Path, maintainer: str, e
     ]
     date = time.strftime("%a %b %d %Y", time.gmtime(epoch))
     lines = [
-        *(f"{tag}: {_inline(value, tag)}" for tag, value in tags),
+        *(f"{tag}: {spec_inline(value, tag)}" for tag, value in tags),
         "",
         "%description",
-        *_lines(package.description, "the description"),
+        *spec_lines(package.description, "the description"),
         "",
         "%install",
-        f"cp -a {_inline(shlex.quote(f'{staged}/.'), 'the staging directory')} %{{buildroot}}/",
+        f"cp -a {spec_inline(shlex.quote(f'{staged}/.'), 'the staging directory')} %{{buildroot}}/",
         "",
         "%post",
-        *_lines(script("rpm-post", package), "the %post scriptlet", ("%",)),
+        *spec_lines(script("rpm-post", package), "the %post scriptlet", ("%",)),
         "%preun",
-        *_lines(script("rpm-preun", package), "the %preun scriptlet", ("%",)),
+        *spec_lines(script("rpm-preun", package), "the %preun scriptlet", ("%",)),
         # A file list read with -f is macro-expanded as the spec is: it holds only the names
         # file_list_of() checked.
-        f"%files -f {_inline(str(file_list), 'the file list')}",
+        f"%files -f {spec_inline(str(file_list), 'the file list')}",
         "%defattr(-,root,root,-)",
         "",
         "%changelog",
-        f"* {date} {_inline(maintainer, 'the maintainer')} - "
+        f"* {date} {spec_inline(maintainer, 'the maintainer')} - "
         f"{package.version}-{package.rpm_release}",
-        f"- {_inline(package.summary, 'the summary')} ({_inline(m.kernel_release, 'release')})",
+        f"- {spec_inline(package.summary, 'the summary')} "
+        f"({spec_inline(m.kernel_release, 'release')})",
         # The manifest's CVE ids are CVE-YYYY-NNNN, nothing rpmbuild interprets; one an entry.
-        *(f"- Fixes {_inline(cve, 'the CVE id')}" for cve in m.cves),
+        *(f"- Fixes {spec_inline(cve, 'the CVE id')}" for cve in m.cves),
         "",
     ]
     return "\n".join(lines)

@@ -30,8 +30,7 @@ from tests.unit.tools import unshifted
 def _build(tree: PreparedTree, *objects: str) -> list[Path]:
     run(
         [
-            *tree.make_args(default_jobs()),
-            "KCFLAGS=-ffunction-sections -fdata-sections",
+            *tree.make_args(default_jobs(), "-ffunction-sections -fdata-sections"),
             *objects,
         ]
     )

@@ -41,6 +41,16 @@ def test_patch_bytes_make_an_update_config(tmp_path: Path, target: TargetSpec) -
     assert cfg.work_dir == work_dir_for(tmp_path / "cache", source)
 
 
+def test_a_relative_cache_dir_gives_absolute_work_dirs(
+    tmp_path: Path, target: TargetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = small_tree(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    cfg = gather(create_options(source, target, cache=Path("cache"), patch=PATCH))
+    assert cfg.work_dir.is_absolute()
+    assert cfg.work_dir == work_dir_for(tmp_path / "cache", source)
+
+
 def test_config_only_assembles_what_it_is_given(tmp_path: Path) -> None:
     # No file is read: the tree and the target's files are whatever the first stage made.
     options = create_options(
