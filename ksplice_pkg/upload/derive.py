@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild, changed_names, header_users
-from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path, debug_prefix_flags
 from ksplice_pkg.compile.objects import SECTION_FLAGS, clone_objdir, module_of
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.unit import UnitChange, diff_objects
@@ -239,7 +239,8 @@ class Derivation:
         ):
             proc = run(
                 ["make", "-C", source, f"O={objdir}", f"-j{self.jobs}", "-k",
-                 f"KERNELRELEASE={self.tree.release}", f"KCFLAGS={SECTION_FLAGS}", *units],
+                 f"KERNELRELEASE={self.tree.release}",
+                 f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}", *units],
                 check=False,
                 timeout=6 * 3600,
             )  # fmt: skip
