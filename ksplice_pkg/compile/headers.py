@@ -8,8 +8,9 @@ cores. Instead, in four narrowing steps, each a superset of the next:
    from the include directives of the tree's text (cached per tree);
 3. of those, the ones that mention a definition the patch changes (a macro, an inline function,
    or a definition in another included header that uses one), by name;
-4. of those, the ones whose preprocessed source really differs before and after, leaving out
-   differences confined to the bodies of inline functions the unit never refers to.
+4. of those, the ones whose preprocessed source differs before and after in code gcc emits:
+   not only in declarations it drops because nothing in the unit refers to them (an unused
+   inline helper, a prototype, a type; see `preprocessed`).
 
 Only the last set is compiled on both sides. A changed struct or union layout is refused: a
 livepatch cannot change the layout of data the running kernel already holds.
@@ -18,16 +19,16 @@ livepatch cannot change the layout of data the running kernel already holds.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ksplice_pkg.compile.kbuild import PreparedTree
+from ksplice_pkg.compile.preprocessed import code_difference
 from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import logger, step
@@ -355,8 +356,9 @@ def _read(path: Path) -> str:
         return ""
 
 
-_LINE_MARKER = re.compile(r"^# \d+ .*$|^\s*$", re.MULTILINE)
 _VERDICTS = ".ksplice-preprocessed.json"
+# Bumped when the judgement of two .i files changes, so no verdict of an older one is reused.
+_JUDGE = "pieces-2"
 
 
 def preprocessed_differs(
@@ -364,50 +366,73 @@ def preprocessed_differs(
     post_source: Path,
     post_objdir: Path,
     units: list[str],
-    names: set[str],
     jobs: int,
 ) -> list[str]:
-    """The units whose preprocessed source differs before and after, differences inside the
-    bodies of `names` (changed inline functions) that the unit never calls set aside.
+    """The units whose preprocessed source differs before and after in a way that can change
+    their object code (see `preprocessed.code_difference`).
 
-    Each verdict is kept in the post object dir with the times of the two .i files it read:
-    make leaves a .i alone while nothing it was made of changes, and the next round (or run)
-    of an upload then reads neither file again."""
+    A .i is as large as a megabyte or several, and a stable upload asks about thousands of
+    units on both sides: each is emptied once judged, keeping its time. make then still
+    finds it up to date while nothing it was made of changes, and the verdict, kept in the
+    post object dir with the times of the two files it read, answers the next round or run.
+    A file emptied for another upload's question is made again."""
     targets = [u.removesuffix(".o") + ".i" for u in units]
-    for source, objdir in ((pre.source, pre.objdir), (post_source, post_objdir)):
-        run(
-            ["make", "-C", source, f"O={objdir}", f"-j{jobs}", "-k",
-             f"KERNELRELEASE={pre.release}", *targets],
-            check=False,
-            timeout=6 * 3600,
-        )  # fmt: skip
     record = post_objdir / _VERDICTS
     try:
         known = json.loads(record.read_text()) if record.is_file() else {}
     except ValueError:
         known = {}
-    asked = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
-    differing = []
-    for unit, target in zip(units, targets, strict=True):
-        stamp = [_stamp(pre.objdir / target), _stamp(post_objdir / target), asked]
-        if known.get(unit, [None])[:3] == stamp:
-            if known[unit][3]:
-                differing.append(unit)
-            continue
-        a, b = _read(pre.objdir / target), _read(post_objdir / target)
-        if not a or not b:
-            logger.debug("%s: not preprocessed on both sides; compiled to be sure", unit)
-            differing.append(unit)
-            continue
-        differs = a != b
-        if differs:
-            a, b = _LINE_MARKER.sub("", a), _LINE_MARKER.sub("", b)
-            differs = a != b and not only_unused_inlines(a, b, names)
-        if differs:
-            differing.append(unit)
-        known[unit] = [*stamp, differs]
+    pairs = [(pre.objdir / t, post_objdir / t) for t in targets]
+    for attempt in range(2):
+        for source, objdir in ((pre.source, pre.objdir), (post_source, post_objdir)):
+            run(
+                ["make", "-C", source, f"O={objdir}", f"-j{jobs}", "-k",
+                 f"KERNELRELEASE={pre.release}", *targets],
+                check=False,
+                timeout=6 * 3600,
+            )  # fmt: skip
+        if attempt:
+            break
+        # Emptied by an earlier judgement that this one cannot reuse: make them again.
+        stale = [
+            path
+            for unit, pair in zip(units, pairs, strict=True)
+            if known.get(unit, [None])[:3] != [*map(_stamp, pair), _JUDGE]
+            for path in pair
+            if path.is_file() and path.stat().st_size == 0
+        ]
+        if not stale:
+            break
+        for path in stale:
+            path.unlink()
+    asked = [
+        (unit, str(a), str(b))
+        for unit, (a, b) in zip(units, pairs, strict=True)
+        if known.get(unit, [None])[:3] != [_stamp(a), _stamp(b), _JUDGE]
+    ]
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        for unit, why in pool.map(_judge, asked, chunksize=16):
+            if why:
+                logger.debug("%s: %s", unit, why)
+            target = unit.removesuffix(".o") + ".i"
+            stamps = [_stamp(pre.objdir / target), _stamp(post_objdir / target)]
+            known[unit] = [*stamps, _JUDGE, why is not None]
     atomic_write(record, json.dumps(known))
-    return differing
+    return [unit for unit in units if known[unit][3]]
+
+
+def _judge(job: tuple[str, str, str]) -> tuple[str, str | None]:
+    """One unit's verdict (None: the same code), both .i files emptied once read."""
+    unit, pre_i, post_i = job
+    texts = [_read(Path(pre_i)), _read(Path(post_i))]
+    if not all(texts):
+        return unit, "not preprocessed on both sides; compiled to be sure"
+    why = code_difference(*texts)
+    for path in (Path(pre_i), Path(post_i)):
+        st = path.stat()
+        os.truncate(path, 0)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return unit, why
 
 
 def _stamp(path: Path) -> str:
@@ -416,62 +441,6 @@ def _stamp(path: Path) -> str:
     except OSError:
         return ""
     return f"{st.st_mtime_ns}:{st.st_size}"
-
-
-# What splits preprocessed C into its file-scope pieces: braces and semicolons, outside the
-# string and character literals that may hold them.
-_PIECE_MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
-_CALLED = re.compile(r"([A-Za-z_]\w*)\s*\(")
-
-
-def _pieces(text: str) -> list[str]:
-    """The file-scope declarations and definitions of preprocessed C, in order: each ends at a
-    semicolon or at the brace that closes a definition."""
-    pieces = []
-    start = depth = 0
-    for m in _PIECE_MARK.finditer(text):
-        mark = m.group()
-        if mark == "{":
-            depth += 1
-        elif mark == "}":
-            depth -= 1
-            if depth == 0:
-                pieces.append(text[start : m.end()].strip())
-                start = m.end()
-        elif mark == ";" and depth == 0:
-            pieces.append(text[start : m.end()].strip())
-            start = m.end()
-    if text[start:].strip():
-        pieces.append(text[start:].strip())
-    return pieces
-
-
-def only_unused_inlines(pre: str, post: str, names: set[str]) -> bool:
-    """Whether pre and post differ only in definitions of `names` that nothing else in the
-    unit refers to: an inline function compiled into nothing when it is not called.
-
-    The two texts are compared piece by piece (file-scope definitions), so the cost is a few
-    scans of the text whatever the number of names: a stable upload's headers change
-    thousands."""
-    a, b = Counter(_pieces(pre)), Counter(_pieces(post))
-    sides = ((pre, list((a - b).elements())), (post, list((b - a).elements())))
-    defined: dict[str, list[tuple[str, str]]] = {}  # name -> (side's text, its definition)
-    for text, pieces in sides:
-        for piece in pieces:
-            if not piece.endswith("}"):
-                return False
-            head = piece[: piece.find("{")]
-            named = [n for n in _CALLED.findall(head) if n in names]
-            if not named:
-                return False
-            defined.setdefault(named[-1], []).append((text, piece))
-    for name, found in defined.items():
-        use = re.compile(rf"\b{re.escape(name)}\b")
-        for text, _ in sides:
-            inside = sum(len(use.findall(piece)) for t, piece in found if t is text)
-            if len(use.findall(text)) > inside:
-                return False
-    return True
 
 
 def header_users(
@@ -522,7 +491,7 @@ def header_users(
             (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
     ordered = sorted(mentioned)
     with step(f"preprocessing {len(ordered)} unit(s) before and after"):
-        differing = preprocessed_differs(tree, post_source, post_objdir, ordered, names, jobs)
+        differing = preprocessed_differs(tree, post_source, post_objdir, ordered, jobs)
     logger.info(
         "%d unit(s) really change: %s",
         len(differing),

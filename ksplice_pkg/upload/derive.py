@@ -245,6 +245,12 @@ class Derivation:
                 timeout=6 * 3600,
             )  # fmt: skip
             output = (proc.stdout + proc.stderr).decode(errors="replace")
+            if "No space left on device" in output:
+                raise KspliceError(
+                    f"the disk holding {objdir} is full: the {side} side did not compile",
+                    hint="free space there (or give --cache-dir on a larger disk) and run "
+                    "again: what compiled is kept",
+                )
             broken = set(_FAILED.findall(output))
             for unit in units:
                 if unit not in broken and (objdir / unit).is_file():

@@ -12,7 +12,6 @@ from ksplice_pkg.compile.headers import (
     changed_names,
     definitions,
     mentioning_units,
-    only_unused_inlines,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.errors import RefusedError
@@ -137,40 +136,3 @@ def test_users_are_found_through_other_headers_definitions(tmp_path: Path) -> No
     found = mentioning_units(tree.source, units, {"include/foo.h", "include/wrap.h"}, {"foo_get"})
     # b.c calls WRAP, which expands to foo_twice, which calls foo_get.
     assert found == {"a.o", "b.o"}
-
-
-PRE_I = """int unrelated(int x) { return x; }
-static inline __attribute__((unused)) int get_nr(struct t *p)
-{
- return p->n;
-}
-int user(struct t *p) { return %s; }
-"""
-
-
-def test_changed_unused_inline_is_no_change_but_a_used_one_is() -> None:
-    pre_unused, post_unused = PRE_I % "1", PRE_I.replace("p->n;", "p->n + 1;") % "1"
-    assert only_unused_inlines(pre_unused, post_unused, {"get_nr"})
-    pre_used, post_used = PRE_I % "get_nr(p)", PRE_I.replace("p->n;", "p->n + 1;") % "get_nr(p)"
-    assert not only_unused_inlines(pre_used, post_used, {"get_nr"})
-    # A difference outside the inline's body always counts.
-    assert not only_unused_inlines(
-        pre_unused, pre_unused.replace("return x;", "return -x;"), {"get_nr"}
-    )
-
-
-def test_braces_in_literals_do_not_split_and_a_declaration_counts_as_a_use() -> None:
-    pre = (
-        'static const char *fmt = "{%d}";\n'
-        "static inline int get_nr(struct t *p) { if (p) { return '}'; } return 0; }\n"
-        "int user(void) { return 1; }\n"
-    )
-    post = pre.replace("return 0;", "return 2;")
-    assert only_unused_inlines(pre, post, {"get_nr"})
-    # Only names the change touched may differ.
-    assert not only_unused_inlines(pre, post, {"other"})
-    # A prototype elsewhere in the unit could be what a function pointer takes: a use.
-    declared = "int get_nr(struct t *p);\n"
-    assert not only_unused_inlines(declared + pre, declared + post, {"get_nr"})
-    # A changed piece that is no function definition always counts.
-    assert not only_unused_inlines(pre, pre.replace('"{%d}"', '"{%u}"'), {"get_nr"})

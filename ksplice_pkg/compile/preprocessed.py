@@ -1,0 +1,240 @@
+"""Whether a unit's code changes, judged from its preprocessed source before and after.
+
+A header change reaches thousands of units by include and by name (a stable update changes
+`skbuff.h`, `mm.h`, `fs.h`), but most of them only see a declaration they never use: a new
+inline helper, a prototype gaining a parameter, a struct they do not touch. gcc emits nothing
+for those, so the unit's object code is the same. Compiling both sides of every such unit
+would be a full kernel build twice; reading the two .i files costs a fraction of that.
+
+The two texts are cut into their file-scope pieces (declarations and definitions). The pieces
+that differ must each be one the compiler drops when nothing refers to what it declares: a
+static function or variable, a prototype, an extern declaration, a type. Then no other piece
+of the unit may refer to a name they declare, except pieces that are themselves such dropped
+declarations of changed names (an unused helper calling another). Anything else counts as a
+change, and the unit is compiled on both sides.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+# Names made unique with __COUNTER__: one more use in a header renumbers every later one in the
+# unit, but they name locals and never-called error stubs, so the number is no code.
+_COUNTED = re.compile(r"(__UNIQUE_ID_\w*?|__compiletime_assert_)\d+\b")
+# What cuts preprocessed C into pieces: braces and semicolons, outside the string and
+# character literals that may hold them.
+_MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_ATTRIBUTE = re.compile(r"\b(?:__attribute__|__asm__|asm)\s*\(")
+_TAG = re.compile(r"^(struct|union|enum)\s+([A-Za-z_]\w*)\s*$")
+_CALLED = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_POINTER_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
+_PAREN_NAME = re.compile(r"\(\s*([A-Za-z_]\w*)\s*\)\s*\(")  # typedef int (name)(args);
+_TYPEDEF_FUNCTION = re.compile(r"^typedef\s+[^(]*?\b([A-Za-z_]\w*)\s*\(")  # typedef int name(args);
+_TAG_BEFORE = re.compile(r"\b(struct|union|enum)\s+$")
+_LAST_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*$")
+# Attributes that keep a definition in the object even when nothing in the unit refers to it.
+_KEPT = re.compile(r"\b(?:__used__|used|constructor|__constructor__|externally_visible)\b")
+_NOT_NAMES = {
+    "__typeof__", "typeof", "__typeof", "sizeof", "_Alignof", "__alignof__", "__builtin_offsetof",
+    "void", "int", "char", "long", "short", "unsigned", "signed", "float", "double", "_Bool",
+    "const", "volatile", "static", "extern", "inline", "__inline", "__inline__", "return",
+    "struct", "union", "enum",
+}  # fmt: skip
+
+
+def pieces(text: str) -> list[tuple[int, int]]:
+    """The file-scope pieces of preprocessed C as (start, end) offsets, in order. A function
+    definition ends at its closing brace; any other piece (a struct, an initialised variable,
+    a prototype) at its semicolon."""
+    found: list[tuple[int, int]] = []
+    start = depth = 0
+    opened = -1
+    for m in _MARK.finditer(text):
+        mark = m.group()
+        if mark == "{":
+            if depth == 0:
+                opened = m.start()
+            depth += 1
+        elif mark == "}":
+            depth -= 1
+            if depth == 0 and _ends_in_parameters(text[start:opened].rstrip()):
+                found.append((start, m.end()))
+                start = m.end()
+        elif mark == ";" and depth == 0:
+            found.append((start, m.end()))
+            start = m.end()
+    if text[start:].strip():
+        found.append((start, len(text)))
+    return found
+
+
+def _ends_in_parameters(head: str) -> bool:
+    """Whether a piece's text before its brace ends in a parameter list: a function."""
+    if not head.endswith(")"):
+        return False  # struct foo, an initialiser's =
+    if not head.endswith("))"):
+        return True  # the common case, with no attribute to read past
+    return _without_attributes(head).rstrip().endswith(")")
+
+
+def normalised(text: str) -> str:
+    """Preprocessed C without what is no code: line markers, blank lines, the numbers of
+    __COUNTER__ names."""
+    lines = text.split("\n")
+    kept = "\n".join(ln for ln in lines if ln and not ln.startswith("# ") and not ln.isspace())
+    return _COUNTED.sub(r"\1N", kept)
+
+
+def _without_attributes(head: str) -> str:
+    """`head` with its __attribute__((...)) and asm("label") parts left out."""
+    while m := _ATTRIBUTE.search(head):
+        depth, end = 0, len(head)
+        for i in range(m.end() - 1, len(head)):
+            if head[i] == "(":
+                depth += 1
+            elif head[i] == ")":
+                depth -= 1
+                if depth == 0:
+                    end = i + 1
+                    break
+        head = head[: m.start()] + " " + head[end:]
+    return head
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one file-scope piece declares, and whether the compiler drops it unless some other
+    piece refers to one of those names."""
+
+    names: frozenset[str]  # "struct foo" for a tag, plain identifiers otherwise
+    droppable: bool
+    kind: str = "other"  # "function" (a definition or prototype), "type", "other"
+
+
+def piece_of(text: str) -> Piece:
+    text = text.strip()
+    brace = text.find("{")
+    head = text if brace < 0 else text[:brace]
+    plain = " ".join(_without_attributes(head).split())
+    kept = bool(_KEPT.search(head))
+    if text.startswith("_Static_assert") or text == ";":
+        return Piece(frozenset(), True)
+    if text.endswith("}"):  # a function definition (pieces() ends nothing else at a brace)
+        named = [n for n in _CALLED.findall(plain) if n not in _NOT_NAMES]
+        static = re.search(r"\bstatic\b", plain) is not None
+        return Piece(frozenset(named[:1]), static and not kept and bool(named), "function")
+    if plain.startswith("typedef"):
+        name = (
+            _POINTER_NAME.search(text)
+            or _PAREN_NAME.search(text)
+            or _TYPEDEF_FUNCTION.search(_without_attributes(text))
+            or _LAST_NAME.search(text[:-1].rstrip())
+        )
+        tag = _TAG.match(" ".join(_without_attributes(plain[7:]).split()))
+        names = {name[1]} if name else set()
+        if tag:
+            names.add(f"{tag[1]} {tag[2]}")
+        return Piece(frozenset(names), bool(names), "type")
+    if plain == "enum" and brace >= 0:  # enum { A, B }; declares only its constants
+        return Piece(frozenset(_enumerators(text, brace)), True, "type")
+    tag = _TAG.match(plain.removesuffix(";").rstrip())
+    if tag and brace < 0:
+        return Piece(frozenset(), True, "type")  # struct foo; a type some other piece defines
+    if tag:  # struct foo { ... };
+        names = {f"{tag[1]} {tag[2]}"}
+        if tag[1] == "enum" and brace >= 0:
+            names |= _enumerators(text, brace)
+        return Piece(frozenset(names), True, "type")
+    words = plain.split()
+    extern = "extern" in words
+    static = "static" in words
+    called = next((m for m in _CALLED.finditer(plain) if m[1] not in _NOT_NAMES), None)
+    pointer = _POINTER_NAME.search(plain)
+    if (
+        called
+        and "=" not in plain[: called.start()]
+        and not (pointer and pointer.start() < called.start())
+    ):
+        return Piece(frozenset({called[1]}), not kept, "function")  # a prototype
+    if (extern or static) and not kept:
+        name = _POINTER_NAME.search(plain) or _LAST_NAME.search(plain.split("=")[0].rstrip(" ;"))
+        if name and name[1] not in _NOT_NAMES:
+            return Piece(frozenset({name[1]}), True)
+    return Piece(frozenset(), False)
+
+
+def _enumerators(text: str, brace: int) -> set[str]:
+    body = text[brace + 1 : text.rfind("}")]
+    return {m[1] for m in re.finditer(r"(?:^|,)\s*([A-Za-z_]\w*)", body)}
+
+
+def same_code(pre: str, post: str) -> bool:
+    """Whether two preprocessed texts of one unit give the same object code, as far as can be
+    told without compiling them (see the module docstring). False whenever in doubt."""
+    return code_difference(pre, post) is None
+
+
+def code_difference(pre: str, post: str) -> str | None:
+    """None when pre and post differ only in pieces the compiler drops; otherwise the first
+    piece that makes them differ, for the log."""
+    pre, post = normalised(pre), normalised(post)
+    if pre == post:
+        return None
+    sides = [(pre, pieces(pre)), (post, pieces(post))]
+    counts = [Counter(text[a:b].strip() for a, b in cut) for text, cut in sides]
+    differing = list((counts[0] - counts[1]).elements()) + list((counts[1] - counts[0]).elements())
+    changed: set[str] = set()
+    functions: set[str] = set()  # changed names that are functions: no type can depend on them
+    for text in differing:
+        piece = piece_of(text)
+        if not piece.droppable:
+            return f"changed: {_short(text)}"
+        changed |= piece.names
+        if piece.kind == "function":
+            functions |= piece.names
+    if not changed:
+        return None
+    # What refers to a changed name is changed in turn, unless the compiler drops it too (an
+    # unused helper calling another, a prototype naming a changed struct): follow the uses
+    # until they end in dropped pieces only, or reach one that stays (a global function).
+    starts = [[a for a, _ in cut] for _, cut in sides]
+    read: dict[tuple[int, int], Piece] = {}
+    tainted: set[tuple[int, int]] = set()
+    frontier = set(changed)
+    while frontier:
+        words = sorted({n.split()[-1] for n in frontier}, key=len, reverse=True)
+        use = re.compile(rf"\b(?:{'|'.join(map(re.escape, words))})\b")
+        found: set[str] = set()
+        for side, (text, cut) in enumerate(sides):
+            for m in use.finditer(text):
+                tag = _TAG_BEFORE.search(text, max(0, m.start() - 12), m.start())
+                name = f"{tag[1]} {m[0]}" if tag else m[0]
+                if name not in frontier:
+                    continue
+                at = (side, bisect.bisect_right(starts[side], m.start()) - 1)
+                if at in tainted:
+                    continue
+                if at not in read:
+                    read[at] = piece_of(text[cut[at[1]][0] : cut[at[1]][1]])
+                piece = read[at]
+                if piece.kind == "type" and (name in functions or not piece.names):
+                    continue  # a member named like a changed function; struct foo;
+                tainted.add(at)
+                piece_text = text[cut[at[1]][0] : cut[at[1]][1]]
+                if not (piece.droppable and piece.names):
+                    return f"{name} changes and is used by: {_short(piece_text)}"
+                found |= piece.names
+                if piece.kind == "function":
+                    functions |= piece.names
+        frontier = found - changed
+        changed |= found
+    return None
+
+
+def _short(text: str) -> str:
+    flat = " ".join(_without_attributes(text).split())
+    return flat if len(flat) <= 120 else flat[:117] + "..."
