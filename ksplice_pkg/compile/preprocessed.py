@@ -22,8 +22,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 # Names made unique with __COUNTER__: one more use in a header renumbers every later one in the
-# unit, but they name locals and never-called error stubs, so the number is no code.
-_COUNTED = re.compile(r"(__UNIQUE_ID_\w*?|__compiletime_assert_)\d+\b")
+# unit, but they name locals, never-called error stubs and initcall entries (whose name is
+# __initcall__<module>__<counter>_<line>_<function>), so the number is no code.
+_COUNTED = re.compile(r"(__UNIQUE_ID_\w*?|__compiletime_assert_|__initcall__\w*?__)\d+(?=\b|_\d+_)")
 # What cuts preprocessed C into pieces: braces and semicolons, outside the string and
 # character literals that may hold them.
 _MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
