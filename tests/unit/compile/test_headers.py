@@ -3,6 +3,7 @@ who includes and who uses them, and which preprocessed differences matter."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ksplice_pkg.compile.headers import (
     changed_names,
     definitions,
     mentioning_units,
+    preprocessed_differs,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.errors import RefusedError
@@ -136,3 +138,46 @@ def test_users_are_found_through_other_headers_definitions(tmp_path: Path) -> No
     found = mentioning_units(tree.source, units, {"include/foo.h", "include/wrap.h"}, {"foo_get"})
     # b.c calls WRAP, which expands to foo_twice, which calls foo_get.
     assert found == {"a.o", "b.o"}
+
+
+# A stand-in for kbuild's `make -C SOURCE O=OBJDIR dir/unit.i`: the .i is remade only when
+# older than its source, which is what lets an emptied .i stand for a judged one.
+FAKE_KBUILD = """\
+fs/a.i: $(O)/fs/a.i
+\t@:
+$(O)/fs/a.i: fs/a.c
+\tmkdir -p $(dir $@) && cpp -P $< -o $@
+"""
+UNIT = "int used(int x);\nint f(int x) {{ return used(x) + {n}; }}\n{extra}"
+
+
+def _i_trees(tmp_path: Path, post: str) -> tuple[PreparedTree, Path, Path]:
+    pre = _tree(tmp_path, {"Makefile": FAKE_KBUILD, "fs/a.c": UNIT.format(n=1, extra="")})
+    post_src, post_obj = tmp_path / "post-src", tmp_path / "post-obj"
+    (post_src / "fs").mkdir(parents=True)
+    (post_src / "Makefile").write_text(FAKE_KBUILD)
+    (post_src / "fs" / "a.c").write_text(post)
+    post_obj.mkdir()
+    return pre, post_src, post_obj
+
+
+def test_judged_i_files_are_emptied_and_their_verdict_reused_until_a_source_changes(
+    tmp_path: Path,
+) -> None:
+    unused = "static inline int spare(void) { return 2; }\n"
+    pre, post_src, post_obj = _i_trees(tmp_path, UNIT.format(n=1, extra=unused))
+    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    made = [pre.objdir / "fs/a.i", post_obj / "fs/a.i"]
+    assert [p.stat().st_size for p in made] == [0, 0]
+    times = [p.stat().st_mtime_ns for p in made]
+    # Asked again: make finds both up to date, the kept verdict answers.
+    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    assert [p.stat().st_mtime_ns for p in made] == times
+    # The after side changes: its .i is remade, and the emptied old one too, since this
+    # question has no verdict yet (read empty, it would count as a difference).
+    post = post_src / "fs" / "a.c"
+    for n, extra, differs in ((1, unused.replace("2", "3"), []), (2, unused, ["fs/a.o"])):
+        post.write_text(UNIT.format(n=n, extra=extra))
+        later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
+        os.utime(post, ns=(later, later))
+        assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == differs
