@@ -8,6 +8,7 @@ from ksplice_pkg.compile.objects import ObjectPair
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.compare import UnitDiff, explain, is_init_section, pair_functions, signature
 from ksplice_pkg.diff.data import changed_init_data, check_data, correlate_statics
+from ksplice_pkg.diff.layout import check_layouts
 from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.query import functions
 from ksplice_pkg.elf.reader import read_object
@@ -112,6 +113,7 @@ def diff_pairs(pairs: list[ObjectPair], runtime_only: bool = False) -> list[Unit
         for name in d.new_functions:
             logger.debug("%s: %s is new", pair.unit, name)
         if not d.empty:
+            check_layouts(pair.unit, pair.pre, pair.post)
             changes.append(UnitChange(d, pre, post, pair.module))
     if not changes:
         raise RefusedError(

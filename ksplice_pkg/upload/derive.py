@@ -26,6 +26,7 @@ from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild, changed_names
 from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path, debug_prefix_flags
 from ksplice_pkg.compile.objects import SECTION_FLAGS, clone_objdir, module_of
 from ksplice_pkg.diff.callers import patch_through_callers
+from ksplice_pkg.diff.layout import LayoutError, check_layouts
 from ksplice_pkg.diff.unit import UnitChange, diff_objects
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, RefusedError
@@ -69,6 +70,8 @@ class Derivation:
     work: Path  # where the after tree and its objects live
     jobs: int
     timings: list[tuple[str, float]] = field(default_factory=list)
+    # unit -> the files declaring the struct or union layouts its change would need
+    layouts: dict[str, set[str]] = field(default_factory=dict)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -316,8 +319,14 @@ class Derivation:
                 patch_through_callers(unit, pre, post, d)
                 if d.empty:
                     continue
+                check_layouts(unit, self.tree.objdir / unit, self.post_obj / unit)
                 change = UnitChange(d, pre, post, module_of(self.tree.objdir, unit))
                 parts.append(self.make_part(change, len(parts)))
+            except LayoutError as e:
+                refused[unit] = (Reason.LAYOUT, e.message)
+                self.layouts[unit] = {c.file for c in e.changes}
+                logger.info("left out: %s", e.message)
+                continue
             except KspliceError as e:
                 refused[unit] = (reason_of(e), e.message)
                 logger.info("left out: %s: %s", unit, e.message)
@@ -339,7 +348,12 @@ class Derivation:
         left: list[LeftOut] = []
         for unit, (why, said) in sorted(refused.items()):
             own, reason, detail = units[unit], why, said
-            if accepted.get(own):
+            # A layout is taken back where it is declared: the header whose enum, macro or
+            # body the upload changed, not every change that reaches the unit.
+            declaring = [p for p in sorted(self.layouts.get(unit, ())) if accepted.get(p)]
+            if declaring:
+                culprits = declaring
+            elif accepted.get(own):
                 culprits = [own]
             else:
                 culprits = [p for p, hunks in accepted.items() if hunks

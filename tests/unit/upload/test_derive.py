@@ -96,3 +96,21 @@ def test_a_unit_that_fails_to_compile_names_the_left_out_headers_it_includes(
     assert "y.h" not in said and "no member named 'b'" in said
     alone = derivation._compile_failure("fs/a.o", "fs/a.c", "expected ';'", left[1:])
     assert "no change it includes was left out" in alone
+
+
+def test_a_layout_refusal_takes_out_the_declaring_header_not_all_that_reach_the_unit(
+    tmp_path: Path,
+) -> None:
+    a = Scoped(_file("fs/a.c", C_OLD, C_NEW), Scope.BUILT_IN, ("fs/a.o",))
+    x = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    y = Scoped(_file("include/linux/y.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    index = IncludeIndex({"linux/x.h": ["fs/a.c"], "linux/y.h": ["fs/a.c"]})
+    derivation = _derivation(tmp_path, [a, x, y], index)
+    by_path = {s.path: s for s in derivation.scoped}
+    accepted = {"fs/a.c": {0, 1}, "include/linux/x.h": {1}, "include/linux/y.h": {1}}
+    # What diff.layout found: struct cache, declared in y.h, would need a new layout.
+    derivation.layouts["fs/a.o"] = {"include/linux/y.h"}
+    refused = {"fs/a.o": (Reason.LAYOUT, "fs/a.o: the change needs a new layout of struct cache")}
+    left = derivation._take_out(refused, {"fs/a.o": "fs/a.c"}, accepted, by_path)
+    assert accepted == {"fs/a.c": {0, 1}, "include/linux/x.h": {1}}
+    assert [(i.path, i.reason) for i in left] == [("include/linux/y.h", Reason.LAYOUT)]
