@@ -43,6 +43,7 @@ MAX_ROUNDS = 8
 _WRITTEN = ".ksplice-upload-written.json"
 # kbuild's report of a target that failed: make[4]: *** [scripts/Makefile.build:250: fs/x.o] Error 1
 _FAILED = re.compile(r"\*\*\* \[[^\]]*?:\d+: (\S+\.o)\] Error")
+_MISSING_INCLUDE = re.compile(r"^(\S+?):\d+:\d+: fatal error: .*No such file or directory", re.M)
 _ERROR_LINE = re.compile(r"^(\S+?):\d+:\d+: error: (.*)$", re.MULTILINE)
 
 
@@ -240,21 +241,26 @@ class Derivation:
             ("before", self.tree.source, self.tree.objdir),
             ("after", self.post_src, self.post_obj),
         ):
-            proc = run(
-                ["make", "-C", source, f"O={objdir}", f"-j{self.jobs}", "-k",
-                 f"KERNELRELEASE={self.tree.release}",
-                 f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}", *units],
-                check=False,
-                timeout=6 * 3600,
-            )  # fmt: skip
-            output = (proc.stdout + proc.stderr).decode(errors="replace")
-            if "No space left on device" in output:
-                raise KspliceError(
-                    f"the disk holding {objdir} is full: the {side} side did not compile",
-                    hint="free space there (or give --cache-dir on a larger disk) and run "
-                    "again: what compiled is kept",
-                )
+            output = self._make(source, objdir, units, side)
             broken = set(_FAILED.findall(output))
+            # kbuild builds one object of a directory only the top Makefile lists (arch/x86/lib,
+            # a libs-y directory under arch/x86) from the parent directory, without that
+            # directory's include path and flags: `make arch/x86/lib/inat.o` misses a generated
+            # include that `make arch/x86/lib/` finds. Such units are built by their directory.
+            lost = [
+                unit
+                for unit in units
+                if (unit in broken or not (objdir / unit).is_file())
+                and any(
+                    m[1].endswith(unit.removesuffix(".o") + ".c")
+                    for m in _MISSING_INCLUDE.finditer(output)
+                )
+            ]
+            if lost:
+                dirs = sorted({os.path.dirname(unit) + "/" for unit in lost})
+                again = self._make(source, objdir, dirs, side)
+                broken = (broken - set(lost)) | set(_FAILED.findall(again))
+                output += again
             for unit in units:
                 if unit not in broken and (objdir / unit).is_file():
                     continue
@@ -268,6 +274,24 @@ class Derivation:
                 first = errors[0] if errors else "see the build log with -v"
                 failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
         return failed
+
+    def _make(self, source: Path, objdir: Path, targets: list[str], side: str) -> str:
+        """make -k of targets on one side; its output."""
+        proc = run(
+            ["make", "-C", source, f"O={objdir}", f"-j{self.jobs}", "-k",
+             f"KERNELRELEASE={self.tree.release}",
+             f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}", *targets],
+            check=False,
+            timeout=6 * 3600,
+        )  # fmt: skip
+        output = (proc.stdout + proc.stderr).decode(errors="replace")
+        if "No space left on device" in output:
+            raise KspliceError(
+                f"the disk holding {objdir} is full: the {side} side did not compile",
+                hint="free space there (or give --cache-dir on a larger disk) and run "
+                "again: what compiled is kept",
+            )
+        return output
 
     def _compile_failure(self, unit: str, src: str, error: str, left: list[LeftOut]) -> str:
         source = self.build.units.get(unit, src)
