@@ -370,18 +370,21 @@ class Derivation:
         """The hunks behind each refused unit: its own file's, else the header hunks that
         reach it."""
         left: list[LeftOut] = []
+        # Culprits are judged on what this round compiled: a header an earlier refused unit
+        # already took out still counts for the others it reached, nothing more to take.
+        compiled = {path: set(hunks) for path, hunks in accepted.items() if hunks}
         for unit, (why, said) in sorted(refused.items()):
             own, reason, detail = units[unit], why, said
             # A layout is taken back where it is declared: the header whose enum, macro or
             # body the upload changed, not every change that reaches the unit.
-            declaring = [p for p in sorted(self.layouts.get(unit, ())) if accepted.get(p)]
+            declaring = [p for p in sorted(self.layouts.get(unit, ())) if p in compiled]
             if declaring:
                 culprits = declaring
-            elif accepted.get(own):
+            elif own in compiled:
                 culprits = [own]
             else:
-                culprits = [p for p, hunks in accepted.items() if hunks
-                            and by_path[p].scope is Scope.HEADER
+                culprits = [p for p in compiled
+                            if by_path[p].scope is Scope.HEADER
                             and own in self.index.closure([p])]  # fmt: skip
                 reason = reason if reason is not Reason.COMPILE else Reason.NEEDS_LEFT_OUT
                 detail = f"{unit} cannot be patched: {detail}"
@@ -392,6 +395,8 @@ class Derivation:
                     hint="report this with the --report of a run with -v",
                 )
             for path in culprits:
+                if path not in accepted:
+                    continue  # taken out for an earlier unit of this round
                 hunks = by_path[path].change.hunks
                 for i in sorted(accepted.pop(path)):
                     left.append(LeftOut(path, hunks[i].header, reason, detail))

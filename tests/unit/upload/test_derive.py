@@ -114,3 +114,19 @@ def test_a_layout_refusal_takes_out_the_declaring_header_not_all_that_reach_the_
     left = derivation._take_out(refused, {"fs/a.o": "fs/a.c"}, accepted, by_path)
     assert accepted == {"fs/a.c": {0, 1}, "include/linux/x.h": {1}}
     assert [(i.path, i.reason) for i in left] == [("include/linux/y.h", Reason.LAYOUT)]
+
+
+def test_two_units_refused_in_one_round_for_one_header_take_it_out_once(tmp_path: Path) -> None:
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    index = IncludeIndex({"linux/x.h": ["fs/a.c", "fs/b.c"]})
+    derivation = _derivation(tmp_path, [header], index)
+    by_path = {s.path: s for s in derivation.scoped}
+    accepted = {"include/linux/x.h": {1}}
+    refused = {
+        "fs/a.o": (Reason.COMPILE, "fs/a.o does not compile: error"),
+        "fs/b.o": (Reason.NO_FTRACE, "fs/b.o: f has no ftrace entry"),
+    }
+    units = {"fs/a.o": "fs/a.c", "fs/b.o": "fs/b.c"}
+    left = derivation._take_out(refused, units, accepted, by_path)
+    assert accepted == {}
+    assert [(i.path, i.reason) for i in left] == [("include/linux/x.h", Reason.NEEDS_LEFT_OUT)]
