@@ -1,6 +1,10 @@
 """The Debian source package of a hotpatch: a native `3.0 (native)` package whose debian/rules
 runs `ksplice-pkg build` against the target kernel's installed packages.
 
+Of a whole upload, debian/rules first rebuilds the two trees in the build tree from the
+installed linux-source tarball and what the source package carries (farm/upload.py), then runs
+`build NEW --from OLD` on them.
+
 The binary package is the .deb `build` makes (the same bytes as a maintainer's local build
 under the same SOURCE_DATE_EPOCH, which dpkg-buildpackage takes from the changelog's date), so
 debian/rules registers that file with dpkg-distaddfile instead of assembling one with dh: the
@@ -25,6 +29,13 @@ from ksplice_pkg.farm.options import (
     FarmBuild,
     InstalledTarget,
 )
+from ksplice_pkg.farm.upload import (
+    NEW_CHANGELOG,
+    OLD_CHANGELOG,
+    REMOVED_FILE,
+    UPLOAD_TAR,
+    write_upload,
+)
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.package.common import COPYRIGHT
 from ksplice_pkg.run import run
@@ -33,11 +44,22 @@ from ksplice_pkg.run import run
 # the cache by its absolute path, which kbuild's O= needs.
 OUT_DIR = "debian/ksplice-out"
 CACHE_DIR = "debian/ksplice-cache"
+# Of an upload: the two trees build compares, rebuilt in the build tree.
+TREES_DIR = "debian/ksplice-trees"
+OLD_TREE = f"{TREES_DIR}/old"
+NEW_TREE = f"{TREES_DIR}/new"
+# More CVEs than this go into one changelog item, not one item each.
+_CVE_ITEMS = 3
 STANDARDS_VERSION = "4.6.2"
 
 
 def control(build: FarmBuild) -> str:
     t = build.target
+    origin = "a patch to" if build.upload is None else "a new upload of"
+    built = (
+        f"Built by ksplice-pkg from {origin} the kernel's source; applied on installation, "
+        "undone on removal, reapplied at boot."
+    )
     depends = [f"ksplice-pkg (>= {__version__})"]
     depends += [f"{package} (= {version})" for package, version in t.build_depends()]
     return (
@@ -55,13 +77,12 @@ def control(build: FarmBuild) -> str:
         f"Description: live kernel update {build.update_id} for Linux {t.release}\n"
         f"{_paragraph(f'Update {build.update_id}: {build.description}')}\n"
         " .\n"
-        " Built by ksplice-pkg from a patch to the kernel's source; applied on\n"
-        " installation, undone on removal, reapplied at boot.\n"
+        f"{_paragraph(built)}\n"
     )
 
 
 def _paragraph(text: str) -> str:
-    return "\n".join(f" {line}" for line in textwrap.wrap(text, 72))
+    return "\n".join(f" {ln}" for ln in textwrap.wrap(text, 72, break_on_hyphens=False))
 
 
 _DISTRIBUTION_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -79,9 +100,17 @@ def check_distribution(distribution: str) -> str:
 def changelog(build: FarmBuild, distribution: str) -> str:
     """One entry; its date is the build's SOURCE_DATE_EPOCH, its items name the CVEs."""
     entry = f"Live kernel update {build.update_id} for Linux {build.target.release}: "
-    items = [entry + build.description, *(f"Fixes {cve}." for cve in build.cves)]
+    items = [entry + build.description]
+    if len(build.cves) > _CVE_ITEMS:
+        items.append(f"Fixes {', '.join(build.cves)}.")
+    else:
+        items += [f"Fixes {cve}." for cve in build.cves]
+    # Lines break at spaces only: a CVE id or a version is not to be split at its hyphens.
     lines = [
-        textwrap.fill(item, 78, initial_indent="  * ", subsequent_indent="    ") for item in items
+        textwrap.fill(
+            item, 78, initial_indent="  * ", subsequent_indent="    ", break_on_hyphens=False
+        )
+        for item in items
     ]
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(build.epoch))
     return (
@@ -98,7 +127,13 @@ def _make_word(word: str) -> str:
 
 def rules(build: FarmBuild, paths: InstalledTarget) -> str:
     deb = f"{build.name}_{build.version}_{build.target.arch}.deb"
-    argv = " \\\n\t    ".join(_make_word(a) for a in build.build_argv(paths, "deb", OUT_DIR))
+    words = build.build_argv(paths, "deb", OUT_DIR, trees=(OLD_TREE, NEW_TREE))
+    argv = " \\\n\t    ".join(_make_word(a) for a in words)
+    # build's exit status 6 is a partial update: made, some changes of the upload left out
+    # (listed in the log). The package is what build made, as a local build gives it.
+    accept, trees, clean = ("", "", "")
+    if build.upload is not None:
+        accept, trees, clean = " || [ $$? -eq 6 ]", _trees_rule(paths), f" {TREES_DIR}"
     return f"""#!/usr/bin/make -f
 # Live kernel update {build.update_id} for Linux {build.target.release}, built by ksplice-pkg
 # against the kernel's installed packages (Build-Depends). `ksplice-pkg build` prints each
@@ -111,13 +146,13 @@ build: build-arch build-indep
 build-indep:
 build-arch: {OUT_DIR}/$(DEB)
 
-{OUT_DIR}/$(DEB):
+{OUT_DIR}/$(DEB):{" " + NEW_TREE if build.upload else ""}
 \tksplice-pkg --version
 \t{argv} \\
-\t    --jobs=$(JOBS) --cache-dir=$(CURDIR)/{CACHE_DIR}
+\t    --jobs=$(JOBS) --cache-dir=$(CURDIR)/{CACHE_DIR}{accept}
 \ttar -xzOf {OUT_DIR}/ksplice-{build.update_id}.tar.gz \\
 \t    ksplice-{build.update_id}/manifest.json
-
+{trees}
 binary: binary-arch binary-indep
 binary-indep:
 binary-arch: build-arch
@@ -125,9 +160,30 @@ binary-arch: build-arch
 \tdpkg-distaddfile $(DEB) kernel optional
 
 clean:
-\trm -rf {OUT_DIR} {CACHE_DIR} debian/files
+\trm -rf {OUT_DIR} {CACHE_DIR}{clean} debian/files
 
 .PHONY: build build-arch build-indep binary binary-arch binary-indep clean
+"""
+
+
+def _trees_rule(paths: InstalledTarget) -> str:
+    """The make rule that rebuilds the upload's two trees: OLD from the installed tarball and
+    OLD's changelog; NEW a hard-linked copy of it with the upload over it. Whatever NEW changes
+    is unlinked first (rm, tar --unlink-first), never written through a link into OLD."""
+    tmp = f"{NEW_TREE}.tmp"
+    return f"""
+{NEW_TREE}:
+\trm -rf {TREES_DIR}
+\tmkdir -p {OLD_TREE}
+\ttar -xf {_make_word(paths.source)} --strip-components=1 -C {OLD_TREE}
+\tmkdir -p {OLD_TREE}/debian
+\tcp {OLD_CHANGELOG} {OLD_TREE}/debian/changelog
+\tcp -al {OLD_TREE} {tmp}
+\trm {tmp}/debian/changelog
+\tcp {NEW_CHANGELOG} {tmp}/debian/changelog
+\twhile IFS= read -r path; do rm -f "{tmp}/$$path"; done < {REMOVED_FILE}
+\ttar -xf {UPLOAD_TAR} -C {tmp} --unlink-first
+\tmv {tmp} {NEW_TREE}
 """
 
 
@@ -153,7 +209,10 @@ def write_dsc(
         top = Path(tmp) / top_name
         for name, (text, mode) in files.items():
             _write(top / name, text.encode(), mode, build.epoch)
-        _write(top / PATCH_FILE, build.patch, 0o644, build.epoch)
+        if build.patch is not None:
+            _write(top / PATCH_FILE, build.patch, 0o644, build.epoch)
+        if build.upload is not None:
+            write_upload(build.upload, top, build.epoch)
         _write(top / SYMBOL_MAP_FILE, build.symbol_map, 0o644, build.epoch)
         for directory in [top, *(p for p in top.rglob("*") if p.is_dir())]:
             os.utime(directory, (build.epoch, build.epoch))

@@ -3,9 +3,10 @@
 The farm's chroot has the target kernel's packages installed, not their files: the source
 package build-depends on the image, headers and linux-source-X.Y packages of the target's exact
 version, and its build reads their installed files (InstalledTarget). What the archive does not
-hold travels in the source package: the patch, the symbol map (Debian's image ships a stub),
-the update's id, description and CVE ids, and the time that makes the build reproducible (the
-changelog's date, which dpkg-buildpackage exports as SOURCE_DATE_EPOCH).
+hold travels in the source package: the patch (or, for a whole upload, what NEW changes of OLD:
+farm/upload.py), the symbol map (Debian's image ships a stub), the update's id, description and
+CVE ids, and the time that makes the build reproducible (the changelog's date, which
+dpkg-buildpackage exports as SOURCE_DATE_EPOCH).
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from ksplice_pkg.config import check_description, description_from, random_id
 from ksplice_pkg.distro.kernelpkg import check_version, package_info
 from ksplice_pkg.distro.srcpkg import SourceKind, identify, upstream_version
 from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.farm.upload import FarmUpload, read_upload
 from ksplice_pkg.manifest import CVE_RE, ID_RE
 from ksplice_pkg.package import DEFAULT_MAINTAINER
 from ksplice_pkg.package.naming import Flavour, package_name
+from ksplice_pkg.paths import cache_dir
 from ksplice_pkg.timestamp import build_time
+from ksplice_pkg.upload.cumulative import upload_description
+from ksplice_pkg.upload.report import Side
 
 # What the source package carries, under its top directory.
 PATCH_FILE = "ksplice/fix.patch"
@@ -83,16 +88,22 @@ class InstalledTarget:
 
 @dataclass(frozen=True)
 class FarmBuild:
-    """One hotpatch's source package: the target, what travels with it, the update's identity."""
+    """One hotpatch's source package: the target, what travels with it, the update's identity.
+    Of a patch or of a whole upload: one of `patch` and `upload`."""
 
     target: KernelTarget
-    patch: bytes
+    patch: bytes | None
     symbol_map: bytes
     update_id: str
     description: str
     cves: tuple[str, ...]
     epoch: int  # the changelog's date: SOURCE_DATE_EPOCH of the farm's build
     maintainer: str = DEFAULT_MAINTAINER
+    upload: FarmUpload | None = None
+
+    def __post_init__(self) -> None:
+        if (self.patch is None) == (self.upload is None):
+            raise ValueError("a source package is of a patch or of an upload")
 
     @property
     def name(self) -> str:
@@ -111,21 +122,29 @@ class FarmBuild:
         output_dir: str,
         patch: str = PATCH_FILE,
         system_map: str = SYMBOL_MAP_FILE,
+        trees: tuple[str, str] | None = None,
     ) -> list[str]:
-        """The farm's `ksplice-pkg build` command, before the build tool's own quoting."""
+        """The farm's `ksplice-pkg build` command, before the build tool's own quoting. Of an
+        upload: `build NEW --from OLD` on the two trees the build rebuilt (old, new), which
+        takes the description and CVEs from their changelogs, as it does here."""
+        if self.upload is None:
+            what = [paths.source, f"--patch={patch}"]
+            told = [f"--description={self.description}", *(f"--cve={c}" for c in self.cves)]
+        else:
+            if trees is None:
+                raise ValueError("the build of an upload runs on the trees rebuilt in the farm")
+            what, told = [trees[1], f"--from={trees[0]}"], []
         return [
             "ksplice-pkg",
             "build",
-            paths.source,
-            f"--patch={patch}",
+            *what,
             f"--system-map={system_map}",
             f"--vmlinux={paths.vmlinuz}",
             f"--kconfig={paths.config}",
             f"--symvers={paths.symvers}",
             f"--modules-dir={paths.modules_dir}",
             f"--id={self.update_id}",
-            f"--description={self.description}",
-            *(f"--cve={cve}" for cve in self.cves),
+            *told,
             f"--format={fmt}",
             f"--output-dir={output_dir}",
         ]
@@ -142,13 +161,28 @@ def farm_build(
     description: str | None,
     cves: Sequence[str],
     epoch: int | None = None,
+    from_source: Path | None = None,
+    cache: Path | None = None,
 ) -> FarmBuild:
     """Checked against each other before anything is written: the packages of one version,
-    built from KERNEL_SOURCE."""
+    built from KERNEL_SOURCE. With `from_source` (OLD), the upload from it to KERNEL_SOURCE
+    (NEW), both unpacked into `cache` and compared; the packages are OLD's kernel's."""
+    if (patch_file is None) == (from_source is None):
+        raise KspliceError(
+            "give --patch (a fix) or --from (the target's source: the whole upload), not both"
+            if patch_file
+            else "a source package is of a patch (--patch) or of a whole upload (--from)",
+            hint="e.g. ksplice-pkg source-package linux-source-6.1_NEW.deb "
+            "--from linux-source-6.1_OLD.deb ...",
+        )
+    if from_source is not None and (description is not None or cves):
+        raise KspliceError(
+            "--description and --cve go with --patch: with --from, `build` takes them from "
+            "the upload's changelog, in the farm as here"
+        )
     missing = [
         option
         for option, value in (
-            ("--patch", patch_file),
             ("--kernel-package", kernel_package),
             ("--headers-package", headers_package),
             ("--system-map", system_map),
@@ -158,36 +192,51 @@ def farm_build(
     if missing:
         raise KspliceError(
             f"a source package needs {', '.join(missing)}: the farm installs the kernel's "
-            "packages by name and version, and gets the patch and symbol map from the source "
-            "package",
-            hint="give the linux-image and linux-headers .debs, the patch and the symbol map "
-            "(a copy of /proc/kallsyms: Debian's System.map is a stub)",
+            "packages by name and version, and gets the symbol map from the source package",
+            hint="give the linux-image and linux-headers .debs and the symbol map (a copy of "
+            "/proc/kallsyms: Debian's System.map is a stub)",
         )
-    assert patch_file and kernel_package and headers_package and system_map
-    target = _target(kernel_source, kernel_package, headers_package)
+    assert kernel_package and headers_package and system_map
+    if from_source is None:
+        target = _target(kernel_source, kernel_package, headers_package, "KERNEL_SOURCE")
+    else:
+        target = _target(from_source, kernel_package, headers_package, "--from OLD_SOURCE")
     if update_id is not None and not ID_RE.fullmatch(update_id):
         raise KspliceError(f"--id {update_id!r}: use 1 to 32 characters of [a-z0-9]")
     for cve in cves:
         if not CVE_RE.fullmatch(cve):
             raise KspliceError(f"--cve {cve!r} is not a CVE id", hint="e.g. CVE-2024-26581")
-    patch = patch_file.read_bytes()
     if system_map.stat().st_size > _MAX_SYMBOL_MAP:
         raise KspliceError(f"{system_map} is larger than a kernel's symbol map can be")
-    the_id = update_id or random_id()
+    patch, upload = None, None
     # The description is fixed here, not left to build's default: it is the changelog's entry.
-    text = description if description is not None else description_from(patch, target.release)
+    if from_source is not None:
+        upload = read_upload(from_source, kernel_source, cache or cache_dir())
+        text = upload_description(
+            Side(from_source, upload.old_version),
+            Side(kernel_source, upload.new_version),
+            target.release,
+        )
+        cves = upload.cves
+    else:
+        assert patch_file is not None
+        patch = patch_file.read_bytes()
+        text = description if description is not None else description_from(patch, target.release)
     return FarmBuild(
         target=target,
         patch=patch,
         symbol_map=system_map.read_bytes(),
-        update_id=the_id,
+        update_id=update_id or random_id(),
         description=check_description(text),
         cves=tuple(dict.fromkeys(cves)),
         epoch=build_time() if epoch is None else epoch,
+        upload=upload,
     )
 
 
-def _target(kernel_source: Path, kernel_package: Path, headers_package: Path) -> KernelTarget:
+def _target(
+    kernel_source: Path, kernel_package: Path, headers_package: Path, given: str
+) -> KernelTarget:
     source = identify(kernel_source)
     if source.kind is SourceKind.SOURCE_DEB:
         info = package_info(kernel_source)
@@ -198,7 +247,7 @@ def _target(kernel_source: Path, kernel_package: Path, headers_package: Path) ->
         source_name, source_version = f"linux-source-{'.'.join(upstream[:2])}", source.version
     else:
         raise KspliceError(
-            f"KERNEL_SOURCE {kernel_source.name}: a farm installs the kernel's source as a "
+            f"{given} {kernel_source.name}: a farm installs the kernel's source as a "
             "package, so a source package of the hotpatch needs the linux-source-X.Y .deb or "
             "the kernel's .dsc",
             hint="give linux-source-X.Y_<version>_all.deb or linux_<version>.dsc",

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ksplice_pkg import __version__
+from ksplice_pkg.errors import KspliceError
 from ksplice_pkg.farm.options import FarmBuild, InstalledTarget
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.manifest import module_name_of
@@ -32,6 +33,15 @@ from ksplice_pkg.package.naming import (
 )
 from ksplice_pkg.package.rpm import RPMBUILD_DEFINES, spec_inline, spec_lines
 from ksplice_pkg.run import run
+
+
+def upload_refused() -> KspliceError:
+    # The spec has no %build that rebuilds an upload's two trees yet.
+    return KspliceError(
+        "only the dsc form of source-package takes --from yet: a source RPM carries a patch",
+        hint="use --format dsc, or build the upload locally with `ksplice-pkg build --from`",
+    )
+
 
 _ARCHES = {"amd64": "x86_64", "arm64": "aarch64", "ppc64el": "ppc64le"}
 PATCH_SOURCE = "fix.patch"
@@ -136,6 +146,8 @@ def _scriptlet(template: str, name: str, build: FarmBuild) -> str:
 
 def write_srpm(build: FarmBuild, output_dir: Path, paths: InstalledTarget | None = None) -> Path:
     """The .src.rpm in output_dir, made by rpmbuild -bs; returns its path."""
+    if build.patch is None:
+        raise upload_refused()
     paths = paths or InstalledTarget.of(build.target)
     name = package_name(build.target.release, build.update_id, Flavour.RPM)
     output_dir.mkdir(parents=True, exist_ok=True)

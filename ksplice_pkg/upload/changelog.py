@@ -120,10 +120,21 @@ def read_upload_log(
         else:
             text, origin = _debian_changelog(new, new_debian, scratch / "doc")
             if text and new_version is None:
-                new_version = _debian_top_version(text)
+                new_version = debian_top_version(text)
             entries = _debian_entries(text, old_version, new_version) if text else []
         patch_cves = _patch_cves(old_debian, new_debian, entries)
     return UploadLog(old_version, new_version, tuple(entries), origin, patch_cves)
+
+
+def debian_changelog(source: Path, tree: Path) -> str | None:
+    """The Debian changelog of a source, where read_upload_log reads it: a .dsc's or a tree's
+    debian/changelog, a linux-source .deb's changelog.Debian.gz. None: it has none (a tarball,
+    a tree without debian/, a source RPM)."""
+    kernel_source = identify(source)
+    with tempfile.TemporaryDirectory(prefix="ksplice-changelog-") as tmp:
+        debian = _debian_dir(kernel_source, tree, Path(tmp) / "debian")
+        text, _ = _debian_changelog(kernel_source, debian, Path(tmp) / "doc")
+    return text
 
 
 def tie_cves(log: UploadLog, diffs: Mapping[str, str]) -> dict[str, frozenset[str]]:
@@ -296,7 +307,7 @@ def _source_version(source: KernelSource, debian: Path | None) -> str | None:
     if source.kind in (SourceKind.DSC, SourceKind.SOURCE_DEB, SourceKind.SRPM):
         return source.version
     if debian is not None:
-        return _debian_top_version(_read_text(debian / "changelog", MAX_CHANGELOG, debian))
+        return debian_top_version(_read_text(debian / "changelog", MAX_CHANGELOG, debian))
     return None
 
 
@@ -339,7 +350,8 @@ def _read_gzip(path: Path) -> str:
 # --- Debian changelogs -------------------------------------------------------------------------
 
 
-def _debian_top_version(text: str) -> str | None:
+def debian_top_version(text: str) -> str | None:
+    """The version of a Debian changelog's newest entry."""
     from debian.changelog import Changelog
 
     log = Changelog(text, max_blocks=1, strict=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,10 @@ from ksplice_pkg.upload.changes import FileChange, compare_trees
 from ksplice_pkg.upload.derive import Derivation, Derived
 from ksplice_pkg.upload.report import Report, Side
 from ksplice_pkg.upload.scope import Scoped, scope_changes
+
+# A source package's packaging, not the kernel's source: debian/ and quilt's record of the
+# patches it applied (dpkg-source -x leaves .pc/ in a 3.0 (quilt) tree).
+_PACKAGING = re.compile(r"(debian|\.pc)/")
 
 
 @dataclass
@@ -62,7 +67,7 @@ def build_from_upload(
             create_config(options, inputs.tree, inputs.target, (), b""),
             replace=True,
             description=options.description
-            or check_description(_description(old_side, new_side, inputs.target.release)),
+            or check_description(upload_description(old_side, new_side, inputs.target.release)),
         )
     ensure_writable_dir(cfg.work_dir, "the work directory (under the cache)")
     ensure_writable_dir(cfg.output_dir, "the output directory")
@@ -98,9 +103,12 @@ def cve_status(log: UploadLog, scoped: list[Scoped], derived: Derived) -> dict[s
             whole = c.unified({h.index for h in c.hunks}).decode(errors="replace")
             diffs[s.path] = with_function_context(whole, c.old.decode(errors="replace"))
     tied = tie_cves(log, diffs)
-    if len(scoped) == 1:
+    # The packaging changes with every upload of a source package (its changelog at least):
+    # what counts is how many of the kernel's own files changed.
+    kernel_files = [s.path for s in scoped if not _PACKAGING.match(s.path)]
+    if len(kernel_files) == 1:
         # An upload that changes one file fixes whatever it fixes in that file: no guess.
-        tied = {cve: frozenset({scoped[0].path}) for cve in log.cves}
+        tied = {cve: frozenset(kernel_files) for cve in log.cves}
     left = {item.path for item in derived.left_out}
     status = {}
     for cve in log.cves:
@@ -114,7 +122,9 @@ def cve_status(log: UploadLog, scoped: list[Scoped], derived: Derived) -> dict[s
     return status
 
 
-def _description(old: Side, new: Side, release: str) -> str:
+def upload_description(old: Side, new: Side, release: str) -> str:
+    """The update's description when none is given: what source-package writes into its
+    control file and changelog too, so that both say what the manifest says."""
     if old.version and new.version:
         return f"kernel source {old.version} -> {new.version}, live for {release}"
     return f"kernel source {old.source.name} -> {new.source.name}, live for {release}"

@@ -16,6 +16,7 @@ from ksplice_pkg.upload.changelog import (
     ChangelogEntry,
     ChangelogError,
     UploadLog,
+    debian_changelog,
     printable_line,
     read_upload_log,
     rpm_vercmp,
@@ -181,6 +182,18 @@ def test_linux_source_deb_changelog_is_read_from_the_deb(tmp_path: Path) -> None
         ),
     )
     assert log.patch_cves == {}
+
+
+def test_debian_changelog_of_each_form(tmp_path: Path) -> None:
+    text = _from(CHANGELOG, "6.1.192-2")
+    deb = _source_deb(tmp_path / "a", "6.1.192-2", gzip.compress(text.encode()))
+    assert debian_changelog(deb, tmp_path / "none") == text
+    tree = _tree(tmp_path / "t", CHANGELOG)
+    assert debian_changelog(tree, tree) == CHANGELOG
+    plain = _tree(tmp_path / "p", None)
+    assert debian_changelog(plain, plain) is None
+    old, _ = _dscs(tmp_path / "dsc")
+    assert debian_changelog(old, prepare_source(identify(old), tmp_path / "cache")) == OLD_LOG
 
 
 def test_a_damaged_changelog_in_the_deb_is_an_error(tmp_path: Path) -> None:

@@ -48,3 +48,16 @@ def test_a_cve_follows_the_file_its_entry_names_a_function_of() -> None:
 def test_an_upload_of_one_changed_file_ties_its_cves_to_it() -> None:
     log = UploadLog("1", "2", (_entry("nfsd: fix a leak", ("CVE-2026-0003",), ()),), "x")
     assert cve_status(log, [_scoped("fs/nfsd/a.c")], _derived([])) == {"CVE-2026-0003": "included"}
+
+
+def test_the_packaging_a_source_package_changes_does_not_count_as_a_changed_file() -> None:
+    # A .dsc upload changes debian/changelog (and its patches, quilt's .pc/) besides the fix.
+    log = UploadLog("1", "2", (_entry("nfsd: fix a leak", ("CVE-2026-0003",), ()),), "x")
+    scoped = [
+        _scoped("debian/changelog"),
+        _scoped(".pc/fix.patch/fs/nfsd/a.c"),
+        _scoped("fs/nfsd/a.c"),
+    ]
+    assert cve_status(log, scoped, _derived([])) == {"CVE-2026-0003": "included"}
+    left = [LeftOut("fs/nfsd/a.c", "@@ -1 +1 @@", Reason.DATA, "x")]
+    assert cve_status(log, scoped, _derived(left)) == {"CVE-2026-0003": "left-out"}
