@@ -358,7 +358,7 @@ def _read(path: Path) -> str:
 
 _VERDICTS = ".ksplice-preprocessed.json"
 # Bumped when the judgement of two .i files changes, so no verdict of an older one is reused.
-_JUDGE = "pieces-3"
+_JUDGE = "pieces-4"
 
 
 def preprocessed_differs(

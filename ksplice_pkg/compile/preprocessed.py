@@ -24,7 +24,10 @@ from dataclasses import dataclass
 # Names made unique with __COUNTER__: one more use in a header renumbers every later one in the
 # unit, but they name locals, never-called error stubs and initcall entries (whose name is
 # __initcall__<module>__<counter>_<line>_<function>), so the number is no code.
-_COUNTED = re.compile(r"(__UNIQUE_ID_\w*?|__compiletime_assert_|__initcall__\w*?__)\d+(?=\b|_\d+_)")
+_COUNTED = re.compile(
+    r"(__UNIQUE_ID_\w*?|__compiletime_assert_)\d+\b"  # the counter ends the name
+    r"|(?<=\b__initcall__)(\w*?__)\d+(?=_\d+_)"  # __initcall__<module>__<counter>_<line>_
+)
 # What cuts preprocessed C into pieces: braces and semicolons, outside the string and
 # character literals that may hold them.
 _MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
@@ -87,7 +90,7 @@ def normalised(text: str) -> str:
     __COUNTER__ names."""
     lines = text.split("\n")
     kept = "\n".join(ln for ln in lines if ln and not ln.startswith("# ") and not ln.isspace())
-    return _COUNTED.sub(r"\1N", kept)
+    return _COUNTED.sub(lambda m: f"{m[1] or m[2]}N", kept)
 
 
 def _without_attributes(head: str) -> str:

@@ -148,8 +148,10 @@ def test_what_a_piece_declares(text: str, names: set[str], droppable: bool) -> N
 
 def test_counter_numbers_are_no_code_but_other_numbers_are() -> None:
     pre = 'asm(".long 1\\n__initcall__kmod_keys__331_1040_init_keys7:");\nint x__UNIQUE_ID_y12;'
-    post = pre.replace("__331_", "__332_").replace("_y12", "_y13")
+    pre += "\nvoid *__UNIQUE_ID___addressable_quirk_7_7_fix373 = &f;"
+    post = pre.replace("__331_", "__332_").replace("_y12", "_y13").replace("fix373", "fix374")
     assert normalised(pre) == normalised(post)
     # The line number in an initcall's name, and any other number, stay.
     assert normalised(pre) != normalised(pre.replace("_1040_", "_1041_"))
+    assert normalised(pre) != normalised(pre.replace("quirk_7_7", "quirk_7_8"))
     assert code_difference("int a = 1;", "int a = 2;") is not None
