@@ -26,7 +26,7 @@ from dataclasses import dataclass
 # __initcall__<module>__<counter>_<line>_<function>), so the number is no code.
 _COUNTED = re.compile(
     r"(__UNIQUE_ID_\w*?|__compiletime_assert_)\d+\b"  # the counter ends the name
-    r"|(?<=\b__initcall__)(\w*?__)\d+(?=_\d+_)"  # __initcall__<module>__<counter>_<line>_
+    r"|(?<=__initcall__)(\w*?__)\d+(?=_\d+_)"  # __initcall__<module>__<counter>_<line>_
 )
 # What cuts preprocessed C into pieces: braces and semicolons, outside the string and
 # character literals that may hold them.
