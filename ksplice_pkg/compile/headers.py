@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksplice_pkg.compile.kbuild import PreparedTree
@@ -124,6 +124,10 @@ class IncludeIndex:
     """Who includes what in a source tree, read from its text: include spec -> includers."""
 
     by_spec: dict[str, list[str]]
+    # header -> closure([header]): an upload's rounds ask it of the same headers for every
+    # refused unit (a stable upload: hundreds of units times a hundred headers, each closure
+    # thousands of files).
+    _reach: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, tree: PreparedTree) -> IncludeIndex:
@@ -160,6 +164,12 @@ class IncludeIndex:
         for i in range(len(parts) - 1):
             found.update(self.by_spec.get("/".join(parts[i:]), []))
         return found
+
+    def reach(self, header: str) -> frozenset[str]:
+        """closure([header]), computed once."""
+        if header not in self._reach:
+            self._reach[header] = frozenset(self.closure([header]))
+        return self._reach[header]
 
     def closure(self, headers: Iterable[str]) -> set[str]:
         """Every file that includes one of `headers`, directly or through other headers."""
@@ -470,7 +480,7 @@ def header_users(
         if not changed:
             continue
         names |= changed
-        reach = index.closure([header])
+        reach = index.reach(header)
         users = {u: src for u, src in units.items() if src in reach}
         candidates += len(users)
         mentioned |= mentions.units(users, changed)

@@ -296,7 +296,7 @@ class Derivation:
     def _compile_failure(self, unit: str, src: str, error: str, left: list[LeftOut]) -> str:
         source = self.build.units.get(unit, src)
         headers = {i.path for i in left if i.path.endswith(".h")}
-        needed = sorted(h for h in headers if source in self.index.closure([h]))
+        needed = sorted(h for h in headers if source in self.index.reach(h))
         if not needed:
             return f"{unit} does not compile, though no change it includes was left out: {error}"
         return (
@@ -385,7 +385,7 @@ class Derivation:
             else:
                 culprits = [p for p in compiled
                             if by_path[p].scope is Scope.HEADER
-                            and own in self.index.closure([p])]  # fmt: skip
+                            and own in self.index.reach(p)]  # fmt: skip
                 reason = reason if reason is not Reason.COMPILE else Reason.NEEDS_LEFT_OUT
                 detail = f"{unit} cannot be patched: {detail}"
             if not culprits:
