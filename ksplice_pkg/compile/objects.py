@@ -97,20 +97,23 @@ def _header_users(tree: PreparedTree, headers: list[str]) -> list[str]:
     return sorted(users)
 
 
+def compile_command(source: Path, objdir: Path, release: str, jobs: int) -> list[str]:
+    """make of units of `source` into `objdir` the way both sides of an update are compiled
+    (function and data sections, location-independent debug info); the units follow."""
+    return [
+        "make",
+        "-C",
+        str(source),
+        f"O={objdir}",
+        f"-j{jobs}",
+        f"KERNELRELEASE={release}",
+        f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}",
+    ]
+
+
 def compile_objects(source: Path, objdir: Path, release: str, units: list[str], jobs: int) -> None:
     check_make_path(objdir, "the object directory (under the cache)")
-    run(
-        [
-            "make",
-            "-C",
-            source,
-            f"O={objdir}",
-            f"-j{jobs}",
-            f"KERNELRELEASE={release}",
-            f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}",
-            *units,
-        ]
-    )
+    run([*compile_command(source, objdir, release, jobs), *units])
 
 
 def clone_objdir(pre: PreparedTree, post_objdir: Path, units: list[str]) -> None:

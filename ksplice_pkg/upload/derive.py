@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild, changed_names, header_users
-from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path, debug_prefix_flags
-from ksplice_pkg.compile.objects import SECTION_FLAGS, clone_objdir, module_of
+from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
+from ksplice_pkg.compile.objects import clone_objdir, compile_command, module_of
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.layout import LayoutError, check_layouts
 from ksplice_pkg.diff.unit import UnitChange, diff_objects
@@ -278,12 +278,10 @@ class Derivation:
     def _make(self, source: Path, objdir: Path, targets: list[str], side: str) -> str:
         """make -k of targets on one side; its output."""
         proc = run(
-            ["make", "-C", source, f"O={objdir}", f"-j{self.jobs}", "-k",
-             f"KERNELRELEASE={self.tree.release}",
-             f"KCFLAGS={SECTION_FLAGS} {debug_prefix_flags(source, objdir)}", *targets],
+            [*compile_command(source, objdir, self.tree.release, self.jobs), "-k", *targets],
             check=False,
             timeout=6 * 3600,
-        )  # fmt: skip
+        )
         output = (proc.stdout + proc.stderr).decode(errors="replace")
         if "No space left on device" in output:
             raise KspliceError(
@@ -346,12 +344,9 @@ class Derivation:
                 check_layouts(unit, self.tree.objdir / unit, self.post_obj / unit)
                 change = UnitChange(d, pre, post, module_of(self.tree.objdir, unit))
                 parts.append(self.make_part(change, len(parts)))
-            except LayoutError as e:
-                refused[unit] = (Reason.LAYOUT, e.message)
-                self.layouts[unit] = {c.file for c in e.changes}
-                logger.info("left out: %s", e.message)
-                continue
             except KspliceError as e:
+                if isinstance(e, LayoutError):
+                    self.layouts[unit] = {c.file for c in e.changes}
                 refused[unit] = (reason_of(e), e.message)
                 logger.info("left out: %s: %s", unit, e.message)
                 continue
