@@ -348,17 +348,6 @@ class Mentions:
         return self._idents[src]
 
 
-def mentioning_units(
-    tree_source: Path,
-    candidates: Mapping[str, str],
-    closure_headers: set[str],
-    names: set[str],
-) -> set[str]:
-    """Units among `candidates` (unit -> source) whose own source mentions one of `names`, or
-    a definition of an included header that (transitively) uses one."""
-    return Mentions(tree_source, closure_headers).units(candidates, names)
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -388,11 +377,17 @@ def preprocessed_differs(
     A file emptied for another upload's question is made again."""
     targets = [u.removesuffix(".o") + ".i" for u in units]
     record = post_objdir / _VERDICTS
+    known: dict[str, list[object]]
     try:
         known = json.loads(record.read_text()) if record.is_file() else {}
     except ValueError:
         known = {}
-    pairs = [(pre.objdir / t, post_objdir / t) for t in targets]
+    pairs = dict(zip(units, ((pre.objdir / t, post_objdir / t) for t in targets), strict=True))
+
+    def unanswered(unit: str) -> bool:
+        """No kept verdict for these two files as they are now, by this judge."""
+        return known.get(unit, [None])[:3] != _verdict_key(pairs[unit])
+
     for attempt in range(2):
         for source, objdir in ((pre.source, pre.objdir), (post_source, post_objdir)):
             run(
@@ -406,27 +401,21 @@ def preprocessed_differs(
         # Emptied by an earlier judgement that this one cannot reuse: make them again.
         stale = [
             path
-            for unit, pair in zip(units, pairs, strict=True)
-            if known.get(unit, [None])[:3] != [*map(_stamp, pair), _JUDGE]
-            for path in pair
+            for unit in units
+            if unanswered(unit)
+            for path in pairs[unit]
             if path.is_file() and path.stat().st_size == 0
         ]
         if not stale:
             break
         for path in stale:
             path.unlink()
-    asked = [
-        (unit, str(a), str(b))
-        for unit, (a, b) in zip(units, pairs, strict=True)
-        if known.get(unit, [None])[:3] != [_stamp(a), _stamp(b), _JUDGE]
-    ]
+    asked = [(unit, *map(str, pairs[unit])) for unit in units if unanswered(unit)]
     with ProcessPoolExecutor(max(1, jobs)) as pool:
         for unit, why in pool.map(_judge, asked, chunksize=16):
             if why:
                 logger.debug("%s: %s", unit, why)
-            target = unit.removesuffix(".o") + ".i"
-            stamps = [_stamp(pre.objdir / target), _stamp(post_objdir / target)]
-            known[unit] = [*stamps, _JUDGE, why is not None]
+            known[unit] = [*_verdict_key(pairs[unit]), why is not None]
     atomic_write(record, json.dumps(known))
     return [unit for unit in units if known[unit][3]]
 
@@ -443,6 +432,12 @@ def _judge(job: tuple[str, str, str]) -> tuple[str, str | None]:
         os.truncate(path, 0)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     return unit, why
+
+
+def _verdict_key(pair: tuple[Path, Path]) -> list[str]:
+    """What a kept verdict answers for: both .i files as they are (emptied ones included), and
+    the judge that gave it."""
+    return [*map(_stamp, pair), _JUDGE]
 
 
 def _stamp(path: Path) -> str:

@@ -31,7 +31,6 @@ _COUNTED = re.compile(
 # What cuts preprocessed C into pieces: braces and semicolons, outside the string and
 # character literals that may hold them.
 _MARK = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{};]')
-_IDENT = re.compile(r"[A-Za-z_]\w*")
 _ATTRIBUTE = re.compile(r"\b(?:__attribute__|__asm__|asm)\s*\(")
 _TAG = re.compile(r"^(struct|union|enum)\s+([A-Za-z_]\w*)\s*$")
 _CALLED = re.compile(r"([A-Za-z_]\w*)\s*\(")
@@ -150,7 +149,7 @@ def piece_of(text: str) -> Piece:
         return Piece(frozenset(), True, "type")  # struct foo; a type some other piece defines
     if tag:  # struct foo { ... };
         names = {f"{tag[1]} {tag[2]}"}
-        if tag[1] == "enum" and brace >= 0:
+        if tag[1] == "enum":
             names |= _enumerators(text, brace)
         return Piece(frozenset(names), True, "type")
     words = plain.split()
@@ -174,12 +173,6 @@ def piece_of(text: str) -> Piece:
 def _enumerators(text: str, brace: int) -> set[str]:
     body = text[brace + 1 : text.rfind("}")]
     return {m[1] for m in re.finditer(r"(?:^|,)\s*([A-Za-z_]\w*)", body)}
-
-
-def same_code(pre: str, post: str) -> bool:
-    """Whether two preprocessed texts of one unit give the same object code, as far as can be
-    told without compiling them (see the module docstring). False whenever in doubt."""
-    return code_difference(pre, post) is None
 
 
 def code_difference(pre: str, post: str) -> str | None:
@@ -222,13 +215,13 @@ def code_difference(pre: str, post: str) -> str | None:
                 at = (side, bisect.bisect_right(starts[side], m.start()) - 1)
                 if at in tainted:
                     continue
+                piece_text = text[cut[at[1]][0] : cut[at[1]][1]]
                 if at not in read:
-                    read[at] = piece_of(text[cut[at[1]][0] : cut[at[1]][1]])
+                    read[at] = piece_of(piece_text)
                 piece = read[at]
                 if piece.kind == "type" and (name in functions or not piece.names):
                     continue  # a member named like a changed function; struct foo;
                 tainted.add(at)
-                piece_text = text[cut[at[1]][0] : cut[at[1]][1]]
                 if not (piece.droppable and piece.names):
                     return f"{name} changes and is used by: {_short(piece_text)}"
                 found |= piece.names

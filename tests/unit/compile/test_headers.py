@@ -10,9 +10,9 @@ import pytest
 
 from ksplice_pkg.compile.headers import (
     IncludeIndex,
+    Mentions,
     changed_names,
     definitions,
-    mentioning_units,
     preprocessed_differs,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree
@@ -135,7 +135,7 @@ def test_users_are_found_through_other_headers_definitions(tmp_path: Path) -> No
     }
     tree = _tree(tmp_path, files)
     units = {"a.o": "a.c", "b.o": "b.c", "c.o": "c.c"}
-    found = mentioning_units(tree.source, units, {"include/foo.h", "include/wrap.h"}, {"foo_get"})
+    found = Mentions(tree.source, {"include/foo.h", "include/wrap.h"}).units(units, {"foo_get"})
     # b.c calls WRAP, which expands to foo_twice, which calls foo_get.
     assert found == {"a.o", "b.o"}
 
