@@ -15,6 +15,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_SH_TYPE_AMD64
 
 from ksplice_pkg.elf.model import (
+    R_X86_64_NONE,
     SHT_NOBITS,
     SHT_RELA,
     SHT_SYMTAB,
@@ -96,9 +97,13 @@ def read_object(path: Path) -> ElfObject:
                 )
     for model_sec in sections:
         if model_sec.type == SHT_RELA:
+            # R_X86_64_NONE asks the linker for nothing. objtool leaves one where it turned a
+            # jump into a NOP (a static branch's `jmp` under CONFIG_HAVE_JUMP_LABEL_HACK): the
+            # site is a NOP in the target too, and what it may jump to is the __jump_table's.
             model_sec.relocations = [
                 Relocation(offset=off, type=info & 0xFFFFFFFF, symbol=info >> 32, addend=addend)
                 for off, info, addend in RELA.iter_unpack(model_sec.data)
+                if info & 0xFFFFFFFF != R_X86_64_NONE
             ]
             model_sec.data = b""
     return ElfObject(sections=sections, symbols=symbols, flags=flags)

@@ -91,36 +91,54 @@ def _compare(ko: ModuleBinary, fn: PreFunction, sym: Symbol) -> tuple[str | None
         seen = _referenced(ko, reloc, ko_relocs.get(reloc.offset), sym, code)
         if seen is None:
             continue
-        seen = _alias(ko, seen, reloc.symbol)
-        name = ko.obj.symbols[seen].name
+        index, place = seen
+        index = _named_there(ko, index, place, reloc.symbol)
+        name = ko.obj.symbols[index].name
         if name != reloc.symbol:
             return f"refers at +{reloc.offset:#x} to {name}, not to {reloc.symbol}", {}
-        references[reloc.offset] = seen
+        references[reloc.offset] = index
     return None, references
 
 
-def _alias(ko: ModuleBinary, index: int, wanted: str) -> int:
-    """The symbol called wanted at the same place as symbol index, if there is one.
+# Where, in a section of the .ko, the pre relocation's symbol must start for the .ko's code to
+# refer to the same place: (section index, offset), or None when the reference is external.
+_Place = tuple[int, int] | None
 
-    A reference through a section symbol only gives a place, and several symbols may lie
-    there: empty objects (lockdep's `__key.N` without CONFIG_LOCKDEP) share an address.
+
+def _named_there(ko: ModuleBinary, index: int, place: _Place, wanted: str) -> int:
+    """The symbol called wanted that starts at place, if there is one; else index.
+
+    A reference through a section symbol only gives a place, and which symbol it reads as
+    depends on a guess: one past the end of an array (a loop's end pointer) is where the next
+    variable starts, and a PC-relative addend's distance to the end of the instruction is 5,
+    not 4, when an immediate follows (`cmpb $0, flag(%rip)`), so it reads as the byte before.
+    Empty objects (lockdep's `__key.N` without CONFIG_LOCKDEP) share an address. The pre
+    object names its symbol: the .ko agrees when its symbol of that name starts where the
+    pre relocation's addend, applied to the .ko's site, says it must.
     """
-    sym = ko.obj.symbols[index]
-    if sym.name == wanted or sym.shndx == SHN_UNDEF:
+    if place is None or ko.obj.symbols[index].name == wanted:
         return index
+    shndx, offset = place
     for i, other in enumerate(ko.obj.symbols):
-        if other.name == wanted and other.shndx == sym.shndx and other.value == sym.value:
+        if other.name == wanted and other.shndx == shndx and other.value == offset:
             return i
     return index
 
 
 def _referenced(
     ko: ModuleBinary, reloc: PreReloc, ko_reloc: Relocation | None, fn: Symbol, code: bytes
-) -> int | None:
-    """The .ko symbol a pre relocation site refers to in the module's code."""
+) -> tuple[int, _Place] | None:
+    """The .ko symbol a pre relocation site refers to in the module's code, and the place the
+    pre relocation's own symbol must start at for the two to agree."""
     if ko_reloc is not None:
-        named, _ = named_target(ko.obj, ko_reloc)
-        return None if named is None else ko.index(named)
+        named, addend = named_target(ko.obj, ko_reloc)
+        if named is None:
+            return None
+        if named.shndx == SHN_UNDEF:
+            return ko.index(named), None
+        # named + addend is the place the .ko's code refers to; the pre code's symbol lies
+        # reloc.addend before it.
+        return ko.index(named), (named.shndx, named.value + addend - reloc.addend)
     form = RELOC_FORMS.get(reloc.type)
     if form is None or not form.pc_relative:
         return None
@@ -132,4 +150,4 @@ def _referenced(
     found = symbol_at(ko.obj, fn.shndx, target)
     if found is None or found.value != target:
         return None
-    return ko.index(found)
+    return ko.index(found), (fn.shndx, target)

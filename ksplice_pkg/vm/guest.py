@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
@@ -14,7 +13,14 @@ from pathlib import Path
 
 from ksplice_pkg.errors import KspliceError, VmError
 from ksplice_pkg.vm.initramfs import Initramfs
-from ksplice_pkg.vm.qemu import BootResult, Disk, boot, console_tail
+from ksplice_pkg.vm.qemu import (
+    CONSOLE_VERBOSITY,
+    BootResult,
+    Disk,
+    boot,
+    console_story,
+    keep_console,
+)
 
 BUSYBOX = Path("/bin/busybox")
 OUTPUT_DISK_MB = 64
@@ -127,7 +133,7 @@ def run_script(
         result = boot(
             kernel,
             work / "initrd.gz",
-            f"quiet loglevel=4 {append}".strip(),
+            f"{CONSOLE_VERBOSITY} {append}".strip(),
             work,
             disks=(Disk(out, "ksplice-out"),),
             timeout=timeout,
@@ -141,9 +147,7 @@ def run_script(
 def crash_error(result: BootResult, console: Path) -> VmError:
     crash = result.crash_lines()
     what = crash[0].strip() if crash else "the guest stopped without reporting a status"
-    kept = Path(tempfile.mkdtemp(prefix="ksplice-lab-console-")) / "console.log"
-    shutil.copy2(console, kept)
     return VmError(
-        f"the VM crashed: {what}; its console ended with:\n" + console_tail(result.console),
-        hint=f"the whole console is kept in {kept}",
+        f"the VM crashed: {what}; its console:\n" + console_story(result.console),
+        hint=f"the whole console is kept in {keep_console(console)}",
     )

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,10 @@ from ksplice_pkg.run import run
 STATUS_PREFIX = "ksplice-lab-status"
 # KVM is present on these machines but nested virtualisation hangs or fails: TCG is reliable.
 _ACCEL = "tcg"
+# The console shows warnings (level 4) and above: "WARNING: CPU:" and the call traces of a
+# warning, a soft lockup or a stall are printed at that level, and loglevel=4 hid them, so a
+# test's "no crash lines" could not see a WARN the update caused. Notices stay off (quiet).
+CONSOLE_VERBOSITY = "quiet loglevel=5"
 _CRASH_PATTERNS = re.compile(
     r"Kernel panic - not syncing|BUG: |Oops: |general protection fault|"
     r"WARNING: CPU: |Call Trace:|RIP: [0-9a-f]{4}:"
@@ -53,6 +59,29 @@ class BootResult:
 
 def console_tail(console: str, lines: int = 40) -> str:
     return "\n".join("    " + ln for ln in console.rstrip().splitlines()[-lines:])
+
+
+def console_story(console: str, before: int = 15, lines: int = 40) -> str:
+    """The console's tail, and where the first crash line (a lockup, a BUG, a warning) began.
+
+    A stalled guest repeats its lockup lines until the timeout: the tail alone shows only the
+    repetition, not what the guest was doing when it began."""
+    all_lines = console.rstrip().splitlines()
+    first = next((i for i, ln in enumerate(all_lines) if _CRASH_PATTERNS.search(ln)), None)
+    if first is None or first >= len(all_lines) - lines:
+        return console_tail(console, lines)
+    start = max(0, first - before)
+    head = "\n".join("    " + ln for ln in all_lines[start : first + before])
+    return f"{head}\n    [...]\n{console_tail(console, lines)}"
+
+
+def keep_console(console: Path) -> Path | None:
+    """A copy of the console out of the boot's work directory, which its caller may delete."""
+    if not console.exists():
+        return None
+    kept = Path(tempfile.mkdtemp(prefix="ksplice-lab-console-")) / "console.log"
+    shutil.copy2(console, kept)
+    return kept
 
 
 def boot(
@@ -122,9 +151,10 @@ def boot(
     except CommandTimeoutError as e:
         text = console.read_text(errors="replace") if console.exists() else ""
         raise VmError(
-            f"the VM did not power off within {timeout:.0f} s; its console ended with:\n"
-            + console_tail(text),
-            hint="a hung guest script or a kernel stall; the full console is in " + str(console),
+            f"the VM did not power off within {timeout:.0f} s; its console:\n"
+            + console_story(text),
+            hint=f"a hung guest script or a kernel stall; the whole console is kept in "
+            f"{keep_console(console)}",
         ) from e
     finally:
         qemu_ended.set()

@@ -33,7 +33,7 @@ from ksplice_pkg.vm.guest import (
     module_load_order,
     read_outputs,
 )
-from ksplice_pkg.vm.qemu import BootResult, Disk, boot
+from ksplice_pkg.vm.qemu import CONSOLE_VERBOSITY, BootResult, Disk, boot
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -235,7 +235,7 @@ def _boot(
     return boot(
         artifacts.vmlinuz,
         work / "initrd.gz",
-        f"ksplice.lab=userland quiet loglevel=4 {append}".strip(),
+        f"ksplice.lab=userland {CONSOLE_VERBOSITY} {append}".strip(),
         work,
         disks=(
             root,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ksplice_pkg.elf.model import (
+    R_X86_64_NONE,
     SHN_ABS,
     SHN_COMMON,
     SHN_UNDEF,
@@ -167,3 +168,24 @@ def test_objects_with_extended_section_numbering(tmp_path: Path) -> None:
     # rather than read with symbols pointing at the wrong sections.
     with pytest.raises(KspliceError, match=re.escape(str(obj_path))):
         read_object(obj_path)
+
+
+def test_a_relocation_that_asks_nothing_is_not_read(tmp_path: Path) -> None:
+    # objtool leaves an R_X86_64_NONE where it NOPs a static branch's jump: nothing is to be
+    # written there, so nothing downstream (run-pre's masks, the differ) may see a reference.
+    source = """
+void cold_path(void);
+void hot(int x)
+{
+    asm volatile("1: .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\\n\\t"
+                 ".reloc 1b + 1, R_X86_64_NONE, cold_path" ::: "memory");
+    if (x)
+        cold_path();
+}
+"""
+    path = compile_c(tmp_path, source)
+    assert any(r.type_name == "R_X86_64_NONE" for r in readelf_relocations(path))
+    obj = read_object(path)
+    relocs = [r for sec in obj.sections if sec.type == SHT_RELA for r in sec.relocations]
+    assert relocs, "the call to cold_path and __fentry__ are still read"
+    assert all(r.type != R_X86_64_NONE for r in relocs)

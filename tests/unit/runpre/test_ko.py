@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg.elf.model import ElfObject
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import RunPreMismatchError
 from ksplice_pkg.runpre.evidence import ModuleEvidence, pre_function
@@ -87,3 +88,70 @@ def test_function_missing_from_the_ko_is_a_mismatch(tmp_path: Path) -> None:
     with pytest.raises(RunPreMismatchError) as e:
         verify_in_module(ko, pre_function(pre, "entry"))
     assert "mymod" in e.value.message and "entry" in e.value.message
+
+
+# The shapes the stable upload's refusals showed in ch.ko, st.ko, hv_vmbus.ko and kvm-intel.ko:
+# a loop's end pointer one past an array (`cmp $lun+16`, which is where the next variable starts
+# in the .ko's one .bss), and a test of a one-byte flag with an immediate (`cmpb $0, flag(%rip)`,
+# whose addend is off by 5, not 4, so it reads as the flag before it).
+ADJACENT = """
+extern void use(int);
+static int debug;
+static int lun[4];
+static _Bool second_flag;
+static _Bool first_flag;
+
+void walk(void)
+{
+    for (int *p = lun; p < lun + 4; p++)
+        use(*p + debug);
+}
+
+void set_flags(int a, int b)
+{
+    first_flag = a;
+    second_flag = b;
+    lun[a & 3] = b;
+    debug = a;
+}
+
+int flagged(void)
+{
+    if (second_flag)
+        use(7);
+    if (first_flag)
+        use(3);
+    return 1;
+}
+"""
+NO_SSE = ("-mno-sse", "-mno-mmx", "-mno-sse2")  # as the kernel: no vectorised loop
+
+
+def _adjacent(tmp_path: Path, ko_source: str) -> tuple[ModuleBinary, ElfObject]:
+    ko = _ko(tmp_path, ko_source, NO_SSE)
+    pre = read_object(compile_object(tmp_path, "pre", ADJACENT, True, list(NO_SSE)))
+    return ko, pre
+
+
+@pytest.mark.parametrize("function", ["walk", "flagged"])
+def test_a_reference_past_a_symbol_is_the_same_place_not_the_next_symbol(
+    tmp_path: Path, function: str
+) -> None:
+    ko, pre = _adjacent(tmp_path, ADJACENT)
+    fn = pre_function(pre, function)
+    match = verify_in_module(ko, fn)
+    named = {r.symbol for r in fn.relocs if r.symbol} - {"__fentry__", "use"}
+    assert named, "the test needs the pre code to name what it references"
+    seen = {ko.obj.symbols[i].name for i in match.references.values()}
+    assert named <= seen, (named, seen)
+
+
+def test_a_reference_to_the_neighbouring_flag_is_still_a_mismatch(tmp_path: Path) -> None:
+    # The same bytes testing the other flag: the place check must not accept a neighbour.
+    swapped = ADJACENT.replace("if (second_flag)", "if (FIRST)").replace(
+        "if (first_flag)", "if (second_flag)"
+    )
+    ko, pre = _adjacent(tmp_path, swapped.replace("if (FIRST)", "if (first_flag)"))
+    with pytest.raises(RunPreMismatchError) as e:
+        verify_in_module(ko, pre_function(pre, "flagged"))
+    assert "not to" in e.value.message
