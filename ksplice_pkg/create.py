@@ -36,6 +36,7 @@ from ksplice_pkg.manifest import Upload, Verification
 from ksplice_pkg.module.link import link_update
 from ksplice_pkg.module.parts import Part, write_part
 from ksplice_pkg.module.resolve import unit_resolver
+from ksplice_pkg.module.shared import NO_SHARED, SharedNew, shared_new
 from ksplice_pkg.module.special import entry_sizes
 from ksplice_pkg.runpre.unit import UnitRunPre
 from ksplice_pkg.source.patch import read_patch
@@ -123,11 +124,14 @@ class UnitParts:
         self.runpre = UnitRunPre(target.symbols, target.vmlinux, self.modules, cfg.series)
         self.dest = cfg.work_dir / "parts"
 
-    def part(self, change: UnitChange, n: int) -> Part:
+    def part(self, change: UnitChange, n: int, shared: SharedNew = NO_SHARED) -> Part:
+        """shared: the new globals the update's units define, which other units may call."""
         proof = self.runpre.verify(change)
         t = self.target
-        resolver = unit_resolver(change, proof.evidence, t.symbols, t.checked.symvers, self.modules)
-        return write_part(change, resolver, n, self.sizes, proof.sympos, self.dest)
+        resolver = unit_resolver(
+            change, proof.evidence, t.symbols, t.checked.symvers, self.modules, shared
+        )
+        return write_part(change, resolver, n, self.sizes, proof.sympos, self.dest, shared.names)
 
 
 def _create(cfg: CreateConfig) -> Path:
@@ -142,7 +146,8 @@ def _create(cfg: CreateConfig) -> Path:
     pairs = compile_pairs(pre, post, cfg.work_dir / "post", cfg.jobs)
     changes = diff_pairs(pairs, cfg.runtime_only)
     units = UnitParts(cfg, tree, target)
-    parts = [units.part(change, n) for n, change in enumerate(changes)]
+    shared = shared_new(changes)
+    parts = [units.part(change, n, shared) for n, change in enumerate(changes)]
     left_out = [what for change in changes for what in change.diff.init_changes]
     tarball = finish_update(cfg, tree, target, parts, left_out)
     shutil.rmtree(post.post, ignore_errors=True)

@@ -328,8 +328,10 @@ def extract(
     resolver: Resolver,
     unit_tag: str,
     entry_sizes: Mapping[str, int],
+    shared: frozenset[str] = frozenset(),
 ) -> Extracted:
-    """Build the object holding the changed and new functions of one compilation unit."""
+    """Build the object holding the changed and new functions of one compilation unit. The new
+    functions named in shared stay global under their names: other units' parts call them."""
     funcs = functions(post)
     wanted = set(diff.changed) | set(diff.new_functions)
     # A .cold part belongs to its parent: it is carried whenever the parent is, and a change in
@@ -357,6 +359,8 @@ def extract(
             result_patched.append(
                 PatchedFunction(old_name=diff.pre_names.get(name, name), new_symbol=new_symbol)
             )
+        elif name in shared and name in diff.new_functions:
+            ref = b.add_global(Symbol(name, 0, fn.size, STT_FUNC, STB_GLOBAL, out))
         else:
             ref = b.add_local(Symbol(name, 0, fn.size, STT_FUNC, STB_LOCAL, out))
         b.own_symbols[fn.symbol] = ref

@@ -34,8 +34,9 @@ def write_part(
     entry_sizes: Mapping[str, int],
     sympos: Mapping[str, int],
     directory: Path,
+    shared: frozenset[str] = frozenset(),
 ) -> Part:
-    extracted = extract(change.post, change.diff, resolver, f"u{index}", entry_sizes)
+    extracted = extract(change.post, change.diff, resolver, f"u{index}", entry_sizes, shared)
     path = directory / f"part{index}.o"
     directory.mkdir(parents=True, exist_ok=True)
     if change.module is not None:

@@ -10,6 +10,7 @@ from ksplice_pkg.elf.model import SHN_UNDEF, ElfObject, Symbol
 from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.module.extract import ExternalRef, Resolver
 from ksplice_pkg.module.klp import klp_symbol_name
+from ksplice_pkg.module.shared import NO_SHARED, SharedNew
 from ksplice_pkg.runpre.evidence import Evidence, ModuleEvidence
 from ksplice_pkg.target.modules import ModuleBinary, TargetModules
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
@@ -22,9 +23,11 @@ def unit_resolver(
     symbols: SymbolMap,
     symvers: Symvers,
     modules: TargetModules,
+    shared: SharedNew = NO_SHARED,
 ) -> Resolver:
     """How the unit's code reaches each symbol it references, from what run-pre showed of it:
-    vmlinux's evidence, or its module's."""
+    vmlinux's evidence, or its module's; shared are the new globals other units of the update
+    define."""
     exported = set(symvers.vmlinux_exports())
     if isinstance(evidence, ModuleEvidence):
         return make_module_resolver(
@@ -36,8 +39,27 @@ def unit_resolver(
             change.unit,
             change.diff.static_map,
             functools.partial(modules.binary, unit=change.unit),
+            shared,
         )
-    return make_resolver(exported, symbols, evidence.lookup, change.unit, change.diff.static_map)
+    return make_resolver(
+        exported, symbols, evidence.lookup, change.unit, change.diff.static_map, shared
+    )
+
+
+def _shared_ref(
+    shared: SharedNew, sym: Symbol, unit: str, objname: str | None, depends: set[str]
+) -> ExternalRef | None:
+    """A new global of another unit of the update, which the module's own link resolves."""
+    if sym.is_local or sym.is_defined or sym.name not in shared.names:
+        return None
+    if shared.reachable_from(sym.name, objname, depends):
+        return ExternalRef(sym.name, exported=True)
+    owner = shared.owners[sym.name]
+    raise RefusedError(
+        f"{unit}: the update refers to {sym.name}, which the update adds to module {owner}: "
+        f"code of {objname or 'vmlinux'} cannot call it, since {owner} may not be loaded",
+        hint="the change needs the new code of a module it does not depend on",
+    )
 
 
 def make_resolver(
@@ -46,6 +68,7 @@ def make_resolver(
     evidence: Callable[[str], KernelSymbol | None],
     unit: str,
     static_map: Mapping[str, str],
+    shared: SharedNew = NO_SHARED,
 ) -> Resolver:
     """evidence maps pre-object symbol names to the kernel symbol the target binary showed them
     to be (run-pre); without it, only names unique in vmlinux can be used. static_map renames
@@ -54,6 +77,8 @@ def make_resolver(
     def resolve(obj: ElfObject, sym: Symbol) -> ExternalRef:
         if not sym.is_local and sym.name in exported:
             return ExternalRef(sym.name, exported=True)
+        if (ref := _shared_ref(shared, sym, unit, None, set())) is not None:
+            return ref
         name = static_map.get(sym.name, sym.name)
         seen = evidence(name)
         if seen is not None:
@@ -89,6 +114,7 @@ def make_module_resolver(
     unit: str,
     static_map: Mapping[str, str],
     binary: Callable[[str], ModuleBinary],
+    shared: SharedNew = NO_SHARED,
 ) -> Resolver:
     """How a unit of module ko.name reaches what it references.
 
@@ -135,6 +161,8 @@ def make_module_resolver(
     def resolve(obj: ElfObject, sym: Symbol) -> ExternalRef:
         if not sym.is_local and sym.name in exported:
             return ExternalRef(sym.name, exported=True)
+        if (ref := _shared_ref(shared, sym, unit, ko.name, ko.depends())) is not None:
+            return ref
         name = static_map.get(sym.name, sym.name)
         index = evidence(name)
         if index is None:

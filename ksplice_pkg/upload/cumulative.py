@@ -26,6 +26,7 @@ from ksplice_pkg.inputs import unpack_inputs
 from ksplice_pkg.log import Phases, logger
 from ksplice_pkg.manifest import CveStatus, Upload
 from ksplice_pkg.module.parts import Part
+from ksplice_pkg.module.shared import SharedNew
 from ksplice_pkg.upload.changelog import UploadLog, read_upload_log, tie_cves, with_function_context
 from ksplice_pkg.upload.changes import FileChange, compare_trees
 from ksplice_pkg.upload.derive import Derivation, Derived
@@ -158,10 +159,10 @@ def _build(
     units = UnitParts(cfg, tree, target)
     verify = [0.0]
 
-    def make_part(change: UnitChange, n: int) -> Part:
+    def make_part(change: UnitChange, n: int, shared: SharedNew) -> Part:
         start = time.monotonic()
         try:
-            return units.part(change, n)
+            return units.part(change, n, shared)
         finally:
             verify[0] += time.monotonic() - start
 

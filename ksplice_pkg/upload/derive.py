@@ -33,6 +33,7 @@ from ksplice_pkg.errors import KspliceError, RefusedError
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.module.parts import Part
+from ksplice_pkg.module.shared import SharedNew, shared_new
 from ksplice_pkg.run import run
 from ksplice_pkg.source.lines import stabilise_line_numbers
 from ksplice_pkg.upload.changes import Change
@@ -58,7 +59,7 @@ class Derived:
     rounds: int = 0
 
 
-PartMaker = Callable[[UnitChange, int], Part]
+PartMaker = Callable[[UnitChange, int, SharedNew], Part]
 
 
 @dataclass
@@ -330,9 +331,7 @@ class Derivation:
     def _diff_and_verify(
         self, units: list[str], refused: dict[str, tuple[Reason, str]]
     ) -> tuple[list[UnitChange], list[Part], list[LeftOut]]:
-        changes: list[UnitChange] = []
-        parts: list[Part] = []
-        init: list[LeftOut] = []
+        diffed: list[UnitChange] = []
         for unit in units:
             try:
                 pre = read_object(self.tree.objdir / unit)
@@ -342,18 +341,32 @@ class Derivation:
                 if d.empty:
                     continue
                 check_layouts(unit, self.tree.objdir / unit, self.post_obj / unit)
-                change = UnitChange(d, pre, post, module_of(self.tree.objdir, unit))
-                parts.append(self.make_part(change, len(parts)))
+                diffed.append(UnitChange(d, pre, post, module_of(self.tree.objdir, unit)))
             except KspliceError as e:
-                if isinstance(e, LayoutError):
-                    self.layouts[unit] = {c.file for c in e.changes}
-                refused[unit] = (reason_of(e), e.message)
-                logger.info("left out: %s: %s", unit, e.message)
+                self._refuse(unit, e, refused)
+        # A unit may call a new global another unit of the round adds: both are in the update
+        # only if both pass; when the definer is refused, the next round compiles the caller
+        # without it and refuses it in turn.
+        shared = shared_new(diffed)
+        changes: list[UnitChange] = []
+        parts: list[Part] = []
+        init: list[LeftOut] = []
+        for change in diffed:
+            try:
+                parts.append(self.make_part(change, len(parts), shared))
+            except KspliceError as e:
+                self._refuse(change.unit, e, refused)
                 continue
             changes.append(change)
-            source = self.build.units.get(unit, unit)
-            init += [LeftOut(source, None, Reason.INIT, what) for what in d.init_changes]
+            source = self.build.units.get(change.unit, change.unit)
+            init += [LeftOut(source, None, Reason.INIT, w) for w in change.diff.init_changes]
         return changes, parts, init
+
+    def _refuse(self, unit: str, e: KspliceError, refused: dict[str, tuple[Reason, str]]) -> None:
+        if isinstance(e, LayoutError):
+            self.layouts[unit] = {c.file for c in e.changes}
+        refused[unit] = (reason_of(e), e.message)
+        logger.info("left out: %s: %s", unit, e.message)
 
     def _take_out(
         self,

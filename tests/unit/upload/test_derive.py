@@ -9,6 +9,7 @@ from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild
 from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.module.parts import Part
+from ksplice_pkg.module.shared import SharedNew
 from ksplice_pkg.upload.changes import Change, FileChange, hunks_of
 from ksplice_pkg.upload.derive import Derivation
 from ksplice_pkg.upload.reasons import LeftOut, Reason
@@ -33,7 +34,7 @@ def _file(path: str, old: str, new: str) -> FileChange:
 
 
 def _derivation(tmp_path: Path, scoped: list[Scoped], index: IncludeIndex) -> Derivation:
-    def no_part(change: UnitChange, n: int) -> Part:
+    def no_part(change: UnitChange, n: int, shared: SharedNew) -> Part:
         raise AssertionError("nothing is compiled here")
 
     tree = PreparedTree(tmp_path / "old", tmp_path / "obj", "6.1.0-1-amd64")
