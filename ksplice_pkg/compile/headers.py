@@ -276,7 +276,11 @@ def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]
             for n in touched:
                 if n in covered or not 0 < n <= len(lines):
                     continue
-                names.update(_declared_names(lines[n - 1]))
+                group = _conditional_group(lines, n)
+                if group is None:
+                    names.update(_declared_names(lines[n - 1]))
+                else:
+                    names.update(_names_in(lines, defs, group))
     if layouts:
         raise RefusedError(
             f"the patch changes the layout of {', '.join(sorted(layouts))} in {path}",
@@ -284,6 +288,63 @@ def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]
             "use a shadow variable for new fields",
         )
     return names - _C_WORDS
+
+
+_CONDITIONAL = re.compile(r"\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b")
+
+
+def _conditional_group(lines: list[str], n: int) -> tuple[int, int] | None:
+    """The #if ... #endif group (first and last line, 1-based) whose directive is line n.
+
+    A changed condition changes what its group declares, not the macros it tests: the units
+    to judge are those using the group's definitions (a unit testing the same CONFIG_ option
+    itself is not affected by the header's test of it)."""
+    m = _CONDITIONAL.match(lines[n - 1])
+    if m is None:
+        return None
+    start = end = n
+    if m[1] not in ("if", "ifdef", "ifndef"):
+        depth = 0
+        for i in range(n - 1, 0, -1):
+            kind = _CONDITIONAL.match(lines[i - 1])
+            if kind is None:
+                continue
+            if kind[1] == "endif":
+                depth += 1
+            elif kind[1] in ("if", "ifdef", "ifndef"):
+                if depth == 0:
+                    start = i
+                    break
+                depth -= 1
+    if m[1] != "endif":
+        depth = 0
+        for i in range(n + 1, len(lines) + 1):
+            kind = _CONDITIONAL.match(lines[i - 1])
+            if kind is None:
+                continue
+            if kind[1] in ("if", "ifdef", "ifndef"):
+                depth += 1
+            elif kind[1] == "endif":
+                if depth == 0:
+                    end = i
+                    break
+                depth -= 1
+    return start, end
+
+
+def _names_in(lines: list[str], defs: list[Definition], group: tuple[int, int]) -> set[str]:
+    """What a conditional group declares: its definitions (a struct by its tag: whether its
+    layout changes is for the objects' debug info to tell) and the declarations between them."""
+    first, last = group
+    inside = [d for d in defs if first <= d.first and d.last <= last]
+    names = {d.name for d in inside if d.name}
+    covered = {n for d in inside for n in range(d.first, d.last + 1)}
+    for n in range(first, last + 1):
+        line = lines[n - 1]
+        if n in covered or re.match(r"\s*#", line):
+            continue
+        names.update(_declared_names(line))
+    return names
 
 
 def _declared_names(line: str) -> set[str]:

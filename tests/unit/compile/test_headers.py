@@ -78,6 +78,37 @@ def test_changed_definitions_by_name(old: str, new: str, names: set[str]) -> Non
     assert changed_names("include/foo.h", HEADER, post, hunks) == names
 
 
+GUARDED = """\
+#ifndef _BAR_H
+#define _BAR_H
+#ifdef CONFIG_BAR_FAST
+#define bar_delay() 0
+extern int bar_poll(int n);
+#else
+static inline int bar_poll(int n) { return n; }
+#endif
+extern int bar_register(void);
+#endif
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("#ifdef CONFIG_BAR_FAST", "#if defined(CONFIG_BAR_FAST) && !defined(CONFIG_BAR_SLOW)"),
+        ("#else", "#elif defined(CONFIG_BAR_NONE)"),
+    ],
+    ids=["if", "else"],
+)
+def test_a_changed_condition_changes_what_its_group_declares(old: str, new: str) -> None:
+    # The group's definitions change with its condition; the option it tests is no name a
+    # unit uses through this header (a unit testing CONFIG_BAR_FAST itself is not affected).
+    post = GUARDED.replace(old, new)
+    n = _line(GUARDED, old)
+    names = changed_names("include/bar.h", GUARDED, post, [(n, 1, n, 1)])
+    assert names == {"bar_delay", "bar_poll"}
+
+
 def test_changed_struct_layout_is_refused_naming_it() -> None:
     post, hunks = _change("long b;", "long b, c;")
     with pytest.raises(RefusedError) as e:
