@@ -74,6 +74,9 @@ class Derivation:
     timings: list[tuple[str, float]] = field(default_factory=list)
     # unit -> the files declaring the struct or union layouts its change would need
     layouts: dict[str, set[str]] = field(default_factory=dict)
+    # unit -> the files, its own or headers reaching it, the compiler found errors in when the
+    # after side did not compile it
+    erring: dict[str, set[str]] = field(default_factory=dict)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -274,6 +277,12 @@ class Derivation:
                 errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
                 first = errors[0] if errors else "see the build log with -v"
                 failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
+                own = self.build.units.get(unit, src)
+                self.erring[unit] = {
+                    f
+                    for f in erring_files(output, source)
+                    if f == own or (f.endswith(".h") and own in self.index.reach(f))
+                }
         return failed
 
     def _make(self, source: Path, objdir: Path, targets: list[str], side: str) -> str:
@@ -386,8 +395,16 @@ class Derivation:
             # A layout is taken back where it is declared: the header whose enum, macro or
             # body the upload changed, not every change that reaches the unit.
             declaring = [p for p in sorted(self.layouts.get(unit, ())) if p in compiled]
+            # A unit that does not compile: the changed files the errors are in, when the
+            # compiler named them (a header's inline using a field whose hunk was left out),
+            # rather than every changed header that reaches the unit.
+            erring = [p for p in sorted(self.erring.get(unit, ())) if p in compiled]
             if declaring:
                 culprits = declaring
+            elif erring and erring != [own]:
+                culprits = erring
+                reason = Reason.NEEDS_LEFT_OUT
+                detail = f"{unit} cannot be patched: {detail}"
             elif own in compiled:
                 culprits = [own]
             else:
@@ -409,6 +426,22 @@ class Derivation:
                 for i in sorted(accepted.pop(path)):
                     left.append(LeftOut(path, hunks[i].header, reason, detail))
         return left
+
+
+def erring_files(output: str, source: Path) -> set[str]:
+    """The files, relative to source, that the compiler reported errors in (kbuild with O=
+    names them by absolute path, or relative to the source tree)."""
+    roots = {str(source).rstrip("/") + "/", os.path.realpath(source) + "/"}
+    found = set()
+    for m in _ERROR_LINE.finditer(output):
+        path = m[1]
+        root = next((r for r in roots if path.startswith(r)), None)
+        if root is not None:
+            path = path[len(root) :]
+        elif path.startswith("/"):
+            continue  # a file outside the tree: a system header
+        found.add(os.path.normpath(path))
+    return found
 
 
 def _layout_changes(s: Scoped) -> Iterator[tuple[int, str]]:

@@ -11,7 +11,7 @@ from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.module.parts import Part
 from ksplice_pkg.module.shared import SharedNew
 from ksplice_pkg.upload.changes import Change, FileChange, hunks_of
-from ksplice_pkg.upload.derive import Derivation
+from ksplice_pkg.upload.derive import Derivation, erring_files
 from ksplice_pkg.upload.reasons import LeftOut, Reason
 from ksplice_pkg.upload.scope import Scope, Scoped
 
@@ -131,3 +131,30 @@ def test_two_units_refused_in_one_round_for_one_header_take_it_out_once(tmp_path
     left = derivation._take_out(refused, units, accepted, by_path)
     assert accepted == {}
     assert [(i.path, i.reason) for i in left] == [("include/linux/x.h", Reason.NEEDS_LEFT_OUT)]
+
+
+def test_a_unit_that_does_not_compile_takes_out_the_header_the_errors_are_in(
+    tmp_path: Path,
+) -> None:
+    # mlx5 in the stable upload: driver.h's layout hunk is left out up front, another header
+    # hunk then uses what it removed. Only the header the compiler complained about goes, not
+    # every changed header the unit includes.
+    x = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    y = Scoped(_file("include/linux/y.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    index = IncludeIndex({"linux/x.h": ["fs/b.c"], "linux/y.h": ["fs/b.c"]})
+    derivation = _derivation(tmp_path, [x, y], index)
+    by_path = {s.path: s for s in derivation.scoped}
+    output = (
+        "In file included from /src/after/fs/b.c:3:\n"
+        "/src/after/include/linux/y.h:2:9: error: 'struct foo' has no member named 'c'\n"
+        "/usr/lib/gcc/x86_64-linux-gnu/12/include/stddef.h:1:1: error: elsewhere\n"
+        "./include/linux/z.h:5:1: error: not a changed file\n"
+    )
+    erring = erring_files(output, Path("/src/after"))
+    assert erring == {"include/linux/y.h", "include/linux/z.h"}
+    derivation.erring["fs/b.o"] = {"include/linux/y.h"}
+    accepted = {"include/linux/x.h": {1}, "include/linux/y.h": {1}}
+    refused = {"fs/b.o": (Reason.COMPILE, "fs/b.o does not compile: no member named 'c'")}
+    left = derivation._take_out(refused, {"fs/b.o": "fs/b.c"}, accepted, by_path)
+    assert accepted == {"include/linux/x.h": {1}}
+    assert [(i.path, i.reason) for i in left] == [("include/linux/y.h", Reason.NEEDS_LEFT_OUT)]
