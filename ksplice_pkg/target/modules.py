@@ -36,7 +36,7 @@ def module_ko(modules_dir: Path, module: str) -> Path:
         ) from e
     for line in lines:
         path = line.strip()
-        if Path(path).name.split(".ko")[0].replace("-", "_") == module:
+        if Path(path).name.split(".ko")[0].replace("-", "_") == module.replace("-", "_"):
             ko = modules_dir / path
             if ko.suffix != ".ko":
                 raise KspliceError(
@@ -75,12 +75,14 @@ class ModuleBinary:
         self._indexes = {id(s): i for i, s in enumerate(self.obj.symbols)}
 
     def depends(self) -> set[str]:
-        """The modules this one needs loaded first (modpost's `depends=` in .modinfo)."""
+        """The modules this one needs loaded first (modpost's `depends=` in .modinfo), by the
+        name the kernel knows them by: modinfo spells them as their files (`dm-bufio`), the
+        kernel's module name, which klp relocations must name, has `_` (`dm_bufio`)."""
         index = self.obj.section_index(".modinfo")
         info = self.obj.sections[index].data if index is not None else b""
         for entry in info.split(b"\0"):
             if entry.startswith(b"depends="):
-                return {m for m in entry[8:].decode().split(",") if m}
+                return {m.replace("-", "_") for m in entry[8:].decode().split(",") if m}
         return set()
 
     def defined_named(self, name: str) -> list[int]:

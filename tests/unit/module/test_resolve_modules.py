@@ -71,3 +71,16 @@ def test_export_of_a_module_it_does_not_depend_on_is_refused(tmp_path: Path) -> 
         _ref(_resolver(tmp_path), "far_helper")
     assert "far_helper" in e.value.message and "far" in e.value.message
     assert "mymod" in e.value.message
+
+
+def test_a_dependency_is_named_as_the_kernel_names_it(tmp_path: Path) -> None:
+    # modinfo spells dm-snapshot's dependency as its file, `dm-bufio`; the kernel's module
+    # is `dm_bufio`, and a klp relocation naming `dm-bufio` would never be written.
+    ko = _binary(tmp_path, "dm_snapshot", MODULE.replace("depends=dep", "depends=dm-bufio"))
+    assert ko.depends() == {"dm_bufio"}
+    others = {"dm_bufio": _binary(tmp_path, "dm_bufio", DEPENDENCY)}
+    symbols = SymbolMap([KernelSymbol(0xFFFFFFFF81000000, "T", "_text", None)])
+    resolve = make_module_resolver(
+        set(), {}, symbols, ko, lambda name: None, "drivers/md/dm-snap.o", {}, others.__getitem__
+    )
+    assert _ref(resolve, "dep_helper") == (".klp.sym.dm_bufio.dep_helper,0", False)
