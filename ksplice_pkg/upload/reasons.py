@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ksplice_pkg.errors import KspliceError, RunPreMismatchError
+from ksplice_pkg.manifest import MAX_TEXT
 
 
 class Reason(Enum):
@@ -33,8 +34,12 @@ class LeftOut:
     detail: str
 
     def line(self) -> str:
+        """One line of printable text for the manifest: a detail quoting the compiler may
+        span lines, and a chain of units that cannot be patched may run long."""
         where = f"{self.path} {self.hunk}" if self.hunk else self.path
-        return f"{where}: {self.reason.value}: {self.detail}"
+        text = " ".join(f"{where}: {self.reason.value}: {self.detail}".split())
+        text = "".join(ch if ch.isprintable() else "?" for ch in text)
+        return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
 # The engine's refusals, by what their messages say (errors.RefusedError's callers).
