@@ -277,6 +277,7 @@ class Derivation:
                 errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
                 first = errors[0] if errors else "see the build log with -v"
                 failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
+                logger.info("left out: %s: %s", unit, failed[unit][1])
                 own = self.build.units.get(unit, src)
                 self.erring[unit] = {
                     f
