@@ -419,6 +419,7 @@ def _read(path: Path) -> str:
 _VERDICTS = ".ksplice-preprocessed.json"
 # Bumped when the judgement of two .i files changes, so no verdict of an older one is reused.
 _JUDGE = "pieces-4"
+_SAVE_EVERY = 256
 
 
 def preprocessed_differs(
@@ -473,10 +474,14 @@ def preprocessed_differs(
             path.unlink()
     asked = [(unit, *map(str, pairs[unit])) for unit in units if unanswered(unit)]
     with ProcessPoolExecutor(max(1, jobs)) as pool:
-        for unit, why in pool.map(_judge, asked, chunksize=16):
+        for n, (unit, why) in enumerate(pool.map(_judge, asked, chunksize=16), 1):
             if why:
                 logger.debug("%s: %s", unit, why)
             known[unit] = [*_verdict_key(pairs[unit]), why is not None]
+            # Kept as they come: an interrupted stable upload (a quarter of an hour of
+            # judging, each .i emptied once judged) resumes instead of preprocessing again.
+            if n % _SAVE_EVERY == 0:
+                atomic_write(record, json.dumps(known))
     atomic_write(record, json.dumps(known))
     return [unit for unit in units if known[unit][3]]
 
