@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ksplice_pkg import fsutil
+from ksplice_pkg.compile import headers
 from ksplice_pkg.compile.headers import (
     IncludeIndex,
     Mentions,
@@ -212,3 +214,29 @@ def test_judged_i_files_are_emptied_and_their_verdict_reused_until_a_source_chan
         later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
         os.utime(post, ns=(later, later))
         assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == differs
+
+
+def test_verdicts_are_kept_as_they_come_so_an_interrupted_judging_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pre, post_src, post_obj = _i_trees(tmp_path, UNIT.format(n=1, extra=""))
+    writes: list[str] = []
+    real_write = fsutil.atomic_write
+
+    def interrupted_at_the_end(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
+        writes.append(str(path))
+        if len(writes) > 1:  # the final write: the run is stopped before it
+            raise KeyboardInterrupt
+        return real_write(path, data, mode)
+
+    monkeypatch.setattr(headers, "_SAVE_EVERY", 1)
+    monkeypatch.setattr(headers, "atomic_write", interrupted_at_the_end)
+    with pytest.raises(KeyboardInterrupt):
+        preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)
+    made = [pre.objdir / "fs/a.i", post_obj / "fs/a.i"]
+    assert [p.stat().st_size for p in made] == [0, 0]  # judged, then emptied
+    times = [p.stat().st_mtime_ns for p in made]
+    monkeypatch.setattr(headers, "atomic_write", real_write)
+    # The next run finds the verdict: nothing is preprocessed again.
+    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    assert [p.stat().st_mtime_ns for p in made] == times
