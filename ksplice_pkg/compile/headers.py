@@ -302,34 +302,29 @@ def _conditional_group(lines: list[str], n: int) -> tuple[int, int] | None:
     m = _CONDITIONAL.match(lines[n - 1])
     if m is None:
         return None
-    start = end = n
-    if m[1] not in ("if", "ifdef", "ifndef"):
-        depth = 0
-        for i in range(n - 1, 0, -1):
-            kind = _CONDITIONAL.match(lines[i - 1])
-            if kind is None:
-                continue
-            if kind[1] == "endif":
-                depth += 1
-            elif kind[1] in ("if", "ifdef", "ifndef"):
-                if depth == 0:
-                    start = i
-                    break
-                depth -= 1
-    if m[1] != "endif":
-        depth = 0
-        for i in range(n + 1, len(lines) + 1):
-            kind = _CONDITIONAL.match(lines[i - 1])
-            if kind is None:
-                continue
-            if kind[1] in ("if", "ifdef", "ifndef"):
-                depth += 1
-            elif kind[1] == "endif":
-                if depth == 0:
-                    end = i
-                    break
-                depth -= 1
+    opens, closes = ("if", "ifdef", "ifndef"), ("endif",)
+    start = n if m[1] in opens else _matching(lines, n, -1, closes, opens)
+    end = n if m[1] in closes else _matching(lines, n, 1, opens, closes)
     return start, end
+
+
+def _matching(
+    lines: list[str], n: int, step: int, deeper: tuple[str, ...], outer: tuple[str, ...]
+) -> int:
+    """The line of the directive of kind `outer` that closes (step 1) or opens (step -1) the
+    group line n is in, skipping nested groups; n when the file ends first."""
+    depth = 0
+    i = n + step
+    while 0 < i <= len(lines):
+        kind = _CONDITIONAL.match(lines[i - 1])
+        if kind is not None and kind[1] in deeper:
+            depth += 1
+        elif kind is not None and kind[1] in outer:
+            if depth == 0:
+                return i
+            depth -= 1
+        i += step
+    return n
 
 
 def _names_in(lines: list[str], defs: list[Definition], group: tuple[int, int]) -> set[str]:

@@ -50,7 +50,7 @@ def _shared_ref(
     shared: SharedNew, sym: Symbol, unit: str, objname: str | None, depends: set[str]
 ) -> ExternalRef | None:
     """A new global of another unit of the update, which the module's own link resolves."""
-    if sym.is_local or sym.is_defined or sym.name not in shared.names:
+    if sym.is_local or sym.is_defined or sym.name not in shared.owners:
         return None
     if shared.reachable_from(sym.name, objname, depends):
         return ExternalRef(sym.name, exported=True)
@@ -158,10 +158,12 @@ def make_module_resolver(
         ((dep, index),) = found
         return ExternalRef(klp_symbol_name(dep, name, binary(dep).sympos(index)), exported=False)
 
+    depends = ko.depends()  # read from .modinfo once, not for every symbol
+
     def resolve(obj: ElfObject, sym: Symbol) -> ExternalRef:
         if not sym.is_local and sym.name in exported:
             return ExternalRef(sym.name, exported=True)
-        if (ref := _shared_ref(shared, sym, unit, ko.name, ko.depends())) is not None:
+        if (ref := _shared_ref(shared, sym, unit, ko.name, depends)) is not None:
             return ref
         name = static_map.get(sym.name, sym.name)
         index = evidence(name)

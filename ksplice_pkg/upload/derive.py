@@ -265,6 +265,7 @@ class Derivation:
                 again = self._make(source, objdir, dirs, side)
                 broken = (broken - set(lost)) | set(_FAILED.findall(again))
                 output += again
+            erring: set[str] | None = None  # read from the output once, for the first failure
             for unit in units:
                 if unit not in broken and (objdir / unit).is_file():
                     continue
@@ -279,9 +280,11 @@ class Derivation:
                 failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
                 logger.info("left out: %s: %s", unit, failed[unit][1])
                 own = self.build.units.get(unit, src)
+                if erring is None:
+                    erring = erring_files(output, source)
                 self.erring[unit] = {
                     f
-                    for f in erring_files(output, source)
+                    for f in erring
                     if f == own or (f.endswith(".h") and own in self.index.reach(f))
                 }
         return failed

@@ -71,7 +71,9 @@ def console_story(console: str, before: int = 15, lines: int = 40) -> str:
     if first is None or first >= len(all_lines) - lines:
         return console_tail(console, lines)
     start = max(0, first - before)
-    head = "\n".join("    " + ln for ln in all_lines[start : first + before])
+    # The head stops where the tail begins: no line is shown twice.
+    stop = min(first + before, len(all_lines) - lines)
+    head = "\n".join("    " + ln for ln in all_lines[start:stop])
     return f"{head}\n    [...]\n{console_tail(console, lines)}"
 
 
