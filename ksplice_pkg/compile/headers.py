@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksplice_pkg.compile.kbuild import PreparedTree
-from ksplice_pkg.compile.preprocessed import code_difference
+from ksplice_pkg.compile.preprocessed import Difference, code_difference
 from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import logger, step
@@ -413,7 +413,7 @@ def _read(path: Path) -> str:
 
 _VERDICTS = ".ksplice-preprocessed.json"
 # Bumped when the judgement of two .i files changes, so no verdict of an older one is reused.
-_JUDGE = "pieces-4"
+_JUDGE = "pieces-5"
 _SAVE_EVERY = 256
 
 
@@ -423,9 +423,9 @@ def preprocessed_differs(
     post_objdir: Path,
     units: list[str],
     jobs: int,
-) -> list[str]:
+) -> dict[str, Difference]:
     """The units whose preprocessed source differs before and after in a way that can change
-    their object code (see `preprocessed.code_difference`).
+    their object code, with how (see `preprocessed.code_difference`), in the order given.
 
     A .i is as large as a megabyte or several, and a stable upload asks about thousands of
     units on both sides: each is emptied once judged, keeping its time. make then still
@@ -471,22 +471,34 @@ def preprocessed_differs(
     with ProcessPoolExecutor(max(1, jobs)) as pool:
         for n, (unit, why) in enumerate(pool.map(_judge, asked, chunksize=16), 1):
             if why:
-                logger.debug("%s: %s", unit, why)
-            known[unit] = [*_verdict_key(pairs[unit]), why is not None]
+                logger.debug("%s: %s", unit, why.what)
+            known[unit] = [*_verdict_key(pairs[unit]), *_verdict(why)]
             # Kept as they come: an interrupted stable upload (a quarter of an hour of
             # judging, each .i emptied once judged) resumes instead of preprocessing again.
             if n % _SAVE_EVERY == 0:
                 atomic_write(record, json.dumps(known))
     atomic_write(record, json.dumps(known))
-    return [unit for unit in units if known[unit][3]]
+    verdicts = {unit: _difference(known[unit][3:]) for unit in units}
+    return {unit: why for unit, why in verdicts.items() if why is not None}
 
 
-def _judge(job: tuple[str, str, str]) -> tuple[str, str | None]:
+def _verdict(why: Difference | None) -> list[object]:
+    """A verdict as kept in the record: whether the code differs, whether only init code does,
+    and what differs."""
+    return [False, False, ""] if why is None else [True, why.init_only, why.what]
+
+
+def _difference(kept: list[object]) -> Difference | None:
+    differs, init_only, what = kept
+    return Difference(str(what), bool(init_only)) if differs else None
+
+
+def _judge(job: tuple[str, str, str]) -> tuple[str, Difference | None]:
     """One unit's verdict (None: the same code), both .i files emptied once read."""
     unit, pre_i, post_i = job
     texts = [_read(Path(pre_i)), _read(Path(post_i))]
     if not all(texts):
-        return unit, "not preprocessed on both sides; compiled to be sure"
+        return unit, Difference("not preprocessed on both sides; compiled to be sure")
     why = code_difference(*texts)
     for path in (Path(pre_i), Path(post_i)):
         st = path.stat()
@@ -517,11 +529,11 @@ def header_users(
     jobs: int,
     *,
     fresh: bool = True,
-) -> list[str]:
+) -> dict[str, Difference]:
     """The units of the kernel and its modules whose code the patch's changes to `headers`
-    change. `fresh`: make each .i anew (a post tree whose files may be older than an earlier
-    patch's .i); an upload's after tree writes every change with a new time, so make's own
-    dependencies decide."""
+    change, with how (init code only, or code that runs). `fresh`: make each .i anew (a post
+    tree whose files may be older than an earlier patch's .i); an upload's after tree writes
+    every change with a new time, so make's own dependencies decide."""
     units = kernel_units(tree)
     index = IncludeIndex.of(tree)
     closure = index.closure(headers)
@@ -541,7 +553,7 @@ def header_users(
         candidates += len(users)
         mentioned |= mentions.units(users, changed)
     if not names:
-        return []
+        return {}
     logger.info(
         "%s: included by %d unit(s), %d of which use %s",
         ", ".join(headers[:8]) + (f" and {len(headers) - 8} more" if len(headers) > 8 else ""),
@@ -550,7 +562,7 @@ def header_users(
         ", ".join(sorted(names)[:8]) + (" ..." if len(names) > 8 else ""),
     )
     if not mentioned:
-        return []
+        return {}
     if fresh:
         for unit in mentioned:
             # A .i left by an earlier update's patch could look newer than this one's header.
@@ -558,10 +570,13 @@ def header_users(
     ordered = sorted(mentioned)
     with step(f"preprocessing {len(ordered)} unit(s) before and after"):
         differing = preprocessed_differs(tree, post_source, post_objdir, ordered, jobs)
+    init_only = [unit for unit, why in differing.items() if why.init_only]
+    running = [unit for unit, why in differing.items() if not why.init_only]
     logger.info(
-        "%d unit(s) really change: %s",
-        len(differing),
-        ", ".join(differing[:20]) + (" ..." if len(differing) > 20 else ""),
+        "%d unit(s) really change: %s; %d only in init code",
+        len(running),
+        ", ".join(running[:20]) + (" ..." if len(running) > 20 else ""),
+        len(init_only),
     )
     return differing
 

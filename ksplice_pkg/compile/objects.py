@@ -175,7 +175,9 @@ def compile_pairs(
     clone_objdir(tree, post_objdir, [])
 
     def find_users(headers: list[str]) -> list[str]:
-        return header_users(tree, post.post, post_objdir, headers, jobs)
+        # Units whose init code alone changes too: the diff refuses them by name (or, with
+        # --runtime-only, lists them), as for a change in the unit's own file.
+        return list(header_users(tree, post.post, post_objdir, headers, jobs))
 
     units = objects_for(post.changed, tree, find_users)
     clone_objdir(tree, post_objdir, units)

@@ -12,6 +12,11 @@ static function or variable, a prototype, an extern declaration, a type. Then no
 of the unit may refer to a name they declare, except pieces that are themselves such dropped
 declarations of changed names (an unused helper calling another). Anything else counts as a
 change, and the unit is compiled on both sides.
+
+Init code and data are the exception: a header change that only reaches a unit's __init or
+__exit functions, or what links them (the initcall entry, the init_module alias), changes code
+that ran at boot or module load and that no update can change. Such a unit is not compiled; it
+is reported as an init-only difference, what the compiled unit's diff would have left out.
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ _PAREN_NAME = re.compile(r"\(\s*([A-Za-z_]\w*)\s*\)\s*\(")  # typedef int (name)
 _TYPEDEF_FUNCTION = re.compile(r"^typedef\s+[^(]*?\b([A-Za-z_]\w*)\s*\(")  # typedef int name(args);
 _TAG_BEFORE = re.compile(r"\b(struct|union|enum)\s+$")
 _LAST_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*$")
+# A function or variable placed in an init or exit section:
+# `__attribute__((__section__(".init.text")))`.
+_INIT_PLACED = re.compile(r'__section__\s*\(\s*"\.(?:init|exit)(?:\.|call)')
+# A top-level asm's section directives, read from its string literals joined: an initcall
+# entry's `.section ".initcall6.init", "a"` is init; any other section, or .text or .data, is not.
+_LITERAL = re.compile(r'"((?:\\.|[^"\\\n])*)"')
+_ASM_SECTION = re.compile(r'\.(?:push)?section\s+"?([\w.]+)|(?:^|[\n;])\s*\.(text|data|bss)\b')
+_INIT_SECTION = re.compile(r"\.(?:init|exit)(?:\.|call)")
 # Attributes that keep a definition in the object even when nothing in the unit refers to it.
 _KEPT = re.compile(r"\b(?:__used__|used|constructor|__constructor__|externally_visible)\b")
 _NOT_NAMES = {
@@ -175,9 +188,36 @@ def _enumerators(text: str, brace: int) -> set[str]:
     return {m[1] for m in re.finditer(r"(?:^|,)\s*([A-Za-z_]\w*)", body)}
 
 
-def code_difference(pre: str, post: str) -> str | None:
+def is_init(text: str) -> bool:
+    """Whether a file-scope piece is init code or data: a function or variable whose attributes
+    place it in an .init.* or .exit.* section, an initcall or exitcall entry, or a top-level
+    asm that only writes to such sections."""
+    text = text.strip()
+    if text.startswith(("asm", "__asm__")):
+        asm = "".join(m[1] for m in _LITERAL.finditer(text))
+        asm = asm.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t")
+        sections = [m[1] or m[2] for m in _ASM_SECTION.finditer(asm)]
+        return bool(sections) and all(_INIT_SECTION.match(s) for s in sections)
+    brace = text.find("{")
+    head = text if brace < 0 else text[:brace]
+    if brace < 0 or not text.endswith("}"):
+        head = head.split("=", 1)[0]  # a variable's attributes, not its initialiser
+    return _INIT_PLACED.search(head) is not None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Why a unit's code differs: `what`, for the log; `init_only` when all that differs in
+    the object is init code or data (see `is_init`)."""
+
+    what: str
+    init_only: bool = False
+
+
+def code_difference(pre: str, post: str) -> Difference | None:
     """None when pre and post differ only in pieces the compiler drops; otherwise the first
-    piece that makes them differ, for the log."""
+    piece that makes them differ, or, when every piece that stays is init code or data, the
+    first of those as an init-only difference."""
     pre, post = normalised(pre), normalised(post)
     if pre == post:
         return None
@@ -186,15 +226,22 @@ def code_difference(pre: str, post: str) -> str | None:
     differing = list((counts[0] - counts[1]).elements()) + list((counts[1] - counts[0]).elements())
     changed: set[str] = set()
     functions: set[str] = set()  # changed names that are functions: no type can depend on them
+    kept_init = False  # an init piece that stays in the object differs
+    init_names: set[str] = set()  # what the differing init pieces declare, for the verdict
     for text in differing:
         piece = piece_of(text)
+        init = is_init(text)
         if not piece.droppable:
-            return f"changed: {_short(text)}"
+            if not init:
+                return Difference(f"changed: {_short(text)}")
+            kept_init = True
+        if init:
+            init_names |= piece.names
         changed |= piece.names
         if piece.kind == "function":
             functions |= piece.names
     if not changed:
-        return None
+        return _init_only(init_names) if kept_init else None
     # What refers to a changed name is changed in turn, unless the compiler drops it too (an
     # unused helper calling another, a prototype naming a changed struct): follow the uses
     # until they end in dropped pieces only, or reach one that stays (a global function).
@@ -222,14 +269,24 @@ def code_difference(pre: str, post: str) -> str | None:
                 if piece.kind == "type" and (name in functions or not piece.names):
                     continue  # a member named like a changed function; struct foo;
                 tainted.add(at)
+                init = is_init(piece_text)
                 if not (piece.droppable and piece.names):
-                    return f"{name} changes and is used by: {_short(piece_text)}"
+                    if not init:
+                        return Difference(f"{name} changes and is used by: {_short(piece_text)}")
+                    kept_init = True
+                if init:
+                    init_names |= piece.names
                 found |= piece.names
                 if piece.kind == "function":
                     functions |= piece.names
         frontier = found - changed
         changed |= found
-    return None
+    return _init_only(init_names) if kept_init else None
+
+
+def _init_only(names: set[str]) -> Difference:
+    listed = ", ".join(sorted(names)[:6]) + (" ..." if len(names) > 6 else "")
+    return Difference(f"only init code changes: {listed or 'an initcall entry'}", init_only=True)
 
 
 def _short(text: str) -> str:

@@ -77,6 +77,9 @@ class Derivation:
     # unit -> the files, its own or headers reaching it, the compiler found errors in when the
     # after side did not compile it
     erring: dict[str, set[str]] = field(default_factory=dict)
+    # unit -> what changes in it, for the units the accepted header hunks change in init code
+    # only (compile/preprocessed.py): not compiled, and left out as init changes
+    init_only: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -87,7 +90,7 @@ class Derivation:
             self._write_after(accepted)
             units = self._units(accepted, by_path)
             if not units:
-                return Derived([], [], accepted, left, {}, compiled, rounds)
+                return Derived([], [], accepted, left + self._init_only(), {}, compiled, rounds)
             with step(f"round {rounds}: compiling {len(units)} unit(s) before and after"):
                 failed = self._compile(sorted(units), left)
             compiled += len(units)
@@ -96,7 +99,7 @@ class Derivation:
                 [u for u in sorted(units) if u not in failed], refused
             )
             if not refused:
-                left += init
+                left += init + self._init_only()
                 return Derived(changes, parts, accepted, left, units, compiled, rounds)
             before = {path: sorted(hunks) for path, hunks in accepted.items()}
             taken = self._take_out(refused, units, accepted, by_path)
@@ -163,13 +166,29 @@ class Derivation:
                 headers.append(path)
             else:
                 units.update({u: path for u in s.units})
+        self.init_only = {}
         if headers:
             users = header_users(
                 self.tree, self.post_src, self.post_obj, headers, self.jobs, fresh=False
             )
-            for unit in users:
-                units.setdefault(unit, self.build.units.get(unit, unit.removesuffix(".o") + ".c"))
+            for unit, why in users.items():
+                if not why.init_only:
+                    units.setdefault(unit, self._source(unit))
+                elif unit not in units:
+                    self.init_only[unit] = why.what
         return units
+
+    def _source(self, unit: str) -> str:
+        return self.build.units.get(unit, unit.removesuffix(".o") + ".c")
+
+    def _init_only(self) -> list[LeftOut]:
+        """The last round's units whose init code alone the accepted headers change: what
+        their diff would leave out, without compiling them."""
+        return [
+            LeftOut(self._source(unit), None, Reason.INIT, f"{unit}: {what} (it ran at boot or "
+                    "module load; the update cannot change it)")
+            for unit, what in sorted(self.init_only.items())
+        ]  # fmt: skip
 
     @property
     def post_src(self) -> Path:

@@ -184,8 +184,10 @@ $(O)/fs/a.i: fs/a.c
 UNIT = "int used(int x);\nint f(int x) {{ return used(x) + {n}; }}\n{extra}"
 
 
-def _i_trees(tmp_path: Path, post: str) -> tuple[PreparedTree, Path, Path]:
-    pre = _tree(tmp_path, {"Makefile": FAKE_KBUILD, "fs/a.c": UNIT.format(n=1, extra="")})
+def _i_trees(
+    tmp_path: Path, post: str, before: str = UNIT.format(n=1, extra="")
+) -> tuple[PreparedTree, Path, Path]:
+    pre = _tree(tmp_path, {"Makefile": FAKE_KBUILD, "fs/a.c": before})
     post_src, post_obj = tmp_path / "post-src", tmp_path / "post-obj"
     (post_src / "fs").mkdir(parents=True)
     (post_src / "Makefile").write_text(FAKE_KBUILD)
@@ -199,12 +201,12 @@ def test_judged_i_files_are_emptied_and_their_verdict_reused_until_a_source_chan
 ) -> None:
     unused = "static inline int spare(void) { return 2; }\n"
     pre, post_src, post_obj = _i_trees(tmp_path, UNIT.format(n=1, extra=unused))
-    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == []
     made = [pre.objdir / "fs/a.i", post_obj / "fs/a.i"]
     assert [p.stat().st_size for p in made] == [0, 0]
     times = [p.stat().st_mtime_ns for p in made]
     # Asked again: make finds both up to date, the kept verdict answers.
-    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == []
     assert [p.stat().st_mtime_ns for p in made] == times
     # The after side changes: its .i is remade, and the emptied old one too, since this
     # question has no verdict yet (read empty, it would count as a difference).
@@ -213,7 +215,7 @@ def test_judged_i_files_are_emptied_and_their_verdict_reused_until_a_source_chan
         post.write_text(UNIT.format(n=n, extra=extra))
         later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
         os.utime(post, ns=(later, later))
-        assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == differs
+        assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == differs
 
 
 def test_verdicts_are_kept_as_they_come_so_an_interrupted_judging_resumes(
@@ -238,5 +240,25 @@ def test_verdicts_are_kept_as_they_come_so_an_interrupted_judging_resumes(
     times = [p.stat().st_mtime_ns for p in made]
     monkeypatch.setattr(headers, "atomic_write", real_write)
     # The next run finds the verdict: nothing is preprocessed again.
-    assert preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1) == []
+    assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == []
     assert [p.stat().st_mtime_ns for p in made] == times
+
+
+# A module's init function, its init_module alias and what keeps that alias.
+INIT = """static int __attribute__((__section__(".init.text"))) setup(void) {{ return used({n}); }}
+int init_module(void) __attribute__((alias("setup")));
+static void * __attribute__((__section__(".init.data"))) __attribute__((__used__)) k = &init_module;
+"""
+
+
+def test_a_change_to_init_code_alone_is_judged_and_kept_as_such(tmp_path: Path) -> None:
+    before = UNIT.format(n=1, extra=INIT.format(n=1))
+    pre, post_src, post_obj = _i_trees(tmp_path, UNIT.format(n=1, extra=INIT.format(n=2)), before)
+    for _ in range(2):  # judged, then answered from the kept verdict
+        (why,) = preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1).values()
+        assert why.init_only and "setup" in why.what, why
+    post_src.joinpath("fs/a.c").write_text(UNIT.format(n=2, extra=INIT.format(n=2)))
+    later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
+    os.utime(post_src / "fs/a.c", ns=(later, later))
+    (why,) = preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1).values()
+    assert not why.init_only, why

@@ -12,7 +12,13 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from ksplice_pkg.compile.preprocessed import code_difference, normalised, piece_of, pieces
+from ksplice_pkg.compile.preprocessed import (
+    code_difference,
+    is_init,
+    normalised,
+    piece_of,
+    pieces,
+)
 
 BASE = """\
 # 1 "unit.c"
@@ -110,6 +116,89 @@ def test_verdict_agrees_with_gcc(
     # The case means what it says: gcc itself tells the two apart exactly when it should.
     assert objects_differ == changes, what
     assert (why is not None) == changes, f"{what}: {why}"
+    assert why is None or not why.init_only, f"{what}: {why}"
+
+
+# A module unit as the kernel's headers preprocess it: __init and __exit functions, module_init's
+# alias and its addressable entry, and a built-in unit's initcall entry (a top-level asm).
+INIT_BASE = """\
+# 1 "thing.c"
+extern int register_thing(int flags);
+extern void unregister_thing(int flags);
+static inline __attribute__((__unused__)) int thing_flags(void) { return 1; }
+static inline __attribute__((__unused__)) int shared_flags(void) { return 4; }
+static inline __attribute__((__unused__)) int exit_flags(void) { return 8; }
+int runtime_op(int v) { return v + shared_flags(); }
+static int __attribute__((__section__(".init.text"))) __attribute__((__cold__)) thing_init(void)
+{ return register_thing(thing_flags() | shared_flags()); }
+static void __attribute__((__section__(".exit.text"))) __attribute__((__cold__)) thing_exit(void)
+{ unregister_thing(exit_flags()); }
+static inline __attribute__((__unused__)) void *__inittest(void) { return thing_init; }
+int init_module(void) __attribute__((__copy__(thing_init))) __attribute__((alias("thing_init")));
+static void * __attribute__((__section__(".init.data"))) __attribute__((__used__)) \
+__UNIQUE_ID___addressable_init_module12 = (void *)&init_module;
+void cleanup_module(void) __attribute__((__copy__(thing_exit))) \
+__attribute__((alias("thing_exit")));
+static void * __attribute__((__section__(".exit.data"))) __attribute__((__used__)) \
+__UNIQUE_ID___addressable_cleanup_module13 = (void *)&cleanup_module;
+asm(".section	\\"" ".initcall6.init" "\\", \\"a\\"		\\n" \
+"__initcall__kmod_thing__14_20_thing_init6" ":			\\n" ".long	" "thing_init" " - .	\\n" \
+".previous					\\n");
+"""
+
+# (what changes, before -> after, what the verdict is: None, "init" or "code")
+INIT_CASES = [
+    ("an inline only init code uses changed", "return 1;", "return 3;", "init"),
+    ("an inline only exit code uses changed", "return 8;", "return 9;", "init"),
+    ("an inline init and runtime code use changed", "return 4;", "return 5;", "code"),
+    ("the runtime function changed", "v + shared_flags()", "v - shared_flags()", "code"),
+]  # fmt: skip
+
+
+def _init_section(name: str) -> bool:
+    return name.lstrip(".").removeprefix("rela.").startswith(("init", "exit"))
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize(("what", "old", "new", "verdict"), INIT_CASES,
+                         ids=[c[0] for c in INIT_CASES])  # fmt: skip
+def test_init_only_verdict_agrees_with_gcc(
+    tmp_path: Path, what: str, old: str, new: str, verdict: str
+) -> None:
+    assert INIT_BASE.count(old) == 1, what
+    post = INIT_BASE.replace(old, new)
+    (pre_sections, pre_symbols), (post_sections, post_symbols) = (
+        _compile(tmp_path, "pre", INIT_BASE), _compile(tmp_path, "post", post)
+    )  # fmt: skip
+    runtime = [
+        sorted((n, b) for n, b in sections if not _init_section(n))
+        for sections in (pre_sections, post_sections)
+    ]
+    # The case means what it says: gcc's runtime sections differ exactly for "code", and the
+    # init ones for "init".
+    assert (runtime[0] != runtime[1]) == (verdict == "code"), what
+    assert (pre_sections != post_sections) and pre_symbols == post_symbols, what
+    why = code_difference(INIT_BASE, post)
+    assert why is not None, what
+    assert ("init" if why.init_only else "code") == verdict, f"{what}: {why}"
+
+
+@pytest.mark.parametrize(
+    ("text", "init"),
+    [
+        ('static int __attribute__((__section__(".init.text"))) f(void) { return 0; }', True),
+        ('void __attribute__((__section__(".exit.text"))) f(void) { }', True),
+        ('static int __attribute__((__section__(".meminit.text"))) f(void) { return 0; }', False),
+        ('int f(void) { return strstarts(name, ".init."); }', False),
+        ('static char *s __attribute__((__section__(".init.data"))) = "x";', True),
+        ('static const char *s = "__section__(\\".init.data\\")";', False),
+        ('asm(".section \\".initcall6.init\\", \\"a\\"\\n.long f - .\\n.previous\\n");', True),
+        ('asm(".pushsection .text\\nnop\\n.popsection");', False),
+        ('asm(".section .init.text\\n.text\\nnop");', False),
+    ],
+)
+def test_what_is_init(text: str, init: bool) -> None:
+    assert is_init(text) == init
 
 
 def test_pieces_end_functions_at_their_brace_and_data_at_the_semicolon() -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild
 from ksplice_pkg.compile.kbuild import PreparedTree
+from ksplice_pkg.compile.preprocessed import Difference
 from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.module.parts import Part
 from ksplice_pkg.module.shared import SharedNew
+from ksplice_pkg.upload import derive
 from ksplice_pkg.upload.changes import Change, FileChange, hunks_of
 from ksplice_pkg.upload.derive import Derivation, erring_files
 from ksplice_pkg.upload.reasons import LeftOut, Reason
@@ -158,3 +162,24 @@ def test_a_unit_that_does_not_compile_takes_out_the_header_the_errors_are_in(
     left = derivation._take_out(refused, {"fs/b.o": "fs/b.c"}, accepted, by_path)
     assert accepted == {"include/linux/x.h": {1}}
     assert [(i.path, i.reason) for i in left] == [("include/linux/y.h", Reason.NEEDS_LEFT_OUT)]
+
+
+def test_a_unit_whose_init_code_alone_a_header_changes_is_left_out_uncompiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    own = Scoped(_file("fs/b.c", C_OLD, C_NEW), Scope.BUILT_IN, units=("fs/b.o",))
+    # What compile/headers.py judges from the two .i files (tested there against gcc).
+    judged = {
+        "fs/a.o": Difference("only init code changes: a_init", init_only=True),
+        "fs/b.o": Difference("only init code changes: b_init", init_only=True),
+    }
+    monkeypatch.setattr(derive, "header_users", lambda *args, **kwargs: judged)
+    d = _derivation(tmp_path, [header, own], IncludeIndex({}))
+    accepted = {"include/linux/x.h": {1}, "fs/b.c": {0, 1}}
+    units = d._units(accepted, {s.path: s for s in (header, own)})
+    # fs/b.o is compiled for its own change, whatever its headers do; fs/a.o is not compiled.
+    assert units == {"fs/b.o": "fs/b.c"}
+    (left,) = d._init_only()
+    assert (left.path, left.hunk, left.reason) == ("fs/a.c", None, Reason.INIT)
+    assert "a_init" in left.detail
