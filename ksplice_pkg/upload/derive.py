@@ -38,10 +38,12 @@ from ksplice_pkg.run import run
 from ksplice_pkg.source.lines import stabilise_line_numbers
 from ksplice_pkg.upload.changes import Change
 from ksplice_pkg.upload.reasons import LeftOut, Reason, reason_of
+from ksplice_pkg.upload.resume import RoundState, load, save, state_key
 from ksplice_pkg.upload.scope import Scope, Scoped
 
 MAX_ROUNDS = 8
 _WRITTEN = ".ksplice-upload-written.json"
+_ROUNDS = ".ksplice-upload-rounds.json"
 # kbuild's report of a target that failed: make[4]: *** [scripts/Makefile.build:250: fs/x.o] Error 1
 _FAILED = re.compile(r"\*\*\* \[[^\]]*?:\d+: (\S+\.o)\] Error")
 _MISSING_INCLUDE = re.compile(r"^(\S+?):\d+:\d+: fatal error: .*No such file or directory", re.M)
@@ -86,7 +88,16 @@ class Derivation:
         by_path = {s.path: s for s in self.scoped}
         compiled = 0
         split: set[str] = set()  # files whose hunks were tried one by one
+        record, key = self.work / _ROUNDS, state_key(self.scoped, self.tree.release)
+        if resumed := load(record, key, accepted):
+            logger.info(
+                "resuming where an earlier run of this upload stood: %d change(s) left out",
+                len(resumed.left),
+            )
+            accepted, left, split = resumed.accepted, resumed.left, resumed.split
         for rounds in range(1, MAX_ROUNDS + 1):
+            self.work.mkdir(parents=True, exist_ok=True)
+            save(record, key, RoundState(accepted, left, split))
             self._write_after(accepted)
             units = self._units(accepted, by_path)
             if not units:
