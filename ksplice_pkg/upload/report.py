@@ -92,6 +92,15 @@ class Report:
                     ],
                 }
             )
+        changed = {s.path for s in self.scoped}
+        # Units the upload changes only through its headers (init code they run at load):
+        # their file is no changed file, and a change left out is never silent.
+        elsewhere = [
+            {"path": path, "reason": i.reason.value, "detail": i.detail}
+            for path, items in sorted(left_by_path.items())
+            if path not in changed
+            for i in items
+        ]
         return {
             "report_version": REPORT_VERSION,
             "from": {"source": str(self.old.source), "version": self.old.version},
@@ -100,6 +109,7 @@ class Report:
             "complete": self.complete,
             "update": self.update,
             "files": files,
+            "left_out_in_other_files": elsewhere,
             "totals": self.totals(functions),
             "cves": self.cves,
             "changelog_entries": self.changelog_entries,

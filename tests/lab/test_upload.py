@@ -115,6 +115,8 @@ def assert_explained(built: Built) -> None:
     """Exit 0 with nothing left out, or 6 with every change left out given a reason."""
     assert built.exit_code in (0, PARTIAL), built.output[-5000:]
     left = [i for f in built.report["files"] for i in f["left_out"]]
+    left += built.report["left_out_in_other_files"]
+    assert len(left) == built.report["totals"]["left_out"], built.report["totals"]
     assert (built.exit_code == PARTIAL) == bool(left), built.output[-5000:]
     assert all(i["reason"] and i["detail"] for i in left), left
     assert built.report["complete"] is (not left)
