@@ -30,7 +30,9 @@ def patch_through_callers(unit: str, pre: ElfObject, post: ElfObject, d: UnitDif
         d.new_functions.append(name)
         for caller in callers(post, name):
             section = post.sections[post_funcs[caller].section].name
-            if caller == name or caller in d.changed or is_init_section(section):
+            # Each function is moved once: callers that call each other (a recursive descent
+            # parser of notrace code) would otherwise hand each other back for ever.
+            if caller in d.changed or caller in d.new_functions or is_init_section(section):
                 continue
             d.changed[caller] = f"calls {name}, which has no ftrace entry ({why})"
             d.pre_names[caller] = match_function(pre_funcs, caller) or caller

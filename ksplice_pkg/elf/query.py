@@ -151,10 +151,15 @@ def has_ftrace_entry(obj: ElfObject, fn: Function) -> bool:
 
 def callers(obj: ElfObject, name: str) -> list[str]:
     """The functions of obj whose code refers to function `name`."""
-    target = functions(obj)[name]
+    funcs = functions(obj)
+    target = funcs[name]
     found = []
-    for fn in functions(obj).values():
+    for fn in funcs.values():
         for r in relocations_in(obj, fn.section, fn.offset, fn.size):
+            # Only a symbol of the target's section (itself, the section, a label in it) can
+            # resolve to it: resolving every other reference of a large unit costs minutes.
+            if obj.symbols[r.symbol].shndx != target.section:
+                continue
             sym, _ = named_target(obj, r)
             if sym is not None and sym.name == name and sym.shndx == target.section:
                 found.append(fn.name)
