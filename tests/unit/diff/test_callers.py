@@ -41,3 +41,24 @@ def test_changed_notrace_global_is_refused(tmp_path: Path) -> None:
     pre, post = read_object(tmp_path / "pre" / "t.o"), read_object(tmp_path / "post" / "t.o")
     with pytest.raises(RefusedError, match=r"\bbody\b"):
         patch_through_callers("t.o", pre, post, d)
+
+
+# Two notrace statics that call each other (kernel/trace is built without ftrace entries: its
+# expression parser recurses), reached from a traced global.
+RECURSIVE = """
+#define notrace __attribute__((noinline, no_instrument_function))
+static notrace int odd(int x);
+static notrace int even(int x) {{ return x <= 0 ? {factor} : odd(x - 1); }}
+static notrace int odd(int x) {{ return x <= 0 ? 0 : even(x - 1); }}
+int parity(int x) {{ return even(x); }}
+"""
+
+
+def test_notrace_statics_calling_each_other_are_carried_once_each(tmp_path: Path) -> None:
+    pre_src, post_src = (RECURSIVE.format(factor=f) for f in (1, 7))
+    d = diff(tmp_path, pre_src, post_src)
+    assert "even" in d.changed
+    pre, post = read_object(tmp_path / "pre" / "t.o"), read_object(tmp_path / "post" / "t.o")
+    patch_through_callers("t.o", pre, post, d)  # returned: before, it handed them back for ever
+    assert sorted(d.new_functions) == ["even", "odd"]
+    assert set(d.changed) == {"parity"}
