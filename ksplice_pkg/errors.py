@@ -54,6 +54,16 @@ class RefusedError(KspliceError):
     exit_code = 4
 
 
+class UnknownSymbolError(KspliceError):
+    """The update's code refers to a symbol that neither the target nor the update defines:
+    name is what it refers to (a function new in an upload, whose defining change is not in
+    the update, or a --system-map of another kernel)."""
+
+    def __init__(self, name: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.name = name
+
+
 class RunPreMismatchError(KspliceError):
     """Run-pre: the pre-patch code built from the source is not the target kernel's code."""
 

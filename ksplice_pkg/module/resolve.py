@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ksplice_pkg.diff.unit import UnitChange
 from ksplice_pkg.elf.model import SHN_UNDEF, ElfObject, Symbol
-from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.errors import KspliceError, RefusedError, UnknownSymbolError
 from ksplice_pkg.module.extract import ExternalRef, Resolver
 from ksplice_pkg.module.klp import klp_symbol_name
 from ksplice_pkg.module.shared import NO_SHARED, SharedNew
@@ -90,7 +90,8 @@ def make_resolver(
         if len(candidates) == 1:
             return ExternalRef(klp_symbol_name("vmlinux", name, 0), exported=False)
         if not candidates:
-            raise KspliceError(
+            raise UnknownSymbolError(
+                name,
                 f"{unit}: the update refers to {name}, which the target kernel's symbol map "
                 "does not have",
                 hint="check that --system-map belongs to the target kernel; a symbol that "
@@ -131,10 +132,18 @@ def make_module_resolver(
         found = symbols.vmlinux_symbols_named(name)
         if len(found) == 1:
             return ExternalRef(klp_symbol_name("vmlinux", name, 0), exported=False)
+        hint = "check that --modules-dir and --system-map belong to the target kernel"
+        if not found:
+            raise UnknownSymbolError(
+                name,
+                f"{unit}: the update refers to {name}, which neither module {ko.name} "
+                f"({ko.path}) nor vmlinux defines at all",
+                hint=hint,
+            )
         raise KspliceError(
             f"{unit}: the update refers to {name}, which neither module {ko.name} "
-            f"({ko.path}) nor vmlinux defines " + ("once" if found else "at all"),
-            hint="check that --modules-dir and --system-map belong to the target kernel",
+            f"({ko.path}) nor vmlinux defines once",
+            hint=hint,
         )
 
     def dependency_ref(name: str) -> ExternalRef | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.layout import LayoutError, check_layouts
 from ksplice_pkg.diff.unit import UnitChange, diff_objects
 from ksplice_pkg.elf.reader import read_object
-from ksplice_pkg.errors import KspliceError, RefusedError
+from ksplice_pkg.errors import KspliceError, RefusedError, UnknownSymbolError
 from ksplice_pkg.fsutil import atomic_write
 from ksplice_pkg.log import logger, step
 from ksplice_pkg.module.parts import Part
@@ -82,6 +82,11 @@ class Derivation:
     # unit -> what changes in it, for the units the accepted header hunks change in init code
     # only (compile/preprocessed.py): not compiled, and left out as init changes
     init_only: dict[str, str] = field(default_factory=dict)
+    # unit -> the symbol neither the target nor the round's parts define that it refers to,
+    # for the units refused so in the current round
+    unknown: dict[str, str] = field(default_factory=dict)
+    # the units the last round made parts of, whose new globals a hunk tried alone may use
+    round_changes: list[UnitChange] = field(default_factory=list)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -106,9 +111,19 @@ class Derivation:
                 failed = self._compile(sorted(units), left)
             compiled += len(units)
             refused: dict[str, tuple[Reason, str]] = dict(failed)
+            self.unknown.clear()
             changes, parts, init = self._diff_and_verify(
                 [u for u in sorted(units) if u not in failed], refused
             )
+            self.round_changes = changes
+            awaiting = self._awaiting(refused)
+            if len(awaiting) < len(refused):
+                for unit, definer in sorted(awaiting.items()):
+                    logger.info(
+                        "%s waits a round: %s, which it calls, is in %s, left out this round",
+                        unit, self.unknown[unit], definer,
+                    )  # fmt: skip
+                    del refused[unit]
             if not refused:
                 left += init + self._init_only()
                 return Derived(changes, parts, accepted, left, units, compiled, rounds)
@@ -305,10 +320,6 @@ class Derivation:
                         hint="is OLD_SOURCE the source the target kernel was built from?",
                     )
                 src = unit.removesuffix(".o") + ".c"
-                errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
-                first = errors[0] if errors else "see the build log with -v"
-                failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
-                logger.info("left out: %s: %s", unit, failed[unit][1])
                 own = self.build.units.get(unit, src)
                 if erring is None:
                     erring = erring_files(output, source)
@@ -317,6 +328,17 @@ class Derivation:
                     for f in erring
                     if f == own or (f.endswith(".h") and own in self.index.reach(f))
                 }
+                errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
+                # make -k's output mixes all units: an error in a header is this unit's when
+                # it is in a header the unit includes.
+                errors += [
+                    f"{path}: {m[2]}"
+                    for m in _ERROR_LINE.finditer(output)
+                    if (path := in_tree(m[1], source)) in self.erring[unit] and path != own
+                ]
+                first = errors[0] if errors else "see the build log with -v"
+                failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
+                logger.info("left out: %s: %s", unit, failed[unit][1])
         return failed
 
     def _make(self, source: Path, objdir: Path, targets: list[str], side: str) -> str:
@@ -361,7 +383,9 @@ class Derivation:
             unit_of = {unit: path for path in trial for unit in by_path[path].units}
             with step(f"trying hunk {i + 1} of {len(trial)} file(s) alone"):
                 refused = self._compile(sorted(unit_of), left)
-                self._diff_and_verify([u for u in sorted(unit_of) if u not in refused], refused)
+                self._diff_and_verify(
+                    [u for u in sorted(unit_of) if u not in refused], refused, self.round_changes
+                )
             for path, hunk in trial.items():
                 why = [refused[u] for u in sorted(unit_of) if unit_of[u] == path and u in refused]
                 if why:
@@ -372,8 +396,14 @@ class Derivation:
         return kept, failing
 
     def _diff_and_verify(
-        self, units: list[str], refused: dict[str, tuple[Reason, str]]
+        self,
+        units: list[str],
+        refused: dict[str, tuple[Reason, str]],
+        others: Sequence[UnitChange] = (),
     ) -> tuple[list[UnitChange], list[Part], list[LeftOut]]:
+        """The units diffed, verified and made into parts; what fails goes to refused. others:
+        parts made already, whose new globals the units may call (a hunk tried alone calling
+        a helper another file of the round adds)."""
         diffed: list[UnitChange] = []
         for unit in units:
             try:
@@ -388,9 +418,11 @@ class Derivation:
             except KspliceError as e:
                 self._refuse(unit, e, refused)
         # A unit may call a new global another unit of the round adds: both are in the update
-        # only if both pass; when the definer is refused, the next round compiles the caller
-        # without it and refuses it in turn.
-        shared = shared_new(diffed)
+        # only if both pass; when the definer is refused, the caller waits a round
+        # (_awaiting), and if the definer is left out it is refused in turn. A trial borrows
+        # the round's parts: the next round compiles the trial's hunk with them, or without.
+        mine = set(units)
+        shared = shared_new([*(c for c in others if c.unit not in mine), *diffed])
         changes: list[UnitChange] = []
         parts: list[Part] = []
         init: list[LeftOut] = []
@@ -408,8 +440,41 @@ class Derivation:
     def _refuse(self, unit: str, e: KspliceError, refused: dict[str, tuple[Reason, str]]) -> None:
         if isinstance(e, LayoutError):
             self.layouts[unit] = {c.file for c in e.changes}
+        if isinstance(e, UnknownSymbolError):
+            self.unknown[unit] = e.name
         refused[unit] = (reason_of(e), e.message)
         logger.info("left out: %s: %s", unit, e.message)
+
+    def _awaiting(self, refused: dict[str, tuple[Reason, str]]) -> dict[str, str]:
+        """The refused units that only call a new global of the upload whose defining unit
+        was refused in the same round (so it made no part and shared nothing), each with that
+        unit. They wait for the next round instead of taking their hunks out: when a header's
+        inline calls the new helper, taking out for the caller would take the header hunks
+        that reach it, and with them every unit that needs those (the stable upload lost 45
+        header hunks so, for one module unit calling __skb_get_hash_net of flow_dissector.c,
+        which compiled a round later). If the definer is left out for good, the caller fails
+        again with nothing left to wait for. The definer is told by its after source naming
+        the symbol; units that themselves wait are not definers, so a round that defers
+        always takes something else out."""
+        waiting: dict[str, str] = {}
+        texts: dict[str, str] = {}
+        for unit, name in sorted(self.unknown.items()):
+            if unit not in refused:
+                continue
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            for other in sorted(refused):
+                if other == unit or other in self.unknown:
+                    continue
+                if other not in texts:
+                    src = self.post_src / self.build.units.get(other, other[:-2] + ".c")
+                    try:
+                        texts[other] = src.read_text(errors="replace")
+                    except OSError:
+                        texts[other] = ""
+                if word.search(texts[other]):
+                    waiting[unit] = other
+                    break
+        return waiting
 
     def _take_out(
         self,
@@ -465,17 +530,17 @@ class Derivation:
 def erring_files(output: str, source: Path) -> set[str]:
     """The files, relative to source, that the compiler reported errors in (kbuild with O=
     names them by absolute path, or relative to the source tree)."""
-    roots = {str(source).rstrip("/") + "/", os.path.realpath(source) + "/"}
-    found = set()
-    for m in _ERROR_LINE.finditer(output):
-        path = m[1]
-        root = next((r for r in roots if path.startswith(r)), None)
-        if root is not None:
-            path = path[len(root) :]
-        elif path.startswith("/"):
-            continue  # a file outside the tree: a system header
-        found.add(os.path.normpath(path))
-    return found
+    found = {in_tree(m[1], source) for m in _ERROR_LINE.finditer(output)}
+    return {path for path in found if path is not None}
+
+
+def in_tree(path: str, source: Path) -> str | None:
+    """A path the compiler printed, relative to source; None for a file outside the tree (a
+    system header)."""
+    for root in (str(source).rstrip("/") + "/", os.path.realpath(source) + "/"):
+        if path.startswith(root):
+            return os.path.normpath(path[len(root) :])
+    return None if path.startswith("/") else os.path.normpath(path)
 
 
 def _layout_changes(s: Scoped) -> Iterator[tuple[int, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ksplice_pkg.errors import KspliceError, RunPreMismatchError
+from ksplice_pkg.errors import KspliceError, RunPreMismatchError, UnknownSymbolError
 from ksplice_pkg.manifest import MAX_TEXT
 
 
@@ -23,6 +23,7 @@ class Reason(Enum):
     COMPILE = "compile"  # does not compile without a change left out
     NEEDS_LEFT_OUT = "needs-left-out"  # a unit it reaches cannot be patched
     RUN_PRE = "run-pre"  # the pre code is not the target's
+    UNKNOWN_SYMBOL = "unknown-symbol"  # calls what neither the target nor the update defines
     OTHER = "other"
 
 
@@ -58,6 +59,8 @@ _KEYWORDS = (
 def reason_of(error: KspliceError) -> Reason:
     if isinstance(error, RunPreMismatchError):
         return Reason.RUN_PRE
+    if isinstance(error, UnknownSymbolError):
+        return Reason.UNKNOWN_SYMBOL
     for words, reason in _KEYWORDS:
         if words in error.message:
             return reason

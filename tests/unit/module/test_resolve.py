@@ -16,7 +16,7 @@ from ksplice_pkg.elf.model import (
     ElfObject,
     Symbol,
 )
-from ksplice_pkg.errors import KspliceError
+from ksplice_pkg.errors import KspliceError, UnknownSymbolError
 from ksplice_pkg.module.extract import ExternalRef
 from ksplice_pkg.module.resolve import make_resolver
 from ksplice_pkg.target.symbols import KernelSymbol, SymbolMap
@@ -100,9 +100,11 @@ def test_renumbered_static_is_looked_up_by_its_pre_name() -> None:
 
 def test_symbol_missing_from_the_target_is_refused() -> None:
     resolve = make_resolver(set(), SYMBOLS, no_evidence, "fs/proc/t.o", {})
-    with pytest.raises(KspliceError) as e:
+    with pytest.raises(UnknownSymbolError) as e:
         resolve(OBJ, global_("nosuch"))
     assert "nosuch" in e.value.message and "fs/proc/t.o" in e.value.message
+    # The name itself, for the upload's derivation to tell whose change defines it.
+    assert e.value.name == "nosuch"
 
 
 def test_ambiguous_symbol_without_evidence_is_refused() -> None:

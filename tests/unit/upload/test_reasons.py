@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ksplice_pkg.errors import KspliceError, RefusedError, UnknownSymbolError
 from ksplice_pkg.manifest import MAX_TEXT, is_text_line
-from ksplice_pkg.upload.reasons import LeftOut, Reason
+from ksplice_pkg.upload.reasons import LeftOut, Reason, reason_of
 
 
 def test_a_left_out_change_is_one_printable_line_whatever_its_detail() -> None:
@@ -22,3 +23,13 @@ def test_a_left_out_change_is_one_printable_line_whatever_its_detail() -> None:
         "fs/a.c: compile: net/bridge/x.c:12:3: error: implicit declaration of "
         "\u2018nft_reject_validate\u2019"
     )
+
+
+def test_a_refusal_is_counted_by_its_kind() -> None:
+    unknown = UnknownSymbolError("f", "mm/x.o: the update refers to f, which the target kernel's "
+                                 "symbol map does not have")  # fmt: skip
+    assert reason_of(unknown) is Reason.UNKNOWN_SYMBOL
+    assert reason_of(RefusedError("x.o: g has no ftrace entry (__fentry__ call)")) is (
+        Reason.NO_FTRACE
+    )
+    assert reason_of(KspliceError("x.o: something else")) is Reason.OTHER
