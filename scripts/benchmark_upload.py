@@ -12,7 +12,10 @@ and its /proc/kallsyms read in the lab, all downloaded (once) before timing star
 Prints, per pair and run: wall time, units compiled, the report's totals and its timings per
 phase (where the time goes); then warm/cold. Asserts nothing about the figures.
 
-    scripts/benchmark-upload [--stable] [--only ext4|nfsd|stable] [--jobs J]
+    scripts/benchmark-upload [--stable] [--only ext4|nfsd|stable] [--jobs J] [--keep DIR]
+
+--keep DIR keeps each run's update and report in DIR (the cache is removed either way), to load
+the update in the lab afterwards.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def main() -> int:
     parser.add_argument("--stable", action="store_true", help="the stable update too (slow)")
     parser.add_argument("--only", choices=["ext4", "nfsd", "stable"], help="one pair alone")
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--keep", type=Path, help="keep the updates and reports here")
     args = parser.parse_args()
     setup_logging(0)
     cache = cache_dir()
@@ -131,6 +135,8 @@ def main() -> int:
             try:
                 cold = _build(i, bench / "cache", bench / "out", f"{i.label}cold", args.jobs)
                 warm = _build(i, bench / "cache", bench / "out", f"{i.label}warm", args.jobs)
+                if args.keep is not None:
+                    shutil.copytree(bench / "out", args.keep / i.label, dirs_exist_ok=True)
             finally:
                 shutil.rmtree(bench, ignore_errors=True)
             figures.append((i, cold, warm))
