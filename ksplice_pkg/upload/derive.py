@@ -85,8 +85,6 @@ class Derivation:
     # unit -> the symbol neither the target nor the round's parts define that it refers to,
     # for the units refused so in the current round
     unknown: dict[str, str] = field(default_factory=dict)
-    # the units the last round made parts of, whose new globals a hunk tried alone may use
-    round_changes: list[UnitChange] = field(default_factory=list)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -115,7 +113,6 @@ class Derivation:
             changes, parts, init = self._diff_and_verify(
                 [u for u in sorted(units) if u not in failed], refused
             )
-            self.round_changes = changes
             awaiting = self._awaiting(refused)
             if len(awaiting) < len(refused):
                 for unit, definer in sorted(awaiting.items()):
@@ -139,7 +136,7 @@ class Derivation:
                 and by_path[path].scope in (Scope.BUILT_IN, Scope.MODULE)
             }
             if alone:
-                kept, failing = self._try_alone(alone, by_path, left + taken)
+                kept, failing = self._try_alone(alone, by_path, left + taken, changes)
                 compiled += sum(len(h) for h in alone.values())
                 split |= set(alone)
                 taken = [i for i in taken if i.path not in alone] + failing
@@ -310,7 +307,8 @@ class Derivation:
                 again = self._make(source, objdir, dirs, side)
                 broken = (broken - set(lost)) | set(_FAILED.findall(again))
                 output += again
-            erring: set[str] | None = None  # read from the output once, for the first failure
+            # (file relative to the tree or None, message): read once, for the first failure
+            errors_in: list[tuple[str | None, str, str]] | None = None
             for unit in units:
                 if unit not in broken and (objdir / unit).is_file():
                     continue
@@ -321,20 +319,21 @@ class Derivation:
                     )
                 src = unit.removesuffix(".o") + ".c"
                 own = self.build.units.get(unit, src)
-                if erring is None:
-                    erring = erring_files(output, source)
+                if errors_in is None:
+                    errors_in = compiler_errors(output, source)
                 self.erring[unit] = {
                     f
-                    for f in erring
-                    if f == own or (f.endswith(".h") and own in self.index.reach(f))
+                    for f, _, _ in errors_in
+                    if f is not None
+                    and (f == own or (f.endswith(".h") and own in self.index.reach(f)))
                 }
-                errors = [m[2] for m in _ERROR_LINE.finditer(output) if m[1].endswith(src)]
+                errors = [said for _, printed, said in errors_in if printed.endswith(src)]
                 # make -k's output mixes all units: an error in a header is this unit's when
                 # it is in a header the unit includes.
                 errors += [
-                    f"{path}: {m[2]}"
-                    for m in _ERROR_LINE.finditer(output)
-                    if (path := in_tree(m[1], source)) in self.erring[unit] and path != own
+                    f"{f}: {said}"
+                    for f, _, said in errors_in
+                    if f in self.erring[unit] and f != own
                 ]
                 first = errors[0] if errors else "see the build log with -v"
                 failed[unit] = (Reason.COMPILE, self._compile_failure(unit, src, first, left))
@@ -369,11 +368,16 @@ class Derivation:
         )
 
     def _try_alone(
-        self, files: dict[str, list[int]], by_path: dict[str, Scoped], left: list[LeftOut]
+        self,
+        files: dict[str, list[int]],
+        by_path: dict[str, Scoped],
+        left: list[LeftOut],
+        round_parts: list[UnitChange],
     ) -> tuple[dict[str, set[int]], list[LeftOut]]:
         """Each hunk of `files` tried alone in its unit(s), the rest of the after tree as it is:
         the hunks that compile, diff, verify and resolve, and the others with their reasons.
-        The i-th hunks of all files are tried together, one make for them all."""
+        The i-th hunks of all files are tried together, one make for them all; they may call
+        the new globals of round_parts, the units the round made parts of."""
         kept: dict[str, set[int]] = {path: set() for path in files}
         failing: list[LeftOut] = []
         for i in range(max(len(hunks) for hunks in files.values())):
@@ -384,7 +388,7 @@ class Derivation:
             with step(f"trying hunk {i + 1} of {len(trial)} file(s) alone"):
                 refused = self._compile(sorted(unit_of), left)
                 self._diff_and_verify(
-                    [u for u in sorted(unit_of) if u not in refused], refused, self.round_changes
+                    [u for u in sorted(unit_of) if u not in refused], refused, round_parts
                 )
             for path, hunk in trial.items():
                 why = [refused[u] for u in sorted(unit_of) if unit_of[u] == path and u in refused]
@@ -466,7 +470,7 @@ class Derivation:
                 if other == unit or other in self.unknown:
                     continue
                 if other not in texts:
-                    src = self.post_src / self.build.units.get(other, other[:-2] + ".c")
+                    src = self.post_src / self._source(other)
                     try:
                         texts[other] = src.read_text(errors="replace")
                     except OSError:
@@ -530,8 +534,13 @@ class Derivation:
 def erring_files(output: str, source: Path) -> set[str]:
     """The files, relative to source, that the compiler reported errors in (kbuild with O=
     names them by absolute path, or relative to the source tree)."""
-    found = {in_tree(m[1], source) for m in _ERROR_LINE.finditer(output)}
-    return {path for path in found if path is not None}
+    return {path for path, _, _ in compiler_errors(output, source) if path is not None}
+
+
+def compiler_errors(output: str, source: Path) -> list[tuple[str | None, str, str]]:
+    """The compiler's errors in output: the file relative to source (None outside the tree),
+    the file as printed, and the message."""
+    return [(in_tree(m[1], source), m[1], m[2]) for m in _ERROR_LINE.finditer(output)]
 
 
 def in_tree(path: str, source: Path) -> str | None:
