@@ -534,6 +534,26 @@ def header_users(
     change, with how (init code only, or code that runs). `fresh`: make each .i anew (a post
     tree whose files may be older than an earlier patch's .i); an upload's after tree writes
     every change with a new time, so make's own dependencies decide."""
+    mentioned = units_mentioning(tree, post_source, headers)
+    if not mentioned:
+        return {}
+    if fresh:
+        for unit in mentioned:
+            # A .i left by an earlier update's patch could look newer than this one's header.
+            (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
+    return judge_units(tree, post_source, post_objdir, mentioned, jobs)
+
+
+def units_mentioning(
+    tree: PreparedTree,
+    post_source: Path,
+    headers: list[str],
+    *,
+    since: Mapping[str, str] | None = None,
+) -> set[str]:
+    """The units that use a name the changes to `headers` touch (see `Mentions`): the ones
+    whose code those changes may change. The changes are from the old tree's text of each
+    header to post_source's, or, given `since`, from the text it gives for a header."""
     units = kernel_units(tree)
     index = IncludeIndex.of(tree)
     closure = index.closure(headers)
@@ -543,7 +563,8 @@ def header_users(
     mentioned: set[str] = set()
     candidates = 0
     for header in headers:
-        pre_text, post_text = _read(tree.source / header), _read(post_source / header)
+        pre_text = _read(tree.source / header) if since is None else since.get(header, "")
+        post_text = _read(post_source / header)
         changed = changed_names(header, pre_text, post_text, _hunks(pre_text, post_text))
         if not changed:
             continue
@@ -552,22 +573,24 @@ def header_users(
         users = {u: src for u, src in units.items() if src in reach}
         candidates += len(users)
         mentioned |= mentions.units(users, changed)
-    if not names:
+    if names:
+        logger.info(
+            "%s: included by %d unit(s), %d of which use %s",
+            ", ".join(headers[:8]) + (f" and {len(headers) - 8} more" if len(headers) > 8 else ""),
+            candidates,
+            len(mentioned),
+            ", ".join(sorted(names)[:8]) + (" ..." if len(names) > 8 else ""),
+        )
+    return mentioned
+
+
+def judge_units(
+    tree: PreparedTree, post_source: Path, post_objdir: Path, units: Iterable[str], jobs: int
+) -> dict[str, Difference]:
+    """Of `units`, those whose preprocessed code differs before and after, with how."""
+    ordered = sorted(units)
+    if not ordered:
         return {}
-    logger.info(
-        "%s: included by %d unit(s), %d of which use %s",
-        ", ".join(headers[:8]) + (f" and {len(headers) - 8} more" if len(headers) > 8 else ""),
-        candidates,
-        len(mentioned),
-        ", ".join(sorted(names)[:8]) + (" ..." if len(names) > 8 else ""),
-    )
-    if not mentioned:
-        return {}
-    if fresh:
-        for unit in mentioned:
-            # A .i left by an earlier update's patch could look newer than this one's header.
-            (post_objdir / (unit.removesuffix(".o") + ".i")).unlink(missing_ok=True)
-    ordered = sorted(mentioned)
     with step(f"preprocessing {len(ordered)} unit(s) before and after"):
         differing = preprocessed_differs(tree, post_source, post_objdir, ordered, jobs)
     init_only = [unit for unit, why in differing.items() if why.init_only]

@@ -22,9 +22,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild, changed_names, header_users
+from ksplice_pkg.compile.headers import (
+    IncludeIndex,
+    KernelBuild,
+    changed_names,
+    header_users,
+    judge_units,
+    units_mentioning,
+)
 from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
 from ksplice_pkg.compile.objects import clone_objdir, compile_command, module_of
+from ksplice_pkg.compile.preprocessed import Difference
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.layout import LayoutError, check_layouts
 from ksplice_pkg.diff.unit import UnitChange, diff_objects
@@ -85,6 +93,10 @@ class Derivation:
     # unit -> the symbol neither the target nor the round's parts define that it refers to,
     # for the units refused so in the current round
     unknown: dict[str, str] = field(default_factory=dict)
+    # The header texts of the after tree when its header users were last judged, and the
+    # verdicts then (see _header_verdicts); None before the first judgement of this run.
+    judged: dict[str, str] | None = None
+    verdicts: dict[str, Difference] = field(default_factory=dict)
 
     def run(self) -> Derived:
         accepted, left = self._initial()
@@ -191,15 +203,40 @@ class Derivation:
                 units.update({u: path for u in s.units})
         self.init_only = {}
         if headers:
-            users = header_users(
-                self.tree, self.post_src, self.post_obj, headers, self.jobs, fresh=False
-            )
-            for unit, why in users.items():
+            for unit, why in self._header_verdicts(headers).items():
                 if not why.init_only:
                     units.setdefault(unit, self._source(unit))
                 elif unit not in units:
                     self.init_only[unit] = why.what
         return units
+
+    def _header_verdicts(self, headers: list[str]) -> dict[str, Difference]:
+        """The units whose code the accepted header hunks change, and how.
+
+        The first round judges every unit that uses a name the hunks touch. A later round only
+        takes hunks out, so it judges again only the units using a name that taking them out
+        touches, from the text each header had when last judged to the one it has now: a
+        header hunk used by thousands of units (mm_types.h, sched.h) would otherwise have
+        every round preprocess them all again, an hour each for a stable update."""
+        now = {
+            s.path: _text(self.post_src / s.path) for s in self.scoped if s.scope is Scope.HEADER
+        }
+        if self.judged is None:
+            verdicts = header_users(
+                self.tree, self.post_src, self.post_obj, headers, self.jobs, fresh=False
+            )
+        else:
+            since = self.judged
+            changed = sorted(path for path, text in now.items() if text != since.get(path))
+            asked = (
+                units_mentioning(self.tree, self.post_src, changed, since=since)
+                if changed
+                else set()
+            )
+            verdicts = {u: why for u, why in self.verdicts.items() if u not in asked}
+            verdicts |= judge_units(self.tree, self.post_src, self.post_obj, asked, self.jobs)
+        self.judged, self.verdicts = now, verdicts
+        return verdicts
 
     def _source(self, unit: str) -> str:
         return self.build.units.get(unit, unit.removesuffix(".o") + ".c")
@@ -574,6 +611,13 @@ def _unbuildable(s: Scoped) -> LeftOut:
     if s.path.endswith(".S"):
         return LeftOut(s.path, None, Reason.ASSEMBLY, "assembly has no ftrace entries")
     return LeftOut(s.path, None, Reason.OTHER, "built, but not as C code")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _same_file(a: Path, b: Path) -> bool:

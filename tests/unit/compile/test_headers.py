@@ -16,6 +16,7 @@ from ksplice_pkg.compile.headers import (
     changed_names,
     definitions,
     preprocessed_differs,
+    units_mentioning,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.errors import RefusedError
@@ -171,6 +172,30 @@ def test_users_are_found_through_other_headers_definitions(tmp_path: Path) -> No
     found = Mentions(tree.source, {"include/foo.h", "include/wrap.h"}).units(units, {"foo_get"})
     # b.c calls WRAP, which expands to foo_twice, which calls foo_get.
     assert found == {"a.o", "b.o"}
+
+
+def test_a_later_round_asks_only_the_users_of_what_changed_since_it_was_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put = "static inline void foo_put(struct foo *f) { f->a = 0; }\n"
+    files = {
+        "include/foo.h": HEADER.replace("#endif", put + "#endif"),
+        "a.c": '#include "include/foo.h"\nint a(struct foo *f) { return foo_get(f); }\n',
+        "b.c": '#include "include/foo.h"\nvoid b(struct foo *f) { foo_put(f); }\n',
+    }
+    tree = _tree(tmp_path, files)
+    monkeypatch.setattr(headers, "kernel_units", lambda tree: {"a.o": "a.c", "b.o": "b.c"})
+    post = tmp_path / "post"
+    (post / "include").mkdir(parents=True)
+    both = files["include/foo.h"].replace("return f->a;", "return f->a + 1;")
+    both = both.replace("f->a = 0;", "f->a = 1;")
+    (post / "include/foo.h").write_text(both)
+    assert units_mentioning(tree, post, ["include/foo.h"]) == {"a.o", "b.o"}
+    # foo_put's hunk taken out: only its user can have changed since both were judged.
+    (post / "include/foo.h").write_text(both.replace("f->a = 1;", "f->a = 0;"))
+    since = {"include/foo.h": both}
+    assert units_mentioning(tree, post, ["include/foo.h"], since=since) == {"b.o"}
+    assert units_mentioning(tree, post, [], since=since) == set()
 
 
 # A stand-in for kbuild's `make -C SOURCE O=OBJDIR dir/unit.i`: the .i is remade only when

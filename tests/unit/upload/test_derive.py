@@ -214,3 +214,45 @@ def test_a_unit_calling_a_helper_whose_definer_failed_this_round_waits_a_round(
     refused["fs/a.o"] = (Reason.UNKNOWN_SYMBOL, "fs/a.o: the update refers to g")
     derivation.unknown["fs/a.o"] = "g"
     assert derivation._awaiting(refused) == {}
+
+
+def test_a_later_round_judges_again_only_the_users_of_the_header_hunks_taken_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    full: list[list[str]] = []
+    mentioning: list[tuple[list[str], dict[str, str]]] = []
+    judging: list[set[str]] = []
+
+    def header_users(tree: object, src: object, obj: object, headers: list[str], *a: object,
+                     **k: object) -> dict[str, Difference]:  # fmt: skip
+        full.append(headers)
+        return {"fs/a.o": Difference("changed: a"), "fs/b.o": Difference("changed: b")}
+
+    def units_mentioning(tree: object, src: object, headers: list[str], *,
+                         since: dict[str, str]) -> set[str]:  # fmt: skip
+        mentioning.append((headers, dict(since)))
+        return {"fs/b.o"} if headers else set()
+
+    def judge_units(tree: object, src: object, obj: object, units: set[str], jobs: int
+                    ) -> dict[str, Difference]:  # fmt: skip
+        judging.append(set(units))
+        return {}  # fs/b.o no longer differs
+
+    monkeypatch.setattr(derive, "header_users", header_users)
+    monkeypatch.setattr(derive, "units_mentioning", units_mentioning)
+    monkeypatch.setattr(derive, "judge_units", judge_units)
+    d = _derivation(tmp_path, [header], IncludeIndex({}))
+    by_path = {header.path: header}
+    written = d.post_src / header.path
+    written.parent.mkdir(parents=True)
+    written.write_text(HEADER_NEW)
+    assert d._units({header.path: {0, 1}}, by_path) == {"fs/a.o": "fs/a.c", "fs/b.o": "fs/b.c"}
+    # A round takes a hunk out: the users of what that changes are asked again, no others.
+    written.write_text(HEADER_OLD.replace("return 1;", "return 2;"))
+    assert d._units({header.path: {1}}, by_path) == {"fs/a.o": "fs/a.c"}
+    assert mentioning == [([header.path], {header.path: HEADER_NEW})]
+    assert judging == [{"fs/b.o"}]
+    # Nothing changed since: nothing is judged again, the verdicts stand.
+    assert d._units({header.path: {1}}, by_path) == {"fs/a.o": "fs/a.c"}
+    assert (len(full), len(mentioning)) == (1, 1) and judging[-1] == set()
