@@ -134,6 +134,10 @@ def main() -> int:
             bench = Path(tempfile.mkdtemp(prefix="benchmark-upload-", dir=cache))
             try:
                 cold = _build(i, bench / "cache", bench / "out", f"{i.label}cold", args.jobs)
+                # Kept after each run: a stable's cold update is worth loading even when its
+                # warm run is cut short.
+                if args.keep is not None:
+                    shutil.copytree(bench / "out", args.keep / i.label, dirs_exist_ok=True)
                 warm = _build(i, bench / "cache", bench / "out", f"{i.label}warm", args.jobs)
                 if args.keep is not None:
                     shutil.copytree(bench / "out", args.keep / i.label, dirs_exist_ok=True)
