@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,10 @@ def step(what: str) -> Iterator[None]:
     logger.info("==> %s", what)
     start = time.monotonic()
     yield
-    logger.info("    done in %.1f s", time.monotonic() - start)
+    if threading.current_thread() is threading.main_thread():
+        logger.info("    done in %.1f s", time.monotonic() - start)
+    else:  # beside another step: its own line would not say which step ended
+        logger.info("    done in %.1f s: %s", time.monotonic() - start, what)
 
 
 class Phases:
