@@ -18,10 +18,10 @@ livepatch cannot change the layout of data the running kernel already holds.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +44,6 @@ _INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.MU
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _UNITS_CACHE = ".ksplice-kernel-units.json"
 _INCLUDES_CACHE = ".ksplice-includes.json"
-Hunk = tuple[int, int, int, int]  # pre first line, pre count, post first line, post count
 _SKIPPED_DIRS = {".git", "Documentation", "tools", "samples", "scripts", "debian", "LICENSES"}
 
 
@@ -251,36 +250,27 @@ def _named(header: str) -> tuple[str, str]:
     return "other", ""
 
 
-def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]:
-    """The definitions of `path` that the patch changes, by name; refuses a changed layout.
+def changed_names(path: str, pre: str, post: str) -> set[str]:
+    """The names of `path` whose declarations the change between pre and post changes;
+    refuses a changed struct or union layout, naming it.
 
-    A changed line outside any definition (a declaration, an #if) counts every name on it.
+    Both texts are cut into their top-level items: definitions (macros, functions, types,
+    initialised data) and the declarations between them, each with the #if conditions around
+    it. An item that is on one side only, by its tokens or its conditions, is changed, and so
+    are the names it declares. So comments are no change (a reworded comment inside a struct,
+    a comment line whose words would read as a declaration: "the order is then reversed;"),
+    nor a definition that only moved among its neighbours, while one moved out of an #ifdef
+    is. A changed #if condition changes the items of its group, not the options it tests: a
+    unit testing the same CONFIG_ option itself is not affected by the header's test of it.
     """
+    sides = [Counter(_items(_code(text))) for text in (pre, post)]
     names: set[str] = set()
     layouts: set[str] = set()
-    for text, ranges in (
-        (pre, [(a, n) for a, n, _, _ in hunks]),
-        (post, [(b, n) for _, _, b, n in hunks]),
-    ):
-        defs = definitions(text)
-        lines = text.splitlines()
-        for first, count in ranges:
-            touched = range(first, first + max(count, 1))
-            inside = [d for d in defs if any(d.first <= n <= d.last for n in touched)]
-            for d in inside:
-                if d.kind in ("struct", "union"):
-                    layouts.add(f"{d.kind} {d.name}")
-                elif d.name:
-                    names.add(d.name)
-            covered = {n for d in inside for n in range(d.first, d.last + 1)}
-            for n in touched:
-                if n in covered or not 0 < n <= len(lines):
-                    continue
-                group = _conditional_group(lines, n)
-                if group is None:
-                    names.update(_declared_names(lines[n - 1]))
-                else:
-                    names.update(_names_in(lines, defs, group))
+    for item in (sides[0] - sides[1]) + (sides[1] - sides[0]):
+        if item.kind in ("struct", "union"):
+            layouts.add(f"{item.kind} {item.name}")
+        else:
+            names |= item.names
     if layouts:
         raise RefusedError(
             f"the patch changes the layout of {', '.join(sorted(layouts))} in {path}",
@@ -290,56 +280,99 @@ def changed_names(path: str, pre: str, post: str, hunks: list[Hunk]) -> set[str]
     return names - _C_WORDS
 
 
+@dataclass(frozen=True)
+class _Item:
+    """A top-level definition or declaration of a header, as the comparison sees it."""
+
+    kind: str  # a Definition's kind, or "declaration"
+    name: str
+    names: frozenset[str]  # what it declares
+    text: str  # its #if conditions and tokens: two items are the same when these are
+
+
 _CONDITIONAL = re.compile(r"\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b")
+# A string or character literal (kept: "http://..." holds no comment), or a comment.
+_COMMENT_OR_LITERAL = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', re.DOTALL
+)
+# The #line directives the after tree of an upload carries to keep line numbers: no change.
+_LINE_DIRECTIVE = re.compile(r"^[ \t]*#[ \t]*line\b[^\n]*", re.MULTILINE)
 
 
-def _conditional_group(lines: list[str], n: int) -> tuple[int, int] | None:
-    """The #if ... #endif group (first and last line, 1-based) whose directive is line n.
-
-    A changed condition changes what its group declares, not the macros it tests: the units
-    to judge are those using the group's definitions (a unit testing the same CONFIG_ option
-    itself is not affected by the header's test of it)."""
-    m = _CONDITIONAL.match(lines[n - 1])
-    if m is None:
-        return None
-    opens, closes = ("if", "ifdef", "ifndef"), ("endif",)
-    start = n if m[1] in opens else _matching(lines, n, -1, closes, opens)
-    end = n if m[1] in closes else _matching(lines, n, 1, opens, closes)
-    return start, end
+def _code(text: str) -> str:
+    """`text` with every comment and #line directive blanked, its line breaks kept."""
+    text = _COMMENT_OR_LITERAL.sub(
+        lambda m: m[0] if m[0][0] in "\"'" else re.sub(r"[^\n]", " ", m[0]), text
+    )
+    return _LINE_DIRECTIVE.sub("", text)
 
 
-def _matching(
-    lines: list[str], n: int, step: int, deeper: tuple[str, ...], outer: tuple[str, ...]
-) -> int:
-    """The line of the directive of kind `outer` that closes (step 1) or opens (step -1) the
-    group line n is in, skipping nested groups; n when the file ends first."""
-    depth = 0
-    i = n + step
-    while 0 < i <= len(lines):
-        kind = _CONDITIONAL.match(lines[i - 1])
-        if kind is not None and kind[1] in deeper:
-            depth += 1
-        elif kind is not None and kind[1] in outer:
-            if depth == 0:
-                return i
-            depth -= 1
-        i += step
-    return n
-
-
-def _names_in(lines: list[str], defs: list[Definition], group: tuple[int, int]) -> set[str]:
-    """What a conditional group declares: its definitions (a struct by its tag: whether its
-    layout changes is for the objects' debug info to tell) and the declarations between them."""
-    first, last = group
-    inside = [d for d in defs if first <= d.first and d.last <= last]
-    names = {d.name for d in inside if d.name}
-    covered = {n for d in inside for n in range(d.first, d.last + 1)}
-    for n in range(first, last + 1):
-        line = lines[n - 1]
-        if n in covered or re.match(r"\s*#", line):
+def _items(text: str) -> list[_Item]:
+    lines = text.splitlines()
+    conditions = _conditions(lines)
+    defs = definitions(text)
+    covered = {n for d in defs for n in range(d.first, d.last + 1)}
+    items = []
+    for d in defs:
+        body = "\n".join(lines[d.first - 1 : d.last])
+        if d.name:
+            declared = frozenset({d.name})
+        else:  # static const int table[] = { ... }: named before its initialiser
+            declared = frozenset(_declared_names(body.split("{", 1)[0] + ";"))
+        items.append(_Item(d.kind, d.name, declared, _keyed(conditions[d.first - 1], body)))
+    # The declarations between definitions, each to its `;` (a prototype over several lines
+    # is one), and directives other than conditions (#undef, #include).
+    pending: list[str] = []
+    start = 0
+    for n, line in enumerate(lines, 1):
+        if n in covered or not line.strip() or _CONDITIONAL.match(line):
             continue
-        names.update(_declared_names(line))
-    return names
+        if line.lstrip().startswith("#"):
+            items.append(_declaration(conditions[n - 1], line))
+            continue
+        if not pending:
+            start = n
+        pending.append(line)
+        if line.rstrip().endswith((";", "}")):
+            items.append(_declaration(conditions[start - 1], " ".join(pending)))
+            pending = []
+    if pending:
+        items.append(_declaration(conditions[start - 1], " ".join(pending)))
+    return items
+
+
+def _declaration(conditions: tuple[str, ...], text: str) -> _Item:
+    # `struct foo;` declares an incomplete type, which no code can use but by pointer: adding
+    # one changes no object (it names a tag every unit using that type mentions).
+    declared = set() if _FORWARD.match(text) else _declared_names(text)
+    return _Item("declaration", "", frozenset(declared), _keyed(conditions, text))
+
+
+_FORWARD = re.compile(r"\s*(?:struct|union|enum)\s+[A-Za-z_]\w*\s*;\s*$")
+
+
+def _keyed(conditions: tuple[str, ...], body: str) -> str:
+    return " | ".join(conditions) + " :: " + " ".join(body.replace("\\\n", " ").split())
+
+
+def _conditions(lines: list[str]) -> list[tuple[str, ...]]:
+    """For each line, the conditional groups it is in, outermost first, each as the chain of
+    its directives so far (#ifdef A / #else)."""
+    stack: list[str] = []
+    found = []
+    for line in lines:
+        found.append(tuple(stack))
+        m = _CONDITIONAL.match(line)
+        if m is None:
+            continue
+        directive = " ".join(line.split())
+        if m[1] in ("if", "ifdef", "ifndef"):
+            stack.append(directive)
+        elif m[1] in ("elif", "else") and stack:
+            stack[-1] += " / " + directive
+        elif m[1] == "endif" and stack:
+            stack.pop()
+    return found
 
 
 def _declared_names(line: str) -> set[str]:
@@ -565,7 +598,7 @@ def units_mentioning(
     for header in headers:
         pre_text = _read(tree.source / header) if since is None else since.get(header, "")
         post_text = _read(post_source / header)
-        changed = changed_names(header, pre_text, post_text, _hunks(pre_text, post_text))
+        changed = changed_names(header, pre_text, post_text)
         if not changed:
             continue
         names |= changed
@@ -602,18 +635,3 @@ def judge_units(
         len(init_only),
     )
     return differing
-
-
-def _hunks(pre: str, post: str) -> list[Hunk]:
-    """The changed line ranges between two texts, as diff -U0 gives them; lines that only
-    differ by a #line directive (added to keep line numbers) are no change."""
-    post_lines = post.splitlines()
-    matcher = difflib.SequenceMatcher(None, pre.splitlines(), post_lines, autojunk=False)
-    hunks = []
-    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        if tag == "insert" and all(ln.startswith("#line ") for ln in post_lines[b0:b1]):
-            continue
-        hunks.append((a0 + 1, a1 - a0, b0 + 1, b1 - b0))
-    return hunks

@@ -594,11 +594,11 @@ def _layout_changes(s: Scoped) -> Iterator[tuple[int, str]]:
     change = s.change
     assert change.old is not None and change.new is not None
     old = change.old.decode(errors="replace")
-    new = change.new.decode(errors="replace")
     for h in change.hunks:
-        span = (h.old_start + 1, h.old_end - h.old_start, h.new_start + 1, h.new_end - h.new_start)
         try:
-            changed_names(s.path, old, new, [span])
+            # The old file against itself with this hunk alone: a hunk is refused for what
+            # it changes, not for what another hunk of the same struct does.
+            changed_names(s.path, old, change.text({h.index}).decode(errors="replace"))
         except RefusedError as e:
             yield h.index, e.message
 

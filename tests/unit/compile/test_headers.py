@@ -60,10 +60,8 @@ def test_definitions_with_their_lines() -> None:
     assert found[("function", "foo_twice")] == (twice, twice)
 
 
-def _change(old: str, new: str) -> tuple[str, list[tuple[int, int, int, int]]]:
-    post = HEADER.replace(old, new)
-    n = _line(HEADER, old)
-    return post, [(n, 1, n, 1)]
+def _change(old: str, new: str) -> str:
+    return HEADER.replace(old, new)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +75,7 @@ def _change(old: str, new: str) -> tuple[str, list[tuple[int, int, int, int]]]:
     ids=["inline", "macro", "declaration"],
 )  # fmt: skip
 def test_changed_definitions_by_name(old: str, new: str, names: set[str]) -> None:
-    post, hunks = _change(old, new)
-    assert changed_names("include/foo.h", HEADER, post, hunks) == names
+    assert changed_names("include/foo.h", HEADER, _change(old, new)) == names
 
 
 GUARDED = """\
@@ -103,19 +100,50 @@ extern int bar_register(void);
     ],
     ids=["if", "else"],
 )
-def test_a_changed_condition_changes_what_its_group_declares(old: str, new: str) -> None:
-    # The group's definitions change with its condition; the option it tests is no name a
-    # unit uses through this header (a unit testing CONFIG_BAR_FAST itself is not affected).
-    post = GUARDED.replace(old, new)
-    n = _line(GUARDED, old)
-    names = changed_names("include/bar.h", GUARDED, post, [(n, 1, n, 1)])
-    assert names == {"bar_delay", "bar_poll"}
+def test_a_changed_condition_changes_what_its_groups_declare(old: str, new: str) -> None:
+    # The definitions under a changed condition change with it; the option it tests is no
+    # name a unit uses through this header (a unit testing CONFIG_BAR_FAST itself is not
+    # affected). An #else turned #elif changes the else group only: bar_delay is defined
+    # exactly when it was.
+    names = changed_names("include/bar.h", GUARDED, GUARDED.replace(old, new))
+    assert names == ({"bar_delay", "bar_poll"} if old.startswith("#if") else {"bar_poll"})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("\tlong b;\n", "\tlong b;\t/* in jiffies; see foo_get() */\n", set()),
+        ("extern int", "/*\n * the order is then reversed;\n */\nextern int", set()),
+        ("extern int foo_register(struct foo *f);",
+         "extern int foo_register(struct foo *f,\n\t\t\tint flags);", {"foo_register"}),
+        ("#endif\n", "#ifndef foo_hint\n#define foo_hint(f) 0\n#endif\n\n#endif\n",
+         {"foo_hint"}),
+        ("extern int", '#line 20 "include/foo.h"\nextern int', set()),
+        ("extern int", "struct foo_ops;\nextern int", set()),
+    ],
+    ids=["comment-in-struct", "comment-lines", "prototype-lines", "before-guard-end", "line",
+         "forward-declaration"],
+)  # fmt: skip
+def test_only_what_really_changes_is_named(old: str, new: str, names: set[str]) -> None:
+    # A comment is no change, even one whose words look like a declaration; a new group
+    # added before the include guard's #endif (which diff pairs with the new group's) names
+    # what it defines, not all the file does; the after tree's #line directives are nothing.
+    assert changed_names("include/foo.h", HEADER, _change(old, new)) == names
+
+
+def test_a_declaration_that_moves_changes_only_when_its_conditions_do() -> None:
+    register = "extern int foo_register(struct foo *f);\n"
+    moved = HEADER.replace(register, "").replace(
+        "static inline int foo_get", register + "\nstatic inline int foo_get"
+    )
+    assert changed_names("include/foo.h", HEADER, moved) == set()
+    guarded = HEADER.replace(register, "#ifdef CONFIG_FOO\n" + register + "#endif\n")
+    assert changed_names("include/foo.h", HEADER, guarded) == {"foo_register"}
 
 
 def test_changed_struct_layout_is_refused_naming_it() -> None:
-    post, hunks = _change("long b;", "long b, c;")
     with pytest.raises(RefusedError) as e:
-        changed_names("include/foo.h", HEADER, post, hunks)
+        changed_names("include/foo.h", HEADER, _change("long b;", "long b, c;"))
     assert "struct foo" in e.value.message and "include/foo.h" in e.value.message
 
 
