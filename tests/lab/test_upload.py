@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from ksplice_pkg.cli import main
 from ksplice_pkg.distro.debian import KernelArtifacts, fetch
+from ksplice_pkg.distro.srcpkg import identify, prepare_source
 from ksplice_pkg.elf.reader import read_object
 from ksplice_pkg.errors import KspliceError, VmError
 from ksplice_pkg.vm.capture import capture_kallsyms
@@ -110,6 +111,14 @@ def build_debs(cache: Path, pair: UploadPair, out: Path, update_id: str) -> Buil
     (old,) = (artifacts.root / "debs").glob(f"linux-source-*_{pair.old.version}_all.deb")
     new = uploads.source_deb(cache, pair.new.version)
     return build_upload(cache, pair, old, new, out, update_id)
+
+
+def source_trees(cache: Path, pair: UploadPair) -> tuple[Path, Path]:
+    """The two unpacked linux-source trees of the pair, from the cache build_debs filled."""
+    artifacts = target_of(cache, pair)
+    (old,) = (artifacts.root / "debs").glob(f"linux-source-*_{pair.old.version}_all.deb")
+    new = uploads.source_deb(cache, pair.new.version)
+    return prepare_source(identify(old), cache), prepare_source(identify(new), cache)
 
 
 def assert_explained(built: Built) -> None:
@@ -413,21 +422,66 @@ print(c.recv(16).decode())
 # ---- the stable update (slow: run with -m upload_stable) ---------------------------------
 
 
-def assert_refusals_hold(built: Built) -> None:
+def assert_refusals_hold(built: Built, trees: tuple[Path, Path] | None = None) -> None:
     """Every change left out is one the tool must refuse, with its reason's evidence: a layout
     names its type, a build-system change is a build file, and a symbol the update's code
     refers to but nothing defines is really absent from the module the update links (the
-    stable upload once refused callers of helpers the update itself carried)."""
+    stable upload once refused callers of helpers the update itself carried). Given the two
+    unpacked trees, a header hunk refused for a layout must lie in the body of the type it
+    names, and that body must differ by more than comments between the trees (read here with
+    a brace matcher of this test's own, not the tool's)."""
     carried = {s.name for s in read_object(built.module).symbols if s.is_defined}
     for f in built.report["files"]:
         for item in f["left_out"]:
             if item["reason"] == "layout":
                 assert re.search(r"\b(struct|union) \w+", item["detail"]), item
+                said = re.match(r"the patch changes the layout of (.+) in \S+$", item["detail"])
+                if trees is not None and said is not None and item["hunk"]:
+                    _assert_layout_hunk(trees, f["path"], item["hunk"], said[1].split(", "))
             if item["reason"] == "build-system":
                 assert f["scope"] == "build-system", f
             if item["reason"] == "unknown-symbol":
                 (name,) = re.findall(r"the update refers to (\S+), which", item["detail"])
                 assert name not in carried, item
+
+
+def _assert_layout_hunk(trees: tuple[Path, Path], path: str, hunk: str, types: list[str]) -> None:
+    m = re.match(r"@@ -(\d+),?(\d*) \+(\d+),?(\d*) @@", hunk)
+    assert m is not None, hunk
+    spans = [(int(m[1]), int(m[2] or 1)), (int(m[3]), int(m[4] or 1))]
+    texts = [(tree / path).read_text(errors="replace") for tree in trees]
+    bodies = [{t: _body(text, t) for t in types} for text in texts]
+    inside = [
+        t
+        for t in types
+        if any(
+            body is not None and body[0] <= first + count and first <= body[1]
+            for (first, count), body in zip(spans, (b[t] for b in bodies), strict=True)
+        )
+    ]
+    assert inside, (path, hunk, types, [b for b in bodies])
+    assert any(_tokens(texts[0], bodies[0][t]) != _tokens(texts[1], bodies[1][t]) for t in inside)
+
+
+def _body(text: str, named: str) -> tuple[int, int] | None:
+    """The lines (first, last) of `struct name { ... }` in text, comments aside."""
+    code = re.sub(r"/\*.*?\*/|//[^\n]*", lambda c: re.sub(r"[^\n]", " ", c[0]), text, flags=re.S)
+    opened = re.search(rf"\b{re.escape(named)}\s*\{{", code)
+    if opened is None:
+        return None
+    depth = 0
+    for at in range(opened.end() - 1, len(code)):
+        depth += {"{": 1, "}": -1}.get(code[at], 0)
+        if depth == 0:
+            return code.count("\n", 0, opened.start()) + 1, code.count("\n", 0, at) + 1
+    return None
+
+
+def _tokens(text: str, body: tuple[int, int] | None) -> str:
+    if body is None:
+        return ""
+    lines = text.splitlines()[body[0] - 1 : body[1]]
+    return " ".join(re.sub(r"/\*.*?\*/|//[^\n]*", " ", "\n".join(lines), flags=re.S).split())
 
 
 @pytest.fixture(scope="module")
@@ -442,7 +496,7 @@ def test_stable_update_builds_loads_and_runs_a_workload(stable: Built, cache: Pa
     assert_upload_recorded(stable)
     totals = stable.report["totals"]
     assert totals["changed_files"] > 100 and totals["functions"] > 0, totals
-    assert_refusals_hold(stable)
+    assert_refusals_hold(stable, source_trees(cache, stable.pair))
     # Not the ext4 workload: this upload brings the mballoc code whose NULL folio dereference
     # the next upload fixes (the ext4 one-fix upload), so it would oops the patched kernel.
     assert workload_under(stable, cache, GENERAL_WORKLOAD, wait=120).split() == ["200", "ok"]
