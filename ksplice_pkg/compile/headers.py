@@ -162,6 +162,12 @@ class IncludeIndex:
         # trailing part of the path of two components or more names it.
         for i in range(len(parts) - 1):
             found.update(self.by_spec.get("/".join(parts[i:]), []))
+        # A bare "x86.h" that kbuild finds through the -I of an ancestor directory: kvm's
+        # arch/x86/kvm/mmu/mmu.c includes arch/x86/kvm/x86.h so. Any includer below the
+        # header's directory may mean it (one more candidate costs a judgement, one missed
+        # an unpatched caller).
+        below = header.rpartition("/")[0] + "/"
+        found.update(f for f in self.by_spec.get(parts[-1], []) if f.startswith(below))
         return found
 
     def reach(self, header: str) -> frozenset[str]:

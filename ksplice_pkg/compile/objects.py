@@ -7,6 +7,7 @@ its own: that is what makes object code comparable function by function.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable, Sequence
@@ -77,24 +78,33 @@ def objects_for(
 
 def _header_users(tree: PreparedTree, headers: list[str]) -> list[str]:
     wanted = set(headers)
-    prefix = f"{tree.source}/"
     users: list[str] = []
     for cmd in tree.objdir.rglob(".*.o.cmd"):
-        text = cmd.read_text(errors="replace")
-        if "deps_" not in text:
-            continue
-        # kbuild lists each header a unit includes, by absolute path when building with O=.
-        deps = text.split("deps_", 1)[1]
-        names = {
-            token.removeprefix(prefix).removeprefix("$(srctree)/")
-            for token in re.findall(r"\S+\.h\b", deps)
-        }
-        if names & wanted:
+        if _included(cmd, tree.source) & wanted:
             rel = cmd.relative_to(tree.objdir)
             obj = str(rel.parent / rel.name[1:].removesuffix(".cmd"))
             if not obj.endswith(".mod.o") and (tree.source / obj).with_suffix(".c").exists():
                 users.append(obj)
     return sorted(users)
+
+
+def headers_read(objdir: Path, source: Path, unit: str) -> set[str]:
+    """The headers (relative to source) the compiler read for `unit`, from kbuild's record of
+    its last compile in objdir; empty when there is none."""
+    cmd = objdir / os.path.dirname(unit) / f".{os.path.basename(unit)}.cmd"
+    return _included(cmd, source) if cmd.is_file() else set()
+
+
+def _included(cmd: Path, source: Path) -> set[str]:
+    text = cmd.read_text(errors="replace")
+    if "deps_" not in text:
+        return set()
+    # kbuild lists each header a unit includes, by absolute path when building with O=.
+    prefix = f"{source}/"
+    return {
+        token.removeprefix(prefix).removeprefix("$(srctree)/")
+        for token in re.findall(r"\S+\.h\b", text.split("deps_", 1)[1])
+    }
 
 
 def compile_command(source: Path, objdir: Path, release: str, jobs: int) -> list[str]:

@@ -31,7 +31,7 @@ from ksplice_pkg.compile.headers import (
     units_mentioning,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
-from ksplice_pkg.compile.objects import clone_objdir, compile_command, module_of
+from ksplice_pkg.compile.objects import clone_objdir, compile_command, headers_read, module_of
 from ksplice_pkg.compile.preprocessed import Difference
 from ksplice_pkg.diff.callers import patch_through_callers
 from ksplice_pkg.diff.layout import LayoutError, check_layouts
@@ -553,6 +553,11 @@ class Derivation:
                             and own in self.index.reach(p)]  # fmt: skip
                 reason = reason if reason is not Reason.COMPILE else Reason.NEEDS_LEFT_OUT
                 detail = f"{unit} cannot be patched: {detail}"
+            if not culprits:
+                # A header the include index does not connect to the unit (an include
+                # found through a -I it cannot see): the headers the compiler read for it.
+                read = headers_read(self.post_obj, self.post_src, unit)
+                culprits = [p for p in compiled if by_path[p].scope is Scope.HEADER and p in read]
             if not culprits:
                 raise RefusedError(
                     f"{unit} cannot be patched ({detail}) and no change of the upload was found "

@@ -315,3 +315,11 @@ def test_a_change_to_init_code_alone_is_judged_and_kept_as_such(tmp_path: Path) 
     os.utime(post_src / "fs/a.c", ns=(later, later))
     (why,) = preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1).values()
     assert not why.init_only, why
+
+
+def test_a_bare_quoted_include_reaches_a_header_of_an_ancestor_directory() -> None:
+    # kvm's Makefile adds -I arch/x86/kvm: arch/x86/kvm/mmu/mmu.c's "x86.h" is arch/x86/kvm/x86.h.
+    index = IncludeIndex(
+        {"x86.h": ["arch/x86/kvm/mmu/mmu.c", "drivers/gpu/x.c"], "./arch/x86/kvm/x86.h": []}
+    )
+    assert index.includers("arch/x86/kvm/x86.h") == {"arch/x86/kvm/mmu/mmu.c"}

@@ -11,6 +11,7 @@ from ksplice_pkg.compile.headers import IncludeIndex, KernelBuild
 from ksplice_pkg.compile.kbuild import PreparedTree
 from ksplice_pkg.compile.preprocessed import Difference
 from ksplice_pkg.diff.unit import UnitChange
+from ksplice_pkg.errors import RefusedError
 from ksplice_pkg.module.parts import Part
 from ksplice_pkg.module.shared import SharedNew
 from ksplice_pkg.upload import derive
@@ -256,3 +257,24 @@ def test_a_later_round_judges_again_only_the_users_of_the_header_hunks_taken_out
     # Nothing changed since: nothing is judged again, the verdicts stand.
     assert d._units({header.path: {1}}, by_path) == {"fs/a.o": "fs/a.c"}
     assert (len(full), len(mentioning)) == (1, 1) and judging[-1] == set()
+
+
+def test_a_refused_unit_the_index_does_not_connect_takes_out_the_headers_gcc_read(
+    tmp_path: Path,
+) -> None:
+    header = Scoped(_file("include/linux/x.h", HEADER_OLD, HEADER_NEW), Scope.HEADER)
+    derivation = _derivation(tmp_path, [header], IncludeIndex({}))
+    by_path = {header.path: header}
+    units = {"fs/b.o": "fs/b.c"}
+    refused = {"fs/b.o": (Reason.STATIC_KEY, "fs/b.o: needs a key of module m")}
+    with pytest.raises(RefusedError, match="no change of the upload was found"):
+        derivation._take_out(refused, units, {header.path: {1}}, by_path)
+    # kbuild's record of the after side's compile names the header.
+    cmd = derivation.post_obj / "fs" / ".b.o.cmd"
+    cmd.parent.mkdir(parents=True)
+    cmd.write_text(f"deps_fs/b.o := \\\n  {derivation.post_src}/include/linux/x.h \\\n")
+    accepted = {header.path: {1}}
+    left = derivation._take_out(refused, units, accepted, by_path)
+    assert accepted == {} and [(i.path, i.reason) for i in left] == [
+        ("include/linux/x.h", Reason.STATIC_KEY)
+    ]
