@@ -132,6 +132,7 @@ def main() -> int:
             # A fresh cache per pair for the cold run, on the same filesystem as the real one.
             cache.mkdir(parents=True, exist_ok=True)
             bench = Path(tempfile.mkdtemp(prefix="benchmark-upload-", dir=cache))
+            done = False
             try:
                 cold = _build(i, bench / "cache", bench / "out", f"{i.label}cold", args.jobs)
                 # Kept after each run: a stable's cold update is worth loading even when its
@@ -141,8 +142,12 @@ def main() -> int:
                 warm = _build(i, bench / "cache", bench / "out", f"{i.label}warm", args.jobs)
                 if args.keep is not None:
                     shutil.copytree(bench / "out", args.keep / i.label, dirs_exist_ok=True)
+                done = True
             finally:
-                shutil.rmtree(bench, ignore_errors=True)
+                if done or args.keep is None:
+                    shutil.rmtree(bench, ignore_errors=True)
+                else:  # the after tree, the rounds' record and the objects, to see why
+                    print(f"benchmark-upload: the failed run's cache is kept: {bench}")
             figures.append((i, cold, warm))
     except KspliceError as e:
         print(f"benchmark-upload: error: {e}", file=sys.stderr)
