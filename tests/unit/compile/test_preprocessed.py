@@ -4,6 +4,7 @@ case is compiled on both sides and the objects' code and symbols compared, so a 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from ksplice_pkg.compile import preprocessed
 from ksplice_pkg.compile.preprocessed import (
     code_difference,
     is_init,
@@ -244,3 +246,11 @@ def test_counter_numbers_are_no_code_but_other_numbers_are() -> None:
     assert normalised(pre) != normalised(pre.replace("_1040_", "_1041_"))
     assert normalised(pre) != normalised(pre.replace("quirk_7_7", "quirk_7_8"))
     assert code_difference("int a = 1;", "int a = 2;") is not None
+
+
+def test_a_name_is_found_only_as_a_whole_identifier_in_text_order() -> None:
+    text = "foo_bar(foo); xfoo = foo1 + foo;\nstruct foo *p = &foo"
+    found = preprocessed._whole_words(text, {"foo", "foo_bar"})
+    # The same as a regex alternation with word boundaries (what it replaced, for speed).
+    assert found == [(m.start(), m[0]) for m in re.finditer(r"\b(?:foo_bar|foo)\b", text)]
+    assert [w for _, w in found] == ["foo_bar", "foo", "foo", "foo", "foo"]
