@@ -18,6 +18,7 @@ livepatch cannot change the layout of data the running kernel already holds.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -494,13 +495,14 @@ def preprocessed_differs(
             )  # fmt: skip
         if attempt:
             break
-        # Emptied by an earlier judgement that this one cannot reuse: make them again.
+        # Emptied by an earlier judgement that this one cannot reuse: make them again, but for
+        # an old side whose text was kept.
         stale = [
             path
             for unit in units
             if unanswered(unit)
-            for path in pairs[unit]
-            if path.is_file() and path.stat().st_size == 0
+            for side, path in enumerate(pairs[unit])
+            if path.is_file() and path.stat().st_size == 0 and not (side == 0 and _has_kept(path))
         ]
         if not stale:
             break
@@ -533,9 +535,14 @@ def _difference(kept: list[object]) -> Difference | None:
 
 
 def _judge(job: tuple[str, str, str]) -> tuple[str, Difference | None]:
-    """One unit's verdict (None: the same code), both .i files emptied once read."""
+    """One unit's verdict (None: the same code), both .i files emptied once read; the old
+    side's text is kept compressed first (see `_kept`)."""
     unit, pre_i, post_i = job
     texts = [_read(Path(pre_i)), _read(Path(post_i))]
+    if not texts[0] and _has_kept(Path(pre_i)):
+        texts[0] = gzip.decompress(_kept(Path(pre_i)).read_bytes()).decode()
+    elif texts[0]:
+        _keep(Path(pre_i), texts[0])
     if not all(texts):
         return unit, Difference("not preprocessed on both sides; compiled to be sure")
     why = code_difference(*texts)
@@ -544,6 +551,31 @@ def _judge(job: tuple[str, str, str]) -> tuple[str, Difference | None]:
         os.truncate(path, 0)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     return unit, why
+
+
+def _kept(i_file: Path) -> Path:
+    """Where the text of a judged .i of the old tree is kept, compressed (a tenth of its size).
+    The old tree never changes, so a later round, or the next upload for the same kernel,
+    asking about the unit again preprocesses only the after side: a round that takes out a
+    header hunk nearly every unit inlines judges them all again."""
+    return i_file.with_name(f".{i_file.name}.ksplice.gz")
+
+
+def _keep(i_file: Path, text: str) -> None:
+    kept = _kept(i_file)
+    tmp = kept.with_name(kept.name + ".tmp")
+    tmp.write_bytes(gzip.compress(text.encode(), compresslevel=1, mtime=0))
+    # The copy stands for the .i it was read from: the same time, checked by _has_kept.
+    mtime = i_file.stat().st_mtime_ns
+    os.utime(tmp, ns=(mtime, mtime))
+    os.replace(tmp, kept)
+
+
+def _has_kept(i_file: Path) -> bool:
+    try:
+        return _kept(i_file).stat().st_mtime_ns == i_file.stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def _verdict_key(pair: tuple[Path, Path]) -> list[str]:

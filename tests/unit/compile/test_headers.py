@@ -261,14 +261,37 @@ def test_judged_i_files_are_emptied_and_their_verdict_reused_until_a_source_chan
     # Asked again: make finds both up to date, the kept verdict answers.
     assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == []
     assert [p.stat().st_mtime_ns for p in made] == times
-    # The after side changes: its .i is remade, and the emptied old one too, since this
-    # question has no verdict yet (read empty, it would count as a difference).
+    # The after side changes: its .i is remade; the emptied old one is read from its kept
+    # copy (test below).
     post = post_src / "fs" / "a.c"
     for n, extra, differs in ((1, unused.replace("2", "3"), []), (2, unused, ["fs/a.o"])):
         post.write_text(UNIT.format(n=n, extra=extra))
         later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
         os.utime(post, ns=(later, later))
         assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == differs
+
+
+def test_an_old_side_judged_once_is_read_from_its_kept_copy_not_preprocessed_again(
+    tmp_path: Path,
+) -> None:
+    pre, post_src, post_obj = _i_trees(tmp_path, UNIT.format(n=1, extra=""))
+    assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == []
+    old_i = pre.objdir / "fs/a.i"
+    made = old_i.stat().st_mtime_ns
+    post = post_src / "fs" / "a.c"
+    for n, differs in ((2, ["fs/a.o"]), (1, [])):
+        post.write_text(UNIT.format(n=n, extra=""))
+        later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
+        os.utime(post, ns=(later, later))
+        assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == differs
+        assert old_i.stat().st_mtime_ns == made and old_i.stat().st_size == 0
+    # A copy that is not of the .i as it is now (remade since) is not used: make runs again.
+    old_i.unlink()
+    post.write_text(UNIT.format(n=3, extra=""))
+    later = post_obj.joinpath("fs/a.i").stat().st_mtime_ns + 10**9
+    os.utime(post, ns=(later, later))
+    assert list(preprocessed_differs(pre, post_src, post_obj, ["fs/a.o"], 1)) == ["fs/a.o"]
+    assert old_i.stat().st_mtime_ns != made
 
 
 def test_verdicts_are_kept_as_they_come_so_an_interrupted_judging_resumes(
