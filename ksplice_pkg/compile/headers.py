@@ -416,7 +416,7 @@ class Mentions:
         # changed inline, a macro expanding to it.
         self.users: dict[str, set[str]] = {}
         for header in headers:
-            text = _read(tree_source / header)
+            text = read_source(tree_source / header)
             lines = text.splitlines()
             for d in definitions(text):
                 if d.name:
@@ -440,11 +440,12 @@ class Mentions:
 
     def _of(self, src: str) -> frozenset[str]:
         if src not in self._idents:
-            self._idents[src] = frozenset(_IDENT.findall(_read(self.source / src)))
+            self._idents[src] = frozenset(_IDENT.findall(read_source(self.source / src)))
         return self._idents[src]
 
 
-def _read(path: Path) -> str:
+def read_source(path: Path) -> str:
+    """A source file's text, "" when it cannot be read (absent on one side)."""
     try:
         return path.read_text(errors="replace")
     except OSError:
@@ -538,7 +539,7 @@ def _judge(job: tuple[str, str, str]) -> tuple[str, Difference | None]:
     """One unit's verdict (None: the same code), both .i files emptied once read; the old
     side's text is kept compressed first (see `_kept`)."""
     unit, pre_i, post_i = job
-    texts = [_read(Path(pre_i)), _read(Path(post_i))]
+    texts = [read_source(Path(pre_i)), read_source(Path(post_i))]
     if not texts[0] and _has_kept(Path(pre_i)):
         texts[0] = gzip.decompress(_kept(Path(pre_i)).read_bytes()).decode()
     elif texts[0]:
@@ -554,7 +555,7 @@ def _judge(job: tuple[str, str, str]) -> tuple[str, Difference | None]:
 
 
 def _kept(i_file: Path) -> Path:
-    """Where the text of a judged .i of the old tree is kept, compressed (a tenth of its size).
+    """Where the text of a judged .i of the old tree is kept, compressed (an eighth of its size).
     The old tree never changes, so a later round, or the next upload for the same kernel,
     asking about the unit again preprocesses only the after side: a round that takes out a
     header hunk nearly every unit inlines judges them all again."""
@@ -634,8 +635,8 @@ def units_mentioning(
     mentioned: set[str] = set()
     candidates = 0
     for header in headers:
-        pre_text = _read(tree.source / header) if since is None else since.get(header, "")
-        post_text = _read(post_source / header)
+        pre_text = read_source(tree.source / header) if since is None else since.get(header, "")
+        post_text = read_source(post_source / header)
         changed = changed_names(header, pre_text, post_text)
         if not changed:
             continue

@@ -28,6 +28,7 @@ from ksplice_pkg.compile.headers import (
     changed_names,
     header_users,
     judge_units,
+    read_source,
     units_mentioning,
 )
 from ksplice_pkg.compile.kbuild import PreparedTree, check_make_path
@@ -219,7 +220,9 @@ class Derivation:
         header hunk used by thousands of units (mm_types.h, sched.h) would otherwise have
         every round preprocess them all again, an hour each for a stable update."""
         now = {
-            s.path: _text(self.post_src / s.path) for s in self.scoped if s.scope is Scope.HEADER
+            s.path: read_source(self.post_src / s.path)
+            for s in self.scoped
+            if s.scope is Scope.HEADER
         }
         if self.judged is None:
             verdicts = header_users(
@@ -507,11 +510,7 @@ class Derivation:
                 if other == unit or other in self.unknown:
                     continue
                 if other not in texts:
-                    src = self.post_src / self._source(other)
-                    try:
-                        texts[other] = src.read_text(errors="replace")
-                    except OSError:
-                        texts[other] = ""
+                    texts[other] = read_source(self.post_src / self._source(other))
                 if word.search(texts[other]):
                     waiting[unit] = other
                     break
@@ -616,13 +615,6 @@ def _unbuildable(s: Scoped) -> LeftOut:
     if s.path.endswith(".S"):
         return LeftOut(s.path, None, Reason.ASSEMBLY, "assembly has no ftrace entries")
     return LeftOut(s.path, None, Reason.OTHER, "built, but not as C code")
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def _same_file(a: Path, b: Path) -> bool:
